@@ -1,0 +1,250 @@
+//! The catalog: compiled providers and the route lookup from an HTTP request to an operation.
+//!
+//! Lookup cost does not grow with the number of providers: a known host or gateway prefix selects
+//! the provider through a hash map, and routes are bucketed by method, segment count and first
+//! literal segment.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::compile::rules::{Operation, Provider};
+use crate::compile::{compile_sources, RouteIndex, Source};
+use crate::Diagnostics;
+
+/// Why providers could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A file or directory could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Specs have problems.
+    #[error("{0}")]
+    Invalid(Diagnostics),
+}
+
+/// An operation found for a request, with the captures of its path template.
+#[derive(Debug, Clone)]
+pub struct Match {
+    /// The operation.
+    pub operation: Arc<Operation>,
+    /// Path captures, percent-decoded.
+    pub captures: Vec<(String, String)>,
+}
+
+/// Compiled providers with their route index.
+///
+/// ```
+/// let catalog = specter::Catalog::bundled().unwrap();
+/// let found = catalog.find("POST", Some("api.openai.com"), "/v1/chat/completions", &[]).unwrap();
+/// assert_eq!(&*found.operation.id, "chat");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    providers: Vec<Arc<Provider>>,
+    by_id: HashMap<String, usize>,
+    hosts: HashMap<String, usize>,
+    host_suffixes: Vec<(String, usize)>,
+    global: RouteIndex<(usize, usize)>,
+    local: Vec<RouteIndex<usize>>,
+}
+
+impl Catalog {
+    /// The providers bundled with specter (the `providers/` directory of its source).
+    pub fn bundled() -> Result<Catalog, LoadError> {
+        let sources: Vec<Source> = crate::bundled::PROVIDERS
+            .iter()
+            .map(|(name, text)| Source {
+                name: format!("providers/{name}"),
+                text: (*text).to_string(),
+            })
+            .collect();
+        Catalog::from_sources(&sources).map_err(LoadError::Invalid)
+    }
+
+    /// Loads every `*.yaml` file of a directory, or the given files.
+    pub fn load(paths: &[PathBuf]) -> Result<Catalog, LoadError> {
+        Catalog::from_sources(&read_sources(paths)?).map_err(LoadError::Invalid)
+    }
+
+    /// Compiles sources; all problems are returned at once.
+    pub fn from_sources(sources: &[Source]) -> Result<Catalog, Diagnostics> {
+        let (providers, diags) = compile_sources(sources);
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+        Ok(Catalog::from_providers(providers))
+    }
+
+    /// Builds the index over compiled providers.
+    pub fn from_providers(providers: Vec<Provider>) -> Catalog {
+        let mut catalog = Catalog::default();
+        // Base providers first, so that an unknown host resolves to the original API.
+        let mut providers = providers;
+        providers.sort_by(|a, b| (a.extends.is_some(), &a.id).cmp(&(b.extends.is_some(), &b.id)));
+        for (p, provider) in providers.into_iter().enumerate() {
+            catalog.by_id.insert(provider.id.to_string(), p);
+            for host in &provider.hosts {
+                let host = host.to_ascii_lowercase();
+                match host.strip_prefix('*') {
+                    Some(suffix) => catalog.host_suffixes.push((suffix.to_string(), p)),
+                    None => {
+                        catalog.hosts.entry(host).or_insert(p);
+                    }
+                }
+            }
+            let mut local = RouteIndex::default();
+            for (o, op) in provider.operations.iter().enumerate() {
+                for route in &op.routes {
+                    local.insert(
+                        &route.method,
+                        route.template.clone(),
+                        route.query.clone(),
+                        o,
+                    );
+                    catalog.global.insert(
+                        &route.method,
+                        route.template.clone(),
+                        route.query.clone(),
+                        (p, o),
+                    );
+                }
+            }
+            catalog.local.push(local);
+            catalog.providers.push(Arc::new(provider));
+        }
+        catalog
+    }
+
+    /// The providers, base providers first, then by id.
+    pub fn providers(&self) -> &[Arc<Provider>] {
+        &self.providers
+    }
+
+    /// A provider by id.
+    pub fn provider(&self, id: &str) -> Option<&Arc<Provider>> {
+        self.by_id.get(id).and_then(|&i| self.providers.get(i))
+    }
+
+    /// The provider answering for a host, if any.
+    pub fn provider_for_host(&self, host: &str) -> Option<&Arc<Provider>> {
+        let host = host.to_ascii_lowercase();
+        let index = self.hosts.get(&host).copied().or_else(|| {
+            self.host_suffixes
+                .iter()
+                .find(|(suffix, _)| host.ends_with(suffix.as_str()))
+                .map(|(_, p)| *p)
+        })?;
+        self.providers.get(index)
+    }
+
+    /// Finds the operation for a request. With a known host, only that provider's routes are
+    /// considered; otherwise the first provider (base providers first) with a matching route.
+    pub fn find(
+        &self,
+        method: &str,
+        host: Option<&str>,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Option<Match> {
+        if let Some(provider) = host.and_then(|h| self.provider_for_host(h)) {
+            return self.find_in(&provider.id, method, path, query);
+        }
+        let (&(p, o), captures) = self.global.find(method, path, query).into_iter().next()?;
+        let operation = self.providers.get(p)?.operations.get(o)?.clone();
+        Some(Match {
+            operation,
+            captures,
+        })
+    }
+
+    /// Finds the operation for a request to a given provider (the gateway's `/{provider}/...`).
+    pub fn find_in(
+        &self,
+        provider: &str,
+        method: &str,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Option<Match> {
+        let p = *self.by_id.get(provider)?;
+        let (&o, captures) = self
+            .local
+            .get(p)?
+            .find(method, path, query)
+            .into_iter()
+            .next()?;
+        let operation = self.providers.get(p)?.operations.get(o)?.clone();
+        Some(Match {
+            operation,
+            captures,
+        })
+    }
+
+    /// An operation by `provider/id` or `provider/sdk-method` (e.g. `openai/chat.completions.create`).
+    pub fn operation(&self, name: &str) -> Option<Arc<Operation>> {
+        let (provider, op) = name.split_once('/')?;
+        let provider = self.provider(provider)?;
+        provider
+            .operations
+            .iter()
+            .find(|o| &*o.id == op)
+            .or_else(|| {
+                provider
+                    .operations
+                    .iter()
+                    .find(|o| o.sdk_methods.iter().any(|m| m == op))
+            })
+            .cloned()
+    }
+}
+
+/// Reads provider files: each path is a file, or a directory whose `*.yaml`/`*.yml` files are read
+/// in name order.
+pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<Source>, LoadError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|source| LoadError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        if meta.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|source| LoadError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| is_yaml(p))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(Source {
+                name: path.display().to_string(),
+                text,
+            })
+        })
+        .collect()
+}
+
+fn is_yaml(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
+}

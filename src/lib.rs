@@ -1,0 +1,25 @@
+//! specter: declarative OpenTelemetry instrumentation for LLM provider APIs.
+//!
+//! Each provider is a YAML spec (see [`spec`]) listing the operations to instrument, JSONPath
+//! rules from request and response bodies to span attributes, and how streamed chunks fold into
+//! the response. The pipeline:
+//!
+//! ```text
+//! providers/*.yaml ─▶ spec (serde types) ─▶ compile (checked, JSONPaths parsed once) ─▶ Catalog
+//! exchange (method, url, headers, bodies) ─▶ Catalog::find ─▶ engine::extract ─▶ Record
+//! Record ─▶ dialect (semconv / agentops / openinference attributes) ─▶ telemetry (span + metrics)
+//! ```
+//!
+//! ```
+//! let catalog = specter::Catalog::bundled().unwrap();
+//! assert!(catalog.provider("openai").is_some());
+//! ```
+
+pub mod bundled;
+pub mod catalog;
+pub mod compile;
+pub mod diagnostic;
+pub mod spec;
+
+pub use catalog::{Catalog, LoadError, Match};
+pub use diagnostic::{Diagnostic, Diagnostics};

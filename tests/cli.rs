@@ -1,0 +1,85 @@
+//! The `specter` command's interface: exit codes, output and error messages.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::process::{Command, Output};
+
+fn specter(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_specter"))
+        .args(args)
+        .env_remove("SPECTER_PROVIDERS")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn validate_exit_codes_and_messages() {
+    let ok = specter(&["validate", "providers/"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).starts_with("ok: 1 provider(s), 3 operation(s) in 1 file(s)"));
+
+    let bad = specter(&["validate", "tests/specs/broken/unknown_key.yaml"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(
+        text(&bad.stderr),
+        "tests/specs/broken/unknown_key.yaml:3:1: operatons: unknown key `operatons`\n  help: did you mean `operations`?\nerror: 1 problem(s) in provider specs\n"
+    );
+
+    let missing = specter(&["validate", "no/such/dir"]);
+    assert_eq!(missing.status.code(), Some(2));
+    let err = text(&missing.stderr);
+    assert!(err.starts_with("error: cannot read no/such/dir: "), "{err}");
+    assert!(
+        err.contains("help: pass an existing providers directory or YAML file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn schema_prints_the_committed_schema() {
+    let out = specter(&["schema"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout),
+        std::fs::read_to_string("schemas/provider.schema.json").unwrap()
+    );
+}
+
+#[test]
+fn list_shows_operations_and_routes() {
+    let table = text(&specter(&["list"]).stdout);
+    let chat = table
+        .lines()
+        .find(|l| l.starts_with("openai") && l.contains(" chat "))
+        .unwrap();
+    assert!(
+        chat.contains("sse") && chat.ends_with("POST /v1/chat/completions"),
+        "{chat}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&specter(&["list", "--format", "json"]).stdout).unwrap();
+    let embeddings = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["operation"] == "embeddings")
+        .unwrap();
+    assert_eq!(
+        embeddings["routes"],
+        serde_json::json!(["POST /v1/embeddings"])
+    );
+    assert_eq!(embeddings["stream"], serde_json::Value::Null);
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in ["validate", "schema", "list"] {
+        let out = specter(&[cmd, "--help"]);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(text(&out.stdout).contains("Usage: specter"), "{cmd}");
+    }
+}
