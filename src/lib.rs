@@ -19,6 +19,9 @@ pub mod bundled;
 pub mod catalog;
 pub mod compile;
 pub mod diagnostic;
+pub mod dialect;
+pub mod engine;
+pub mod offline;
 pub mod spec;
 
 pub use catalog::{Catalog, LoadError, Match};

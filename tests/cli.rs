@@ -1,6 +1,11 @@
 //! The `specter` command's interface: exit codes, output and error messages.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::process::{Command, Output};
 
@@ -77,9 +82,54 @@ fn list_shows_operations_and_routes() {
 
 #[test]
 fn every_command_has_help() {
-    for cmd in ["validate", "schema", "list"] {
+    for cmd in ["validate", "schema", "list", "extract"] {
         let out = specter(&[cmd, "--help"]);
         assert_eq!(out.status.code(), Some(0));
         assert!(text(&out.stdout).contains("Usage: specter"), "{cmd}");
     }
+}
+
+#[test]
+fn extract_prints_the_span_and_reports_errors() {
+    let dir = "tests/fixtures/openai/chat_error_404_model";
+    let out = specter(&[
+        "extract",
+        "--url",
+        "https://api.openai.com/v1/chat/completions",
+        "--status",
+        "404",
+        "--request",
+        &format!("{dir}/request.json"),
+        "--response",
+        &format!("{dir}/response.json"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["span"]["name"], "chat this-model-does-not-exist");
+    assert_eq!(json["span"]["status"]["code"], "error");
+    assert_eq!(json["span"]["attributes"]["error.type"], "model_not_found");
+    assert_eq!(json["span"]["events"][0]["name"], "exception");
+
+    let none = specter(&[
+        "extract",
+        "--method",
+        "GET",
+        "--url",
+        "https://api.openai.com/v1/models",
+    ]);
+    assert_eq!(none.status.code(), Some(1));
+    assert_eq!(
+        text(&none.stderr),
+        "error: no operation matches GET https://api.openai.com/v1/models\nhelp: `specter list` shows the routes of every provider\n"
+    );
+
+    let unreadable = specter(&[
+        "extract",
+        "--url",
+        "https://api.openai.com/v1/embeddings",
+        "--request",
+        "no/such/file.json",
+    ]);
+    assert_eq!(unreadable.status.code(), Some(2));
+    assert!(text(&unreadable.stderr).starts_with("error: cannot read no/such/file.json: "));
 }

@@ -1,7 +1,12 @@
 //! Spec loading: the broken-spec corpus (rendered diagnostics, snapshot-tested), the committed
 //! schema, and the bundled provider list.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,6 @@
 //! Command-line interface: argument parsing and one file per subcommand.
 
+mod extract;
 mod list;
 mod schema;
 mod validate;
@@ -31,6 +32,11 @@ enum Command {
     Schema,
     /// List providers, their operations and routes.
     List(list::Args),
+    /// Extract the span specter would emit for one recorded exchange, as JSON.
+    ///
+    /// Exit status: 0 on success, 1 when no operation matches the method and URL, 2 when a file
+    /// cannot be read.
+    Extract(extract::Args),
 }
 
 /// Where providers come from: a directory or files, or the bundled set.
@@ -76,5 +82,6 @@ pub fn run() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Schema => schema::run(),
         Command::List(args) => list::run(&args),
+        Command::Extract(args) => extract::run(&args),
     }
 }

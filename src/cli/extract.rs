@@ -1,0 +1,83 @@
+//! `specter extract`: one recorded exchange → the span and metric points specter would emit, as
+//! JSON. A stable interface for scripts and spec authors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use specter::offline::{extract, ExtractError, Recorded};
+
+/// Arguments of `specter extract`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// HTTP method of the request.
+    #[arg(long, default_value = "POST")]
+    method: String,
+    /// Full URL of the request, e.g. `https://api.openai.com/v1/chat/completions`.
+    #[arg(long)]
+    url: String,
+    /// HTTP status of the response.
+    #[arg(long, default_value_t = 200)]
+    status: u16,
+    /// File holding the request body.
+    #[arg(long, value_name = "FILE")]
+    request: Option<PathBuf>,
+    /// File holding the response body as received.
+    #[arg(long, value_name = "FILE")]
+    response: Option<PathBuf>,
+    /// Leave message content out of the span.
+    #[arg(long)]
+    no_content: bool,
+    #[command(flatten)]
+    providers: super::ProviderArgs,
+}
+
+/// Extracts and prints.
+pub fn run(args: &Args) -> ExitCode {
+    let catalog = match args.providers.catalog() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let read = |path: &Option<PathBuf>| -> Result<Vec<u8>, ExitCode> {
+        match path {
+            None => Ok(Vec::new()),
+            Some(p) => std::fs::read(p).map_err(|e| {
+                eprintln!("error: cannot read {}: {e}", p.display());
+                ExitCode::from(2)
+            }),
+        }
+    };
+    let (request, response) = match (read(&args.request), read(&args.response)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let exchange = Recorded {
+        method: &args.method,
+        url: &args.url,
+        status: args.status,
+        request: &request,
+        response: &response,
+    };
+    let output = match extract(&catalog, &exchange, !args.no_content) {
+        Ok(output) => output,
+        Err(e @ ExtractError::BadUrl(_)) => {
+            eprintln!("error: {e}");
+            eprintln!("help: pass the URL the request was sent to, e.g. https://api.openai.com/v1/chat/completions");
+            return ExitCode::from(2);
+        }
+        Err(e @ ExtractError::NoMatch { .. }) => {
+            eprintln!("error: {e}");
+            eprintln!("help: `specter list` shows the routes of every provider");
+            return ExitCode::from(1);
+        }
+    };
+    match serde_json::to_string_pretty(&output) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

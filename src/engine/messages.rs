@@ -1,0 +1,129 @@
+//! Message rules → the role/parts JSON of the GenAI semantic conventions.
+
+use serde_json::{Map, Value as Json};
+
+use super::eval::{eval, holds, Scope};
+use crate::compile::rules::{MessageRule, PartRule, ToolRule};
+use crate::spec::PartType;
+
+/// Messages produced by rules, in rule order then document order; `None` when there are none.
+pub fn messages(rules: &[MessageRule], scope: &Scope<'_>) -> Option<Json> {
+    let mut out = Vec::new();
+    for rule in rules {
+        let mut items = Vec::new();
+        match &rule.each {
+            Some(path) => path.select(scope.doc, &mut items),
+            None => items.push(scope.doc),
+        }
+        for item in items {
+            let item_scope = scope.with_doc(item);
+            if rule.when.as_ref().is_some_and(|c| !holds(c, &item_scope)) {
+                continue;
+            }
+            let mut message = Map::new();
+            if let Some(role) = rule.role.as_ref().and_then(|v| eval(v, &item_scope)) {
+                message.insert("role".into(), role);
+            }
+            let parts = parts(&rule.parts, &item_scope);
+            message.insert("parts".into(), Json::Array(parts));
+            if let Some(name) = rule.name.as_ref().and_then(|v| eval(v, &item_scope)) {
+                message.insert("name".into(), name);
+            }
+            if let Some(reason) = rule
+                .finish_reason
+                .as_ref()
+                .and_then(|v| eval(v, &item_scope))
+            {
+                message.insert("finish_reason".into(), reason);
+            }
+            out.push(Json::Object(message));
+        }
+    }
+    (!out.is_empty()).then_some(Json::Array(out))
+}
+
+/// Parts produced by part rules on one message.
+pub fn parts(rules: &[PartRule], scope: &Scope<'_>) -> Vec<Json> {
+    let mut out = Vec::new();
+    for rule in rules {
+        let mut items = Vec::new();
+        match &rule.each {
+            Some(path) => path.select(scope.doc, &mut items),
+            None => items.push(scope.doc),
+        }
+        for item in items {
+            let item_scope = scope.with_doc(item);
+            if rule.when.as_ref().is_some_and(|c| !holds(c, &item_scope)) {
+                continue;
+            }
+            let mut part = Map::new();
+            part.insert(
+                "type".into(),
+                Json::String(part_type(rule.part_type).into()),
+            );
+            for (name, value) in &rule.fields {
+                if let Some(v) = eval(value, &item_scope) {
+                    part.insert((*name).into(), v);
+                }
+            }
+            if part.contains_key(rule.required) {
+                out.push(Json::Object(part));
+            }
+        }
+    }
+    out
+}
+
+/// System instruction parts; `None` when there are none.
+pub fn system_instructions(rules: &[PartRule], scope: &Scope<'_>) -> Option<Json> {
+    let parts = parts(rules, scope);
+    (!parts.is_empty()).then_some(Json::Array(parts))
+}
+
+/// Tool definitions; `None` when there are none.
+pub fn tool_definitions(rules: &[ToolRule], scope: &Scope<'_>) -> Option<Json> {
+    let mut out = Vec::new();
+    for rule in rules {
+        let mut items = Vec::new();
+        rule.each.select(scope.doc, &mut items);
+        for item in items {
+            let item_scope = scope.with_doc(item);
+            if rule.when.as_ref().is_some_and(|c| !holds(c, &item_scope)) {
+                continue;
+            }
+            let Some(name) = eval(&rule.name, &item_scope) else {
+                continue;
+            };
+            let tool_type = rule
+                .tool_type
+                .as_ref()
+                .and_then(|v| eval(v, &item_scope))
+                .unwrap_or_else(|| Json::String("function".into()));
+            let mut tool = Map::new();
+            tool.insert("type".into(), tool_type);
+            tool.insert("name".into(), name);
+            if let Some(d) = rule.description.as_ref().and_then(|v| eval(v, &item_scope)) {
+                tool.insert("description".into(), d);
+            }
+            if let Some(p) = rule.parameters.as_ref().and_then(|v| eval(v, &item_scope)) {
+                tool.insert("parameters".into(), p);
+            }
+            out.push(Json::Object(tool));
+        }
+    }
+    (!out.is_empty()).then_some(Json::Array(out))
+}
+
+fn part_type(t: PartType) -> &'static str {
+    match t {
+        PartType::Text => "text",
+        PartType::ToolCall => "tool_call",
+        PartType::ToolCallResponse => "tool_call_response",
+        PartType::Reasoning => "reasoning",
+        PartType::Blob => "blob",
+        PartType::Uri => "uri",
+        PartType::File => "file",
+        PartType::ServerToolCall => "server_tool_call",
+        PartType::ServerToolCallResponse => "server_tool_call_response",
+    }
+}

@@ -1,0 +1,196 @@
+//! The engine: a pure function from one HTTP exchange and its compiled operation to a [`Record`].
+//!
+//! Phases are explicit: [`request_phase`] runs when the call starts (the attributes sampling may
+//! need: operation, provider, model, server address), [`response_phase`] when the response (or the
+//! response rebuilt from a stream) is complete. Nothing here fails: a missing field emits nothing,
+//! a body that is not JSON is recorded as a problem and skipped.
+
+mod eval;
+mod messages;
+mod record;
+mod target;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use crate::compile::rules::{Operation, TemplatePiece};
+pub use eval::Scope;
+pub use record::{ErrorInfo, Record};
+pub use target::HttpTarget;
+
+/// The request side of an exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Where the request went.
+    pub target: &'a HttpTarget,
+    /// Request headers (any case).
+    pub headers: &'a [(String, String)],
+    /// The request body as parsed JSON (`Null` when empty or not JSON).
+    pub body: &'a Json,
+    /// Path captures of the matched route.
+    pub captures: &'a [(String, String)],
+}
+
+/// The response side of an exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct Response<'a> {
+    /// HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// Response headers (any case).
+    pub headers: &'a [(String, String)],
+    /// The response body (or rebuilt stream response) as JSON (`Null` when none).
+    pub body: &'a Json,
+}
+
+/// Parses a body as JSON, recording a problem when it is not JSON. An empty body is `Null`.
+pub fn parse_body(bytes: &[u8], what: &str, problems: &mut Vec<String>) -> Json {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Json::Null;
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            problems.push(format!("{what} body is not JSON: {e}"));
+            Json::Null
+        }
+    }
+}
+
+/// Runs the request phase: the span's name and its start attributes and input content.
+pub fn request_phase(op: &Operation, request: &Request<'_>) -> Record {
+    let scope = Scope {
+        doc: request.body,
+        request: request.body,
+        response: &Json::Null,
+        captures: request.captures,
+        headers: request.headers,
+        query: &request.target.query,
+    };
+    let mut attributes = BTreeMap::new();
+    attributes.insert(
+        "gen_ai.operation.name".into(),
+        Json::String(op.operation_name.to_string()),
+    );
+    attributes.insert(
+        "gen_ai.provider.name".into(),
+        Json::String(op.provider_name.to_string()),
+    );
+    if !request.target.host.is_empty() {
+        attributes.insert(
+            "server.address".into(),
+            Json::String(request.target.host.clone()),
+        );
+    }
+    if let Some(port) = request.target.port() {
+        attributes.insert("server.port".into(), Json::Number(port.into()));
+    }
+    for (key, value) in &op.request.attributes {
+        if let Some(v) = eval::eval(value, &scope) {
+            attributes.insert(key.to_string(), v);
+        }
+    }
+    let span_name = render_template(op, &attributes);
+    Record {
+        provider: op.provider.clone(),
+        operation: op.id.clone(),
+        span_name,
+        client_span: op.client_span,
+        input_messages: messages::messages(&op.request.input_messages, &scope),
+        system_instructions: messages::system_instructions(&op.request.system_instructions, &scope),
+        tool_definitions: messages::tool_definitions(&op.request.tool_definitions, &scope),
+        attributes,
+        output_messages: None,
+        error: None,
+        problems: Vec::new(),
+    }
+}
+
+/// Runs the response and error phases on a record started by [`request_phase`].
+pub fn response_phase(
+    op: &Operation,
+    record: &mut Record,
+    request: &Request<'_>,
+    response: &Response<'_>,
+) {
+    let scope = Scope {
+        doc: response.body,
+        request: request.body,
+        response: response.body,
+        captures: request.captures,
+        headers: response.headers,
+        query: &request.target.query,
+    };
+    for (key, value) in &op.response.attributes {
+        if let Some(v) = eval::eval(value, &scope) {
+            record.attributes.insert(key.to_string(), v);
+        }
+    }
+    record.output_messages = messages::messages(&op.response.output_messages, &scope);
+    let failed_status = response.status.is_some_and(|s| !(200..300).contains(&s));
+    let failed_body = op
+        .error
+        .when
+        .as_ref()
+        .is_some_and(|c| eval::holds(c, &scope));
+    if !(failed_status || failed_body) {
+        return;
+    }
+    for (key, value) in &op.error.attributes {
+        if let Some(v) = eval::eval(value, &scope) {
+            record.attributes.insert(key.to_string(), v);
+        }
+    }
+    let error_type = op
+        .error
+        .error_type
+        .as_ref()
+        .and_then(|v| eval::eval(v, &scope))
+        .map(|v| match v {
+            Json::String(s) => s,
+            other => other.to_string(),
+        })
+        .or_else(|| {
+            response
+                .status
+                .filter(|_| failed_status)
+                .map(|s| s.to_string())
+        })
+        .unwrap_or_else(|| "_OTHER".to_string());
+    let message = op
+        .error
+        .message
+        .as_ref()
+        .and_then(|v| eval::eval(v, &scope))
+        .map(|v| match v {
+            Json::String(s) => s,
+            other => other.to_string(),
+        });
+    record
+        .attributes
+        .insert("error.type".into(), Json::String(error_type.clone()));
+    record.error = Some(ErrorInfo {
+        error_type,
+        message,
+    });
+}
+
+fn render_template(op: &Operation, attributes: &BTreeMap<String, Json>) -> String {
+    let mut out = String::new();
+    for piece in &op.span_name.pieces {
+        match piece {
+            TemplatePiece::Literal(text) => out.push_str(text),
+            TemplatePiece::Var(key) => match attributes.get(key) {
+                Some(Json::String(s)) => out.push_str(s),
+                Some(other) => out.push_str(&other.to_string()),
+                None => {
+                    // Leave the variable out together with the space before it.
+                    if out.ends_with(' ') {
+                        out.pop();
+                    }
+                }
+            },
+        }
+    }
+    out.trim().to_string()
+}

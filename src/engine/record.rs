@@ -1,0 +1,43 @@
+//! The canonical record of one exchange: what extraction produces and dialects render.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+/// Everything extracted from one exchange, deterministic for a given input.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    /// Provider id.
+    pub provider: Arc<str>,
+    /// Operation id.
+    pub operation: Arc<str>,
+    /// Span name.
+    pub span_name: String,
+    /// CLIENT (true) or INTERNAL span.
+    pub client_span: bool,
+    /// Attributes by key (semconv names), JSON scalars or arrays.
+    pub attributes: BTreeMap<String, Json>,
+    /// `gen_ai.input.messages`.
+    pub input_messages: Option<Json>,
+    /// `gen_ai.output.messages`.
+    pub output_messages: Option<Json>,
+    /// `gen_ai.system_instructions`.
+    pub system_instructions: Option<Json>,
+    /// `gen_ai.tool.definitions`.
+    pub tool_definitions: Option<Json>,
+    /// Set when the call failed.
+    pub error: Option<ErrorInfo>,
+    /// Problems met and skipped (non-JSON bodies, bad chunks).
+    pub problems: Vec<String>,
+}
+
+/// A failed call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorInfo {
+    /// `error.type`.
+    pub error_type: String,
+    /// The provider's message.
+    pub message: Option<String>,
+}

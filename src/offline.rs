@@ -1,0 +1,116 @@
+//! Offline extraction: one recorded exchange (method, URL, status, body files) to the span JSON
+//! that `specter extract` prints and the fixture tests snapshot.
+
+use serde_json::{json, Value as Json};
+
+use crate::engine::{self, HttpTarget, Request, Response};
+use crate::Catalog;
+
+/// Why an exchange could not be extracted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtractError {
+    /// The URL is not an absolute http(s) URL.
+    #[error("`{0}` is not an absolute http(s) URL")]
+    BadUrl(String),
+    /// No operation matches.
+    #[error("no operation matches {method} {url}")]
+    NoMatch {
+        /// The method.
+        method: String,
+        /// The URL.
+        url: String,
+    },
+}
+
+/// A recorded exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded<'a> {
+    /// HTTP method.
+    pub method: &'a str,
+    /// Full URL.
+    pub url: &'a str,
+    /// Response status.
+    pub status: u16,
+    /// Request body bytes.
+    pub request: &'a [u8],
+    /// Response body bytes as received.
+    pub response: &'a [u8],
+}
+
+/// Extracts the span of a recorded exchange as the JSON object of `specter extract`.
+///
+/// ```
+/// let catalog = specter::Catalog::bundled().unwrap();
+/// let exchange = specter::offline::Recorded {
+///     method: "POST",
+///     url: "https://api.openai.com/v1/embeddings",
+///     status: 200,
+///     request: br#"{"model": "text-embedding-3-small", "input": "hi"}"#,
+///     response: br#"{"model": "text-embedding-3-small", "usage": {"prompt_tokens": 1}}"#,
+/// };
+/// let out = specter::offline::extract(&catalog, &exchange, true).unwrap();
+/// assert_eq!(out["span"]["name"], "embeddings text-embedding-3-small");
+/// assert_eq!(out["span"]["attributes"]["gen_ai.usage.input_tokens"], 1);
+/// ```
+pub fn extract(
+    catalog: &Catalog,
+    exchange: &Recorded<'_>,
+    content: bool,
+) -> Result<Json, ExtractError> {
+    let target =
+        HttpTarget::parse(exchange.url).ok_or_else(|| ExtractError::BadUrl(exchange.url.into()))?;
+    let method = exchange.method.to_ascii_uppercase();
+    let found = catalog
+        .find(&method, Some(&target.host), &target.path, &target.query)
+        .ok_or_else(|| ExtractError::NoMatch {
+            method: method.clone(),
+            url: exchange.url.into(),
+        })?;
+    let mut problems = Vec::new();
+    let request_body = engine::parse_body(exchange.request, "request", &mut problems);
+    let response_body = engine::parse_body(exchange.response, "response", &mut problems);
+    let op = &found.operation;
+    let request = Request {
+        target: &target,
+        headers: &[],
+        body: &request_body,
+        captures: &found.captures,
+    };
+    let mut record = engine::request_phase(op, &request);
+    let response = Response {
+        status: Some(exchange.status),
+        headers: &[],
+        body: &response_body,
+    };
+    engine::response_phase(op, &mut record, &request, &response);
+    record.problems.extend(problems);
+    let attributes = crate::dialect::semconv(&record, content);
+    let status = match &record.error {
+        Some(e) => {
+            json!({"code": "error", "message": e.message.clone().unwrap_or_else(|| e.error_type.clone())})
+        }
+        None => json!({"code": "unset"}),
+    };
+    let events: Vec<Json> = record
+        .error
+        .iter()
+        .map(|e| {
+            json!({"name": "exception", "attributes": {
+                "exception.type": e.error_type,
+                "exception.message": e.message.clone().unwrap_or_default(),
+            }})
+        })
+        .collect();
+    Ok(json!({
+        "provider": &*record.provider,
+        "operation": &*record.operation,
+        "span": {
+            "name": record.span_name,
+            "kind": if record.client_span { "client" } else { "internal" },
+            "status": status,
+            "attributes": attributes,
+            "events": events,
+        },
+        "problems": record.problems,
+    }))
+}
