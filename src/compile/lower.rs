@@ -665,10 +665,7 @@ impl Lowerer {
             if !allowed.contains(&name) {
                 self.problem(
                     ptr(pointer, name),
-                    format!(
-                        "a `{}` part has no `{name}` field",
-                        part_type_name(spec.part_type)
-                    ),
+                    format!("a `{}` part has no `{name}` field", spec.part_type.as_str()),
                     Some(format!(
                         "its fields are {}",
                         allowed
@@ -687,10 +684,7 @@ impl Lowerer {
         if !fields.iter().any(|(n, _)| *n == required) {
             self.problem(
                 pointer.into(),
-                format!(
-                    "a `{}` part needs `{required}`",
-                    part_type_name(spec.part_type)
-                ),
+                format!("a `{}` part needs `{required}`", spec.part_type.as_str()),
                 None,
             );
         }
@@ -937,18 +931,4 @@ struct Shared<'a> {
 enum PhaseKind {
     Request,
     Response,
-}
-
-fn part_type_name(t: PartType) -> &'static str {
-    match t {
-        PartType::Text => "text",
-        PartType::ToolCall => "tool_call",
-        PartType::ToolCallResponse => "tool_call_response",
-        PartType::Reasoning => "reasoning",
-        PartType::Blob => "blob",
-        PartType::Uri => "uri",
-        PartType::File => "file",
-        PartType::ServerToolCall => "server_tool_call",
-        PartType::ServerToolCallResponse => "server_tool_call_response",
-    }
 }

@@ -4,18 +4,12 @@ use serde_json::{Map, Value as Json};
 
 use super::eval::{eval, holds, Scope};
 use crate::compile::rules::{MessageRule, PartRule, ToolRule};
-use crate::spec::PartType;
 
 /// Messages produced by rules, in rule order then document order; `None` when there are none.
 pub fn messages(rules: &[MessageRule], scope: &Scope<'_>) -> Option<Json> {
     let mut out = Vec::new();
     for rule in rules {
-        let mut items = Vec::new();
-        match &rule.each {
-            Some(path) => path.select(scope.doc, &mut items),
-            None => items.push(scope.doc),
-        }
-        for item in items {
+        for item in items(rule.each.as_ref(), scope.doc) {
             let item_scope = scope.with_doc(item);
             if rule.when.as_ref().is_some_and(|c| !holds(c, &item_scope)) {
                 continue;
@@ -42,25 +36,27 @@ pub fn messages(rules: &[MessageRule], scope: &Scope<'_>) -> Option<Json> {
     (!out.is_empty()).then_some(Json::Array(out))
 }
 
+/// The items `each` selects, or the document itself.
+fn items<'a>(each: Option<&crate::compile::JsonPath>, doc: &'a Json) -> Vec<&'a Json> {
+    let mut found = Vec::new();
+    match each {
+        Some(path) => path.select(doc, &mut found),
+        None => found.push(doc),
+    }
+    found
+}
+
 /// Parts produced by part rules on one message.
 pub fn parts(rules: &[PartRule], scope: &Scope<'_>) -> Vec<Json> {
     let mut out = Vec::new();
     for rule in rules {
-        let mut items = Vec::new();
-        match &rule.each {
-            Some(path) => path.select(scope.doc, &mut items),
-            None => items.push(scope.doc),
-        }
-        for item in items {
+        for item in items(rule.each.as_ref(), scope.doc) {
             let item_scope = scope.with_doc(item);
             if rule.when.as_ref().is_some_and(|c| !holds(c, &item_scope)) {
                 continue;
             }
             let mut part = Map::new();
-            part.insert(
-                "type".into(),
-                Json::String(part_type(rule.part_type).into()),
-            );
+            part.insert("type".into(), Json::String(rule.part_type.as_str().into()));
             for (name, value) in &rule.fields {
                 if let Some(v) = eval(value, &item_scope) {
                     part.insert((*name).into(), v);
@@ -112,18 +108,4 @@ pub fn tool_definitions(rules: &[ToolRule], scope: &Scope<'_>) -> Option<Json> {
         }
     }
     (!out.is_empty()).then_some(Json::Array(out))
-}
-
-fn part_type(t: PartType) -> &'static str {
-    match t {
-        PartType::Text => "text",
-        PartType::ToolCall => "tool_call",
-        PartType::ToolCallResponse => "tool_call_response",
-        PartType::Reasoning => "reasoning",
-        PartType::Blob => "blob",
-        PartType::Uri => "uri",
-        PartType::File => "file",
-        PartType::ServerToolCall => "server_tool_call",
-        PartType::ServerToolCallResponse => "server_tool_call_response",
-    }
 }
