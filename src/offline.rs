@@ -33,9 +33,14 @@ pub struct Recorded<'a> {
     pub status: u16,
     /// Request body bytes.
     pub request: &'a [u8],
-    /// Response body bytes as received.
+    /// Response body bytes as received (JSON, or a stream body).
     pub response: &'a [u8],
+    /// The response's content type, when known.
+    pub content_type: Option<&'a str>,
 }
+
+/// Text accumulated from a stream is capped at this many bytes by default.
+pub const DEFAULT_TEXT_CAP: usize = 1 << 20;
 
 /// Extracts the span of a recorded exchange as the JSON object of `specter extract`.
 ///
@@ -47,6 +52,7 @@ pub struct Recorded<'a> {
 ///     status: 200,
 ///     request: br#"{"model": "text-embedding-3-small", "input": "hi"}"#,
 ///     response: br#"{"model": "text-embedding-3-small", "usage": {"prompt_tokens": 1}}"#,
+///     content_type: None,
 /// };
 /// let out = specter::offline::extract(&catalog, &exchange, true).unwrap();
 /// assert_eq!(out["span"]["name"], "embeddings text-embedding-3-small");
@@ -68,7 +74,6 @@ pub fn extract(
         })?;
     let mut problems = Vec::new();
     let request_body = engine::parse_body(exchange.request, "request", &mut problems);
-    let response_body = engine::parse_body(exchange.response, "response", &mut problems);
     let op = &found.operation;
     let request = Request {
         target: &target,
@@ -77,12 +82,29 @@ pub fn extract(
         captures: &found.captures,
     };
     let mut record = engine::request_phase(op, &request);
+    let success = (200..300).contains(&exchange.status);
+    let stream = engine::stream_for(op, &request, exchange.content_type).filter(|_| success);
+    let folded =
+        stream.map(|s| engine::fold_body(s, &request_body, exchange.response, DEFAULT_TEXT_CAP));
+    let response_body = match &folded {
+        // A stream that held no chunk may be a plain JSON answer after all.
+        Some((outcome, _))
+            if outcome.chunks > 0 || serde_json::from_slice::<Json>(exchange.response).is_err() =>
+        {
+            outcome.response.clone()
+        }
+        _ => engine::parse_body(exchange.response, "response", &mut problems),
+    };
     let response = Response {
         status: Some(exchange.status),
         headers: &[],
         body: &response_body,
     };
     engine::response_phase(op, &mut record, &request, &response);
+    if let Some((outcome, dropped)) = folded.filter(|(o, _)| o.chunks > 0 || o.exception.is_some())
+    {
+        engine::record_fold(&mut record, &outcome, dropped);
+    }
     record.problems.extend(problems);
     let attributes = crate::dialect::semconv(&record, content);
     let status = match &record.error {
@@ -111,6 +133,7 @@ pub fn extract(
             "attributes": attributes,
             "events": events,
         },
+        "stream": record.stream,
         "problems": record.problems,
     }))
 }

@@ -1,6 +1,9 @@
 //! Replays every recorded exchange under `tests/fixtures/<provider>/<case>/` through
-//! `specter::offline::extract` and snapshots the span. Adding a case adds no test code.
-//! Each snapshot was checked by hand against its fixture's bodies.
+//! `specter::offline::extract` with the specs in `providers/`, and snapshots the span as
+//! `tests/snapshots/fixtures__<provider>__<case>.snap`. Adding a provider or a case adds no test
+//! code. Each snapshot was checked by hand against its fixture's bodies.
+//!
+//! `SPECTER_FIXTURES=anthropic` (a provider, or `provider/case`) replays only the matching cases.
 
 #![allow(
     clippy::unwrap_used,
@@ -8,6 +11,8 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
+
+use std::path::{Path, PathBuf};
 
 use specter::offline::{extract, Recorded};
 use specter::Catalog;
@@ -19,35 +24,87 @@ fn meta_value(meta: &str, key: &str) -> Option<String> {
         .map(|v| v.trim().trim_matches('\'').trim_matches('"').to_string())
 }
 
+fn cases() -> Vec<PathBuf> {
+    let mut cases = Vec::new();
+    for provider in std::fs::read_dir("tests/fixtures").unwrap() {
+        for case in std::fs::read_dir(provider.unwrap().path()).unwrap() {
+            let dir = case.unwrap().path();
+            if dir.join("meta.yaml").is_file() {
+                cases.push(dir);
+            }
+        }
+    }
+    cases.sort();
+    cases
+}
+
+fn name_of(dir: &Path) -> (String, String) {
+    let case = dir.file_name().unwrap().to_str().unwrap().to_string();
+    let provider = dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    (provider, case)
+}
+
 #[test]
 fn recorded_exchanges() {
-    let catalog = Catalog::bundled().unwrap();
+    let catalog = Catalog::load(&[PathBuf::from("providers")]).unwrap();
+    let only = std::env::var("SPECTER_FIXTURES").ok();
     let mut replayed = 0;
-    insta::glob!("fixtures/*/*/meta.yaml", |meta_path| {
-        let dir = meta_path.parent().unwrap();
-        let meta = std::fs::read_to_string(meta_path).unwrap();
+    for dir in cases() {
+        let (provider, case) = name_of(&dir);
+        if let Some(only) = &only {
+            if *only != provider && *only != format!("{provider}/{case}") {
+                continue;
+            }
+        }
+        let meta = std::fs::read_to_string(dir.join("meta.yaml")).unwrap();
         let response_file = meta_value(&meta, "response_file").unwrap();
         let request_file =
             meta_value(&meta, "request_file").unwrap_or_else(|| "request.json".into());
         let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_default();
         let (request, response) = (read(&request_file), read(&response_file));
+        let content_type = meta_value(&meta, "response_content_type").filter(|c| c != "null");
         let exchange = Recorded {
             method: &meta_value(&meta, "method").unwrap(),
             url: &meta_value(&meta, "url").unwrap(),
             status: meta_value(&meta, "status").unwrap().parse().unwrap(),
             request: &request,
             response: &response,
+            content_type: content_type.as_deref(),
         };
-        let output = extract(&catalog, &exchange, true).unwrap();
-        let provider = dir
-            .parent()
-            .and_then(Path::file_name)
-            .unwrap()
-            .to_str()
-            .unwrap();
-        assert_eq!(output["provider"], provider, "{}", dir.display());
-        insta::assert_json_snapshot!(output);
+        let output =
+            extract(&catalog, &exchange, true).unwrap_or_else(|e| panic!("{provider}/{case}: {e}"));
+        assert_eq!(output["provider"], provider.as_str(), "{provider}/{case}");
+        insta::assert_json_snapshot!(format!("{provider}__{case}"), output);
         replayed += 1;
-    });
-    assert!(replayed >= 15, "replayed {replayed} fixtures");
+    }
+    if only.is_none() {
+        assert!(replayed >= 21, "replayed {replayed} fixtures");
+    }
+}
+
+#[test]
+fn every_fixture_names_a_provider_and_every_provider_has_fixtures() {
+    let catalog = Catalog::load(&[PathBuf::from("providers")]).unwrap();
+    let fixture_providers: std::collections::BTreeSet<String> =
+        cases().iter().map(|d| name_of(d).0).collect();
+    for p in &fixture_providers {
+        assert!(
+            catalog.provider(p).is_some(),
+            "tests/fixtures/{p} names no provider in providers/"
+        );
+    }
+    for p in catalog.providers() {
+        assert!(
+            fixture_providers.contains(&*p.id),
+            "provider `{}` has no fixture in tests/fixtures/{}",
+            p.id,
+            p.id
+        );
+    }
 }

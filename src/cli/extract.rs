@@ -24,6 +24,11 @@ pub struct Args {
     /// File holding the response body as received.
     #[arg(long, value_name = "FILE")]
     response: Option<PathBuf>,
+    /// Content type of the response (`text/event-stream`, `application/x-ndjson`,
+    /// `application/vnd.amazon.eventstream`, `application/json`). Default: a stream when the
+    /// operation's `stream.when` holds on the request.
+    #[arg(long, value_name = "TYPE")]
+    content_type: Option<String>,
     /// Leave message content out of the span.
     #[arg(long)]
     no_content: bool,
@@ -56,6 +61,7 @@ pub fn run(args: &Args) -> ExitCode {
         status: args.status,
         request: &request,
         response: &response,
+        content_type: args.content_type.as_deref(),
     };
     let output = match extract(&catalog, &exchange, !args.no_content) {
         Ok(output) => output,

@@ -8,15 +8,16 @@
 mod eval;
 mod messages;
 mod record;
+pub mod stream;
 mod target;
 
 use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
-use crate::compile::rules::{Operation, TemplatePiece};
+use crate::compile::rules::{Operation, Stream, TemplatePiece};
 pub use eval::Scope;
-pub use record::{ErrorInfo, Record};
+pub use record::{ErrorInfo, Record, StreamStats};
 pub use target::HttpTarget;
 
 /// The request side of an exchange.
@@ -41,6 +42,81 @@ pub struct Response<'a> {
     pub headers: &'a [(String, String)],
     /// The response body (or rebuilt stream response) as JSON (`Null` when none).
     pub body: &'a Json,
+}
+
+/// The stream rules that apply to an exchange, when its response is a stream: the response's
+/// content type decides when known; otherwise the operation's `stream.when` on the request.
+pub fn stream_for<'o>(
+    op: &'o Operation,
+    request: &Request<'_>,
+    content_type: Option<&str>,
+) -> Option<&'o Stream> {
+    let stream = op.stream.as_ref()?;
+    if let Some(ct) = content_type {
+        if let Some(framing) = stream::framing_for_content_type(ct) {
+            return (framing == stream.framing).then_some(stream);
+        }
+        if ct.to_ascii_lowercase().contains("json") {
+            return None;
+        }
+    }
+    let scope = Scope {
+        doc: request.body,
+        request: request.body,
+        response: &Json::Null,
+        captures: request.captures,
+        headers: request.headers,
+        query: &request.target.query,
+    };
+    match &stream.when {
+        Some(cond) => eval::holds(cond, &scope).then_some(stream),
+        None => Some(stream),
+    }
+}
+
+/// Folds a complete stream body (offline use; live streams feed a [`stream::Folder`] as bytes
+/// arrive).
+pub fn fold_body(
+    stream: &Stream,
+    request_body: &Json,
+    body: &[u8],
+    text_cap: usize,
+) -> (stream::FoldOutcome, u64) {
+    let mut deframer = stream::Deframer::new(stream.framing);
+    let mut folder = stream::Folder::new(stream, request_body, text_cap);
+    let mut frames = Vec::new();
+    deframer.push(body, &mut frames);
+    deframer.finish(&mut frames);
+    for frame in &frames {
+        folder.frame(frame);
+    }
+    (folder.finish(), deframer.dropped())
+}
+
+/// Records a finished fold on the record: stream statistics, problems, and a framing-level
+/// exception as the call's error.
+pub fn record_fold(record: &mut Record, outcome: &stream::FoldOutcome, dropped_frames: u64) {
+    record.stream = Some(StreamStats {
+        chunks: outcome.chunks,
+        skipped_frames: outcome.skipped + dropped_frames,
+        truncated: outcome.truncated,
+        completed: outcome.done,
+    });
+    if outcome.skipped + dropped_frames > 0 {
+        record.problems.push(format!(
+            "{} stream frame(s) skipped",
+            outcome.skipped + dropped_frames
+        ));
+    }
+    if let Some((kind, message)) = &outcome.exception {
+        record
+            .attributes
+            .insert("error.type".into(), Json::String(kind.clone()));
+        record.error = Some(ErrorInfo {
+            error_type: kind.clone(),
+            message: message.clone(),
+        });
+    }
 }
 
 /// Parses a body as JSON, recording a problem when it is not JSON. An empty body is `Null`.
@@ -102,6 +178,7 @@ pub fn request_phase(op: &Operation, request: &Request<'_>) -> Record {
         attributes,
         output_messages: None,
         error: None,
+        stream: None,
         problems: Vec::new(),
     }
 }

@@ -31,6 +31,21 @@ pub struct Record {
     pub error: Option<ErrorInfo>,
     /// Problems met and skipped (non-JSON bodies, bad chunks).
     pub problems: Vec<String>,
+    /// For a streamed response: what the stream held.
+    pub stream: Option<StreamStats>,
+}
+
+/// What a streamed response held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamStats {
+    /// Chunks folded into the response.
+    pub chunks: u64,
+    /// Frames skipped (not JSON, bad CRC, overlong).
+    pub skipped_frames: u64,
+    /// Whether accumulated text hit the content cap.
+    pub truncated: bool,
+    /// Whether the provider's end-of-stream sentinel arrived.
+    pub completed: bool,
 }
 
 /// A failed call.

@@ -1,0 +1,344 @@
+//! Folding chunks into the rebuilt response, as the provider's fold rules say.
+
+use base64::Engine as _;
+use serde_json::{Map, Value as Json};
+
+use super::Frame;
+use crate::compile::rules::{FoldAction, FoldRule, IndexExpr, Stream, Target};
+use crate::engine::eval::{eval, holds, Scope};
+use crate::spec::PayloadEncoding;
+
+/// Highest array index a fold may create; larger indexes in a chunk are ignored.
+const MAX_INDEX: usize = 4096;
+
+/// Folds the chunks of one stream into a rebuilt response.
+#[derive(Debug)]
+pub struct Folder<'r> {
+    stream: &'r Stream,
+    request: &'r Json,
+    rebuilt: Json,
+    chunks: u64,
+    skipped: u64,
+    done: bool,
+    text_budget: usize,
+    truncated: bool,
+    exception: Option<(String, Option<String>)>,
+}
+
+/// What a finished fold produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldOutcome {
+    /// The rebuilt response.
+    pub response: Json,
+    /// Chunks folded.
+    pub chunks: u64,
+    /// Frames skipped (not JSON, or not decodable).
+    pub skipped: u64,
+    /// Whether appended text hit the content cap.
+    pub truncated: bool,
+    /// Whether the stream's end sentinel was seen.
+    pub done: bool,
+    /// A framing-level exception (AWS event stream): type and message.
+    pub exception: Option<(String, Option<String>)>,
+}
+
+impl<'r> Folder<'r> {
+    /// A folder for a stream; `text_cap` bounds the bytes of text it accumulates.
+    pub fn new(stream: &'r Stream, request: &'r Json, text_cap: usize) -> Folder<'r> {
+        Folder {
+            stream,
+            request,
+            rebuilt: Json::Object(Map::new()),
+            chunks: 0,
+            skipped: 0,
+            done: false,
+            text_budget: text_cap,
+            truncated: false,
+            exception: None,
+        }
+    }
+
+    /// Chunks folded so far.
+    pub fn chunks(&self) -> u64 {
+        self.chunks
+    }
+
+    /// Folds one frame; returns whether it was a chunk (JSON applied to the response).
+    pub fn frame(&mut self, frame: &Frame) -> bool {
+        if self.done {
+            return false;
+        }
+        if let Some(done) = &self.stream.done {
+            if frame.data == done.as_bytes() {
+                self.done = true;
+                return false;
+            }
+        }
+        let Ok(mut chunk) = serde_json::from_slice::<Json>(&frame.data) else {
+            self.skipped += 1;
+            return false;
+        };
+        if frame.exception {
+            let message = chunk
+                .get("message")
+                .or_else(|| chunk.get("Message"))
+                .and_then(Json::as_str)
+                .map(str::to_string);
+            let kind = frame.event.clone().unwrap_or_else(|| "exception".into());
+            self.exception = Some((kind, message));
+            return false;
+        }
+        if let Some((path, encoding)) = &self.stream.payload {
+            match unwrap_payload(&chunk, path, *encoding) {
+                Some(inner) => chunk = inner,
+                None => {
+                    self.skipped += 1;
+                    return false;
+                }
+            }
+        }
+        self.chunks += 1;
+        let event = frame.event.as_deref();
+        let mut state = State {
+            request: self.request,
+            text_budget: &mut self.text_budget,
+            truncated: &mut self.truncated,
+        };
+        for rule in &self.stream.fold {
+            apply(rule, event, &chunk, 0, &mut self.rebuilt, &mut state);
+        }
+        true
+    }
+
+    /// Ends the stream: runs the finish rules and returns the rebuilt response.
+    pub fn finish(mut self) -> FoldOutcome {
+        if !self.stream.finish.is_empty() {
+            let snapshot = self.rebuilt.clone();
+            let mut state = State {
+                request: self.request,
+                text_budget: &mut self.text_budget,
+                truncated: &mut self.truncated,
+            };
+            for rule in &self.stream.finish {
+                apply(rule, None, &snapshot, 0, &mut self.rebuilt, &mut state);
+            }
+        }
+        FoldOutcome {
+            response: self.rebuilt,
+            chunks: self.chunks,
+            skipped: self.skipped,
+            truncated: self.truncated,
+            done: self.done,
+            exception: self.exception,
+        }
+    }
+}
+
+fn unwrap_payload(
+    chunk: &Json,
+    path: &crate::compile::JsonPath,
+    encoding: PayloadEncoding,
+) -> Option<Json> {
+    let text = path.first(chunk)?.as_str()?;
+    match encoding {
+        PayloadEncoding::Base64Json => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .ok()?;
+            serde_json::from_slice(&bytes).ok()
+        }
+        PayloadEncoding::JsonText => serde_json::from_str(text).ok(),
+    }
+}
+
+struct State<'a> {
+    request: &'a Json,
+    text_budget: &'a mut usize,
+    truncated: &'a mut bool,
+}
+
+fn apply(
+    rule: &FoldRule,
+    event: Option<&str>,
+    item: &Json,
+    position: usize,
+    target: &mut Json,
+    state: &mut State<'_>,
+) {
+    if !rule.events.is_empty() && !event.is_some_and(|e| rule.events.iter().any(|r| r == e)) {
+        return;
+    }
+    let mut items = Vec::new();
+    match &rule.each {
+        Some(path) => path.select(item, &mut items),
+        None => items.push(item),
+    }
+    let each = rule.each.is_some();
+    for (i, current) in items.into_iter().enumerate() {
+        let pos = if each { i } else { position };
+        let scope = Scope {
+            doc: current,
+            request: state.request,
+            response: &Json::Null,
+            captures: &[],
+            headers: &[],
+            query: &[],
+        };
+        if rule.when.as_ref().is_some_and(|c| !holds(c, &scope)) {
+            continue;
+        }
+        let Some(base) = resolve(target, &rule.at, current, pos) else {
+            continue;
+        };
+        for (action, to, value) in &rule.actions {
+            let Some(value) = eval(value, &scope) else {
+                continue;
+            };
+            let Some(slot) = resolve(base, to, current, pos) else {
+                continue;
+            };
+            act(*action, slot, value, rule.coalesce.as_deref(), state);
+        }
+        for to in &rule.remove {
+            remove(base, to, current, pos);
+        }
+        for nested in &rule.fold {
+            apply(nested, event, current, pos, base, state);
+        }
+    }
+}
+
+fn index_of(expr: &IndexExpr, item: &Json, position: usize) -> usize {
+    match expr {
+        IndexExpr::Fixed(n) => *n,
+        IndexExpr::Position => position,
+        IndexExpr::Path(path) => path
+            .first(item)
+            .and_then(Json::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(position),
+    }
+}
+
+/// Walks to a target, creating objects and arrays on the way; `None` on a type clash or an index
+/// beyond the limit.
+fn resolve<'t>(
+    root: &'t mut Json,
+    target: &Target,
+    item: &Json,
+    position: usize,
+) -> Option<&'t mut Json> {
+    let mut node = root;
+    for step in &target.steps {
+        if node.is_null() {
+            *node = Json::Object(Map::new());
+        }
+        node = node
+            .as_object_mut()?
+            .entry(step.key.clone())
+            .or_insert(Json::Null);
+        if let Some(expr) = &step.index {
+            let index = index_of(expr, item, position);
+            if index > MAX_INDEX {
+                return None;
+            }
+            if node.is_null() {
+                *node = Json::Array(Vec::new());
+            }
+            let array = node.as_array_mut()?;
+            if array.len() <= index {
+                array.resize(index + 1, Json::Null);
+            }
+            node = array.get_mut(index)?;
+        }
+    }
+    Some(node)
+}
+
+fn remove(root: &mut Json, target: &Target, item: &Json, position: usize) {
+    let Some((last, parents)) = target.steps.split_last() else {
+        return;
+    };
+    let parent_target = Target {
+        steps: parents.to_vec(),
+    };
+    if let Some(Json::Object(map)) = resolve(root, &parent_target, item, position) {
+        map.remove(&last.key);
+    }
+}
+
+fn act(
+    action: FoldAction,
+    slot: &mut Json,
+    value: Json,
+    coalesce: Option<&str>,
+    state: &mut State<'_>,
+) {
+    match action {
+        FoldAction::SetOnce => {
+            if slot.is_null() {
+                *slot = value;
+            }
+        }
+        FoldAction::Set => *slot = value,
+        FoldAction::Merge => match (slot, value) {
+            (Json::Object(into), Json::Object(from)) => {
+                for (k, v) in from {
+                    if !v.is_null() {
+                        into.insert(k, v);
+                    }
+                }
+            }
+            (slot, value) => *slot = value,
+        },
+        FoldAction::Append => {
+            let Json::String(text) = value else { return };
+            if slot.is_null() {
+                *slot = Json::String(String::new());
+            }
+            if let Json::String(existing) = slot {
+                append_capped(existing, &text, state);
+            }
+        }
+        FoldAction::Push => {
+            if slot.is_null() {
+                *slot = Json::Array(Vec::new());
+            }
+            let Json::Array(array) = slot else { return };
+            if let (Some(key), Some(Json::Object(last)), Json::Object(new)) =
+                (coalesce, array.last_mut(), &value)
+            {
+                let joinable = matches!(
+                    (last.get(key), new.get(key)),
+                    (Some(Json::String(_)), Some(Json::String(_)))
+                ) && new.iter().all(|(k, v)| k == key || last.get(k) == Some(v));
+                if joinable {
+                    if let (Some(Json::String(existing)), Some(Json::String(more))) =
+                        (last.get_mut(key), new.get(key))
+                    {
+                        append_capped(existing, more, state);
+                    }
+                    return;
+                }
+            }
+            if array.len() <= MAX_INDEX {
+                array.push(value);
+            }
+        }
+    }
+}
+
+fn append_capped(existing: &mut String, more: &str, state: &mut State<'_>) {
+    if more.len() <= *state.text_budget {
+        existing.push_str(more);
+        *state.text_budget -= more.len();
+        return;
+    }
+    let mut cut = *state.text_budget;
+    while cut > 0 && !more.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    existing.push_str(more.get(..cut).unwrap_or_default());
+    *state.text_budget -= cut;
+    *state.truncated = true;
+}

@@ -1,0 +1,171 @@
+//! Server-sent events, parsed incrementally as the WHATWG spec describes: `event:` and multi-line
+//! `data:` fields, `:` comments, `\n`, `\r\n` and `\r` line endings, and (unlike a browser) a
+//! final event without a trailing blank line.
+
+use super::Frame;
+
+/// Longest line kept; a longer one is dropped and counted.
+const MAX_LINE: usize = 16 << 20;
+
+/// An incremental SSE parser.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    line: Vec<u8>,
+    skip_lf: bool,
+    event: Option<String>,
+    data: String,
+    has_data: bool,
+    dropped: u64,
+}
+
+impl SseParser {
+    /// Feeds bytes split anywhere; complete events are appended to `out`.
+    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<Frame>) {
+        if self.skip_lf {
+            self.skip_lf = false;
+            if let Some(rest) = bytes.strip_prefix(b"\n") {
+                bytes = rest;
+            }
+        }
+        while let Some(i) = bytes.iter().position(|b| *b == b'\r' || *b == b'\n') {
+            let (head, tail) = bytes.split_at(i);
+            self.extend_line(head);
+            self.end_line(out);
+            match tail {
+                [b'\r', b'\n', rest @ ..] => bytes = rest,
+                [b'\r'] => {
+                    self.skip_lf = true;
+                    bytes = &[];
+                }
+                [_, rest @ ..] => bytes = rest,
+                [] => bytes = &[],
+            }
+        }
+        self.extend_line(bytes);
+    }
+
+    /// Ends the input: a pending line and a pending event are delivered.
+    pub fn finish(&mut self, out: &mut Vec<Frame>) {
+        if !self.line.is_empty() {
+            self.end_line(out);
+        }
+        self.dispatch(out);
+    }
+
+    /// Lines dropped for being too long.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    fn extend_line(&mut self, bytes: &[u8]) {
+        if self.line.len() + bytes.len() > MAX_LINE {
+            self.line.clear();
+            self.dropped += 1;
+            return;
+        }
+        self.line.extend_from_slice(bytes);
+    }
+
+    fn end_line(&mut self, out: &mut Vec<Frame>) {
+        let line = std::mem::take(&mut self.line);
+        if line.is_empty() {
+            self.dispatch(out);
+            return;
+        }
+        let text = String::from_utf8_lossy(&line);
+        if text.starts_with(':') {
+            return;
+        }
+        let (field, value) = match text.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (text.as_ref(), ""),
+        };
+        match field {
+            "data" => {
+                self.data.push_str(value);
+                self.data.push('\n');
+                self.has_data = true;
+            }
+            "event" => self.event = Some(value.to_string()),
+            _ => {}
+        }
+        self.line = line;
+        self.line.clear();
+    }
+
+    fn dispatch(&mut self, out: &mut Vec<Frame>) {
+        let event = self.event.take();
+        if !self.has_data {
+            return;
+        }
+        self.has_data = false;
+        let mut data = std::mem::take(&mut self.data);
+        if data.ends_with('\n') {
+            data.pop();
+        }
+        out.push(Frame {
+            event: event.filter(|e| !e.is_empty()),
+            data: data.into_bytes(),
+            exception: false,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_in_pieces(input: &[u8], cut: usize) -> Vec<Frame> {
+        let mut p = SseParser::default();
+        let mut out = Vec::new();
+        for piece in input.chunks(cut.max(1)) {
+            p.push(piece, &mut out);
+        }
+        p.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn events_comments_and_line_endings() {
+        let input = b": keep-alive\r\nevent: message_start\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\ndata: x\rdata: y\r\rdata: [DONE]\n\nevent: tail\ndata: last";
+        let expected = vec![
+            Frame {
+                event: Some("message_start".into()),
+                data: b"{\"a\":\n1}".to_vec(),
+                exception: false,
+            },
+            Frame {
+                event: None,
+                data: b"x\ny".to_vec(),
+                exception: false,
+            },
+            Frame {
+                event: None,
+                data: b"[DONE]".to_vec(),
+                exception: false,
+            },
+            Frame {
+                event: Some("tail".into()),
+                data: b"last".to_vec(),
+                exception: false,
+            },
+        ];
+        for cut in 1..input.len() {
+            assert_eq!(parse_in_pieces(input, cut), expected, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn utf8_split_inside_a_character() {
+        let input = "data: héllo 😀\n\n".as_bytes();
+        for cut in 1..input.len() {
+            let frames = parse_in_pieces(input, cut);
+            assert_eq!(frames[0].data, "héllo 😀".as_bytes(), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn event_without_data_is_not_dispatched() {
+        assert!(parse_in_pieces(b"event: ping\n\n", 3).is_empty());
+    }
+}
