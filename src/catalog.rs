@@ -49,7 +49,7 @@ pub struct Catalog {
     providers: Vec<Arc<Provider>>,
     by_id: HashMap<String, usize>,
     hosts: HashMap<String, usize>,
-    host_suffixes: Vec<(String, usize)>,
+    host_patterns: Vec<(String, String, usize)>,
     global: RouteIndex<(usize, usize)>,
     local: Vec<RouteIndex<usize>>,
 }
@@ -91,8 +91,12 @@ impl Catalog {
             catalog.by_id.insert(provider.id.to_string(), p);
             for host in &provider.hosts {
                 let host = host.to_ascii_lowercase();
-                match host.strip_prefix('*') {
-                    Some(suffix) => catalog.host_suffixes.push((suffix.to_string(), p)),
+                match host.split_once('*') {
+                    Some((prefix, suffix)) => {
+                        catalog
+                            .host_patterns
+                            .push((prefix.to_string(), suffix.to_string(), p))
+                    }
                     None => {
                         catalog.hosts.entry(host).or_insert(p);
                     }
@@ -135,10 +139,14 @@ impl Catalog {
     pub fn provider_for_host(&self, host: &str) -> Option<&Arc<Provider>> {
         let host = host.to_ascii_lowercase();
         let index = self.hosts.get(&host).copied().or_else(|| {
-            self.host_suffixes
+            self.host_patterns
                 .iter()
-                .find(|(suffix, _)| host.ends_with(suffix.as_str()))
-                .map(|(_, p)| *p)
+                .find(|(prefix, suffix, _)| {
+                    host.len() > prefix.len() + suffix.len()
+                        && host.starts_with(prefix.as_str())
+                        && host.ends_with(suffix.as_str())
+                })
+                .map(|(_, _, p)| *p)
         })?;
         self.providers.get(index)
     }

@@ -18,11 +18,13 @@
 pub mod bundled;
 pub mod catalog;
 pub mod compile;
+pub mod content;
 pub mod diagnostic;
 pub mod dialect;
 pub mod engine;
 pub mod offline;
 pub mod spec;
+pub mod telemetry;
 
 pub use catalog::{Catalog, LoadError, Match};
 pub use diagnostic::{Diagnostic, Diagnostics};

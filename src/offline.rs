@@ -35,8 +35,12 @@ pub struct Recorded<'a> {
     pub request: &'a [u8],
     /// Response body bytes as received (JSON, or a stream body).
     pub response: &'a [u8],
-    /// The response's content type, when known.
+    /// The response's content type, when known (else taken from `response_headers`).
     pub content_type: Option<&'a str>,
+    /// Request headers.
+    pub request_headers: &'a [(String, String)],
+    /// Response headers.
+    pub response_headers: &'a [(String, String)],
 }
 
 /// Text accumulated from a stream is capped at this many bytes by default.
@@ -53,6 +57,8 @@ pub const DEFAULT_TEXT_CAP: usize = 1 << 20;
 ///     request: br#"{"model": "text-embedding-3-small", "input": "hi"}"#,
 ///     response: br#"{"model": "text-embedding-3-small", "usage": {"prompt_tokens": 1}}"#,
 ///     content_type: None,
+///     request_headers: &[],
+///     response_headers: &[],
 /// };
 /// let out = specter::offline::extract(&catalog, &exchange, true).unwrap();
 /// assert_eq!(out["span"]["name"], "embeddings text-embedding-3-small");
@@ -83,7 +89,14 @@ pub fn extract(
     };
     let mut record = engine::request_phase(op, &request);
     let success = (200..300).contains(&exchange.status);
-    let stream = engine::stream_for(op, &request, exchange.content_type).filter(|_| success);
+    let content_type = exchange.content_type.or_else(|| {
+        exchange
+            .response_headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_str())
+    });
+    let stream = engine::stream_for(op, &request, content_type).filter(|_| success);
     let folded =
         stream.map(|s| engine::fold_body(s, &request_body, exchange.response, DEFAULT_TEXT_CAP));
     let response_body = match &folded {

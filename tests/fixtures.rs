@@ -69,6 +69,24 @@ fn recorded_exchanges() {
         let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_default();
         let (request, response) = (read(&request_file), read(&response_file));
         let content_type = meta_value(&meta, "response_content_type").filter(|c| c != "null");
+        let parsed = specter::spec::yaml::parse(&meta).unwrap().value;
+        let headers = |key: &str| -> Vec<(String, String)> {
+            parsed[key]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (request_headers, response_headers) =
+            (headers("request_headers"), headers("response_headers"));
         let exchange = Recorded {
             method: &meta_value(&meta, "method").unwrap(),
             url: &meta_value(&meta, "url").unwrap(),
@@ -76,6 +94,8 @@ fn recorded_exchanges() {
             request: &request,
             response: &response,
             content_type: content_type.as_deref(),
+            request_headers: &request_headers,
+            response_headers: &response_headers,
         };
         let output =
             extract(&catalog, &exchange, true).unwrap_or_else(|e| panic!("{provider}/{case}: {e}"));

@@ -57,19 +57,19 @@ fn fold(catalog: &Catalog, dir: &Path, pieces: &[&[u8]]) -> (serde_json::Value, 
     let stream =
         engine::stream_for(&found.operation, &request, content_type.as_deref()).expect("a stream");
     let mut deframer = Deframer::new(stream.framing);
-    let mut folder = Folder::new(stream, &body, usize::MAX);
+    let mut folder = Folder::new(usize::MAX);
     let mut frames = Vec::new();
     for piece in pieces {
         deframer.push(piece, &mut frames);
         for frame in frames.drain(..) {
-            folder.frame(&frame);
+            folder.frame(stream, &body, &frame);
         }
     }
     deframer.finish(&mut frames);
     for frame in frames.drain(..) {
-        folder.frame(&frame);
+        folder.frame(stream, &body, &frame);
     }
-    let outcome = folder.finish();
+    let outcome = folder.finish(stream, &body);
     (outcome.response, outcome.chunks)
 }
 

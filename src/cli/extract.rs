@@ -29,6 +29,12 @@ pub struct Args {
     /// operation's `stream.when` holds on the request.
     #[arg(long, value_name = "TYPE")]
     content_type: Option<String>,
+    /// A request header, `Name: value` (repeatable).
+    #[arg(long = "header", value_name = "HEADER")]
+    headers: Vec<String>,
+    /// A response header, `Name: value` (repeatable).
+    #[arg(long = "response-header", value_name = "HEADER")]
+    response_headers: Vec<String>,
     /// Leave message content out of the span.
     #[arg(long)]
     no_content: bool,
@@ -55,6 +61,13 @@ pub fn run(args: &Args) -> ExitCode {
         (Ok(a), Ok(b)) => (a, b),
         (Err(code), _) | (_, Err(code)) => return code,
     };
+    let (Some(request_headers), Some(response_headers)) = (
+        parse_headers(&args.headers),
+        parse_headers(&args.response_headers),
+    ) else {
+        eprintln!("error: a header must be written `Name: value`");
+        return ExitCode::from(2);
+    };
     let exchange = Recorded {
         method: &args.method,
         url: &args.url,
@@ -62,6 +75,8 @@ pub fn run(args: &Args) -> ExitCode {
         request: &request,
         response: &response,
         content_type: args.content_type.as_deref(),
+        request_headers: &request_headers,
+        response_headers: &response_headers,
     };
     let output = match extract(&catalog, &exchange, !args.no_content) {
         Ok(output) => output,
@@ -86,4 +101,13 @@ pub fn run(args: &Args) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn parse_headers(raw: &[String]) -> Option<Vec<(String, String)>> {
+    raw.iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
 }

@@ -85,20 +85,35 @@ pub const UNBOUNDED_ATTRIBUTES: &[&str] = &[
 ];
 
 /// Whether a (lower-case) header name carries credentials.
+///
+/// ```
+/// use specter::compile::is_credential_header;
+/// assert!(is_credential_header("authorization"));
+/// assert!(is_credential_header("x-goog-api-key"));
+/// assert!(is_credential_header("x-amz-security-token"));
+/// assert!(!is_credential_header("x-amzn-bedrock-input-token-count"));
+/// assert!(!is_credential_header("x-ratelimit-remaining-tokens"));
+/// ```
 pub fn is_credential_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
     matches!(
-        name,
-        "authorization"
-            | "proxy-authorization"
-            | "api-key"
-            | "x-api-key"
-            | "x-goog-api-key"
-            | "cookie"
-            | "set-cookie"
-            | "x-amz-security-token"
-            | "x-amz-content-sha256"
-    ) || name.contains("token")
-        || name.contains("secret")
+        name.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
+    ) || [
+        "api-key",
+        "apikey",
+        "api_key",
+        "secret",
+        "password",
+        "auth",
+        "session",
+        "signature",
+        "credential",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+        || name.ends_with("-token")
+        || name.ends_with("_token")
 }
 
 /// Whether a query parameter name carries credentials.

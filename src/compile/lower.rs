@@ -217,7 +217,12 @@ impl Lowerer {
         let defined: BTreeSet<&str> = op
             .request
             .iter()
-            .flat_map(|p| p.attributes.keys())
+            .flat_map(|p| {
+                p.attributes
+                    .iter()
+                    .filter(|(_, v)| v.is_some())
+                    .map(|(k, _)| k)
+            })
             .map(String::as_str)
             .chain(KNOWN_TEMPLATE_VARS.iter().copied())
             .collect();
@@ -374,11 +379,12 @@ impl Lowerer {
 
     fn attributes(
         &mut self,
-        map: &BTreeMap<String, ValueSpec>,
+        map: &BTreeMap<String, Option<ValueSpec>>,
         base: &str,
     ) -> Vec<(Arc<str>, Value)> {
         let mut out = Vec::new();
         for (key, spec) in map {
+            let Some(spec) = spec else { continue };
             let pointer = ptr(base, key);
             self.attribute_key(key, &pointer);
             if let Some(value) = self.value(spec, &pointer) {
@@ -436,6 +442,7 @@ impl Lowerer {
                 return self.path(path, pointer).map(|p| Value {
                     source: Source::Doc(p),
                     coerce: None,
+                    pattern: None,
                     map: None,
                     when: None,
                 })
@@ -508,9 +515,26 @@ impl Lowerer {
             Some(c) => Some(Box::new(self.condition(c, &ptr(pointer, "when"))?)),
             None => None,
         };
+        let pattern = match &rule.pattern {
+            Some(p) => match regex::Regex::new(p) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    let text = e.to_string();
+                    let last = text.lines().last().unwrap_or_default().trim().to_string();
+                    self.problem(
+                        ptr(pointer, "pattern"),
+                        format!("invalid regular expression `{p}`: {last}"),
+                        None,
+                    );
+                    return None;
+                }
+            },
+            None => None,
+        };
         Some(Value {
             source,
             coerce: rule.coerce,
+            pattern,
             map: rule.map.clone(),
             when,
         })
@@ -582,7 +606,11 @@ impl Lowerer {
                     return None;
                 }
                 let value = self.value(value, &ptr(pointer, "value"))?;
-                parts.extend(tests.into_iter().map(|t| Cond::Test(value.clone(), t)));
+                parts.extend(
+                    tests
+                        .into_iter()
+                        .map(|t| Cond::Test(Box::new(value.clone()), t)),
+                );
             }
             None if !tests.is_empty() => {
                 self.problem(
@@ -638,7 +666,7 @@ impl Lowerer {
     }
 
     fn part(&mut self, spec: &spec::PartRule, pointer: &str) -> PartRule {
-        let candidates: [(&'static str, &Option<ValueSpec>); 9] = [
+        let candidates: [(&'static str, &Option<ValueSpec>); 11] = [
             ("id", &spec.id),
             ("name", &spec.name),
             ("arguments", &spec.arguments),
@@ -648,6 +676,8 @@ impl Lowerer {
             ("content", &spec.content),
             ("uri", &spec.uri),
             ("file_id", &spec.file_id),
+            ("server_tool_call", &spec.server_tool_call),
+            ("server_tool_call_response", &spec.server_tool_call_response),
         ];
         let (required, allowed): (&'static str, &[&str]) = match spec.part_type {
             PartType::Text | PartType::Reasoning => ("content", &["content"]),
@@ -747,6 +777,11 @@ impl Lowerer {
             when: self.opt_condition(&spec.when, pointer),
             framing,
             done: spec.done.clone(),
+            done_events: spec
+                .done_event
+                .as_ref()
+                .map(|e| e.as_slice().to_vec())
+                .unwrap_or_default(),
             payload,
             fold: self.folds(&spec.fold, &ptr(pointer, "fold")),
             finish: self.folds(&spec.finish, &ptr(pointer, "finish")),

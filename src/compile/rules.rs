@@ -147,6 +147,8 @@ pub struct Value {
     pub source: Source,
     /// Type conversion.
     pub coerce: Option<Coercion>,
+    /// Regex keeping part of a string.
+    pub pattern: Option<regex::Regex>,
     /// Value map.
     pub map: Option<BTreeMap<String, Json>>,
     /// Guard.
@@ -180,7 +182,7 @@ pub enum Source {
 #[derive(Debug, Clone)]
 pub enum Cond {
     /// A test on one value.
-    Test(Value, Test),
+    Test(Box<Value>, Test),
     /// All hold.
     All(Vec<Cond>),
     /// One holds.
@@ -262,6 +264,8 @@ pub struct Stream {
     pub framing: Framing,
     /// End sentinel.
     pub done: Option<String>,
+    /// Event names that mark the stream complete.
+    pub done_events: Vec<String>,
     /// Payload unwrapping.
     pub payload: Option<(JsonPath, PayloadEncoding)>,
     /// Per-chunk rules.
@@ -331,6 +335,8 @@ pub enum IndexExpr {
     Path(JsonPath),
     /// The item's position in `each`.
     Position,
+    /// The last element (the first when the array is empty): `[-1]`.
+    Last,
 }
 
 /// A compiled provider metric.

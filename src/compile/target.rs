@@ -24,13 +24,15 @@ pub fn parse_target(source: &str) -> Result<Target, String> {
             let inner = after[..close].trim();
             index = Some(if inner == "#" {
                 IndexExpr::Position
+            } else if inner == "-1" {
+                IndexExpr::Last
             } else if let Some(path) = inner.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
                 IndexExpr::Path(
                     JsonPath::parse(path.trim()).map_err(|e| format!("index `{inner}`: {e}"))?,
                 )
             } else {
                 IndexExpr::Fixed(inner.parse().map_err(|_| {
-                    format!("index `{inner}` is not a number, `#` or `{{jsonpath}}`")
+                    format!("index `{inner}` is not a number, `-1`, `#` or `{{jsonpath}}`")
                 })?)
             });
             rest = &after[close + 1..];

@@ -36,11 +36,20 @@ pub fn eval(value: &Value, scope: &Scope<'_>) -> Option<Json> {
             return None;
         }
     }
-    let raw = source(&value.source, scope)?;
+    let mut raw = source(&value.source, scope)?;
+    if let Some(re) = &value.pattern {
+        let Json::String(text) = &raw else {
+            return None;
+        };
+        let caps = re.captures(text)?;
+        let kept = caps.get(1).or_else(|| caps.get(0))?.as_str().to_string();
+        raw = Json::String(kept);
+    }
     let mapped = match &value.map {
-        Some(map) => match map.get(&key_text(&raw)) {
-            Some(to) => to.clone(),
-            None => raw,
+        // Lists are mapped element by element (finish reasons of several choices).
+        Some(map) => match raw {
+            Json::Array(items) => Json::Array(items.into_iter().map(|v| map_one(map, v)).collect()),
+            other => map_one(map, other),
         },
         None => raw,
     };
@@ -115,6 +124,10 @@ fn sum(values: impl Iterator<Item = Json>) -> Option<Json> {
     } else {
         Number::from_f64(float).map(Json::Number)
     }
+}
+
+fn map_one(map: &std::collections::BTreeMap<String, Json>, value: Json) -> Json {
+    map.get(&key_text(&value)).cloned().unwrap_or(value)
 }
 
 /// The text a value is compared as in `map` keys.

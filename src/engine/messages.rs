@@ -46,28 +46,46 @@ fn items<'a>(each: Option<&crate::compile::JsonPath>, doc: &'a Json) -> Vec<&'a 
     found
 }
 
-/// Parts produced by part rules on one message.
+/// Parts produced by part rules on one message. Rules that share an `each` selector run together
+/// item by item, so parts keep the order of the blocks they come from; groups keep rule order.
 pub fn parts(rules: &[PartRule], scope: &Scope<'_>) -> Vec<Json> {
     let mut out = Vec::new();
-    for rule in rules {
-        for item in items(rule.each.as_ref(), scope.doc) {
-            let item_scope = scope.with_doc(item);
-            if rule.when.as_ref().is_some_and(|c| !holds(c, &item_scope)) {
-                continue;
-            }
-            let mut part = Map::new();
-            part.insert("type".into(), Json::String(rule.part_type.as_str().into()));
-            for (name, value) in &rule.fields {
-                if let Some(v) = eval(value, &item_scope) {
-                    part.insert((*name).into(), v);
+    let mut grouped = vec![false; rules.len()];
+    for (i, first) in rules.iter().enumerate() {
+        if grouped.get(i).copied().unwrap_or(true) {
+            continue;
+        }
+        let selector = first.each.as_ref().map(|p| p.as_str());
+        let mut group = Vec::new();
+        for (j, rule) in rules.iter().enumerate().skip(i) {
+            if rule.each.as_ref().map(|p| p.as_str()) == selector {
+                group.push(rule);
+                if let Some(flag) = grouped.get_mut(j) {
+                    *flag = true;
                 }
             }
-            if part.contains_key(rule.required) {
-                out.push(Json::Object(part));
-            }
+        }
+        for item in items(first.each.as_ref(), scope.doc) {
+            let item_scope = scope.with_doc(item);
+            out.extend(group.iter().filter_map(|rule| part(rule, &item_scope)));
         }
     }
     out
+}
+
+fn part(rule: &PartRule, scope: &Scope<'_>) -> Option<Json> {
+    if rule.when.as_ref().is_some_and(|c| !holds(c, scope)) {
+        return None;
+    }
+    let mut part = Map::new();
+    part.insert("type".into(), Json::String(rule.part_type.as_str().into()));
+    for (name, value) in &rule.fields {
+        if let Some(v) = eval(value, scope) {
+            part.insert((*name).into(), v);
+        }
+    }
+    part.contains_key(rule.required)
+        .then_some(Json::Object(part))
 }
 
 /// System instruction parts; `None` when there are none.

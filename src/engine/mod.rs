@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 
 use crate::compile::rules::{Operation, Stream, TemplatePiece};
+use crate::spec::Framing;
 pub use eval::Scope;
 pub use record::{ErrorInfo, Record, StreamStats};
 pub use target::HttpTarget;
@@ -56,7 +57,7 @@ pub fn stream_for<'o>(
         if let Some(framing) = stream::framing_for_content_type(ct) {
             return (framing == stream.framing).then_some(stream);
         }
-        if ct.to_ascii_lowercase().contains("json") {
+        if ct.to_ascii_lowercase().contains("json") && stream.framing != Framing::JsonArray {
             return None;
         }
     }
@@ -83,14 +84,14 @@ pub fn fold_body(
     text_cap: usize,
 ) -> (stream::FoldOutcome, u64) {
     let mut deframer = stream::Deframer::new(stream.framing);
-    let mut folder = stream::Folder::new(stream, request_body, text_cap);
+    let mut folder = stream::Folder::new(text_cap);
     let mut frames = Vec::new();
     deframer.push(body, &mut frames);
     deframer.finish(&mut frames);
     for frame in &frames {
-        folder.frame(frame);
+        folder.frame(stream, request_body, frame);
     }
-    (folder.finish(), deframer.dropped())
+    (folder.finish(stream, request_body), deframer.dropped())
 }
 
 /// Records a finished fold on the record: stream statistics, problems, and a framing-level
@@ -179,6 +180,7 @@ pub fn request_phase(op: &Operation, request: &Request<'_>) -> Record {
         output_messages: None,
         error: None,
         stream: None,
+        metric_values: Vec::new(),
         problems: Vec::new(),
     }
 }
@@ -204,6 +206,17 @@ pub fn response_phase(
         }
     }
     record.output_messages = messages::messages(&op.response.output_messages, &scope);
+    for (index, metric) in op.metrics.iter().enumerate() {
+        if let Some(value) = eval::eval(&metric.value, &scope)
+            .as_ref()
+            .and_then(Json::as_f64)
+        {
+            record.metric_values.push((index, value));
+        }
+    }
+    if let Some(cost) = cost(op, &record.attributes) {
+        record.attributes.insert("gen_ai.usage.cost".into(), cost);
+    }
     let failed_status = response.status.is_some_and(|s| !(200..300).contains(&s));
     let failed_body = op
         .error
@@ -250,6 +263,38 @@ pub fn response_phase(
         error_type,
         message,
     });
+}
+
+/// The call's cost in USD from the provider's prices, when its model is priced and tokens are known.
+fn cost(op: &Operation, attributes: &BTreeMap<String, Json>) -> Option<Json> {
+    let model = ["gen_ai.response.model", "gen_ai.request.model"]
+        .iter()
+        .find_map(|k| attributes.get(*k).and_then(Json::as_str))?;
+    let price = op
+        .pricing
+        .iter()
+        .find(|p| !p.prefix && p.model == model)
+        .or_else(|| {
+            op.pricing
+                .iter()
+                .filter(|p| p.prefix && model.starts_with(&p.model))
+                .max_by_key(|p| p.model.len())
+        })?;
+    let tokens = |key: &str| attributes.get(key).and_then(Json::as_f64);
+    let input = tokens("gen_ai.usage.input_tokens");
+    let output = tokens("gen_ai.usage.output_tokens");
+    if input.is_none() && output.is_none() {
+        return None;
+    }
+    let input = input.unwrap_or(0.0);
+    let cached = tokens("gen_ai.usage.cache_read.input_tokens")
+        .unwrap_or(0.0)
+        .min(input);
+    let usd = ((input - cached) * price.input
+        + cached * price.cached_input
+        + output.unwrap_or(0.0) * price.output)
+        / 1e6;
+    serde_json::Number::from_f64(usd).map(Json::Number)
 }
 
 fn render_template(op: &Operation, attributes: &BTreeMap<String, Json>) -> String {

@@ -33,6 +33,8 @@ pub struct Record {
     pub problems: Vec<String>,
     /// For a streamed response: what the stream held.
     pub stream: Option<StreamStats>,
+    /// Values of the provider's own metrics: index into the operation's metrics, value.
+    pub metric_values: Vec<(usize, f64)>,
 }
 
 /// What a streamed response held.

@@ -59,9 +59,9 @@ pub enum PartType {
     Uri,
     /// A file referenced by id (`modality`, `mime_type`, `file_id`).
     File,
-    /// A tool call executed by the provider's server (`id`, `name`, `arguments`).
+    /// A tool call executed by the provider's server (`id`, `name`, `server_tool_call`).
     ServerToolCall,
-    /// The result of a server tool call (`id`, `response`).
+    /// The result of a server tool call (`id`, `server_tool_call_response`).
     ServerToolCallResponse,
 }
 
@@ -123,6 +123,12 @@ pub struct PartRule {
     /// Provider file id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_id: Option<ValueSpec>,
+    /// Server tool call details (an object; its `type` names the server tool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_tool_call: Option<ValueSpec>,
+    /// Server tool call result details (an object; its `type` names the server tool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_tool_call_response: Option<ValueSpec>,
 }
 
 /// Reads tool definitions: one per item selected by `each`.

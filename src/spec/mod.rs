@@ -15,7 +15,7 @@ mod operation;
 mod schema;
 mod stream;
 mod value;
-pub(crate) mod yaml;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 
@@ -86,7 +86,8 @@ pub struct UpstreamSpec {
     /// The request path after the provider segment is appended unchanged.
     pub base_url: String,
     /// Host names this provider answers for, used to recognise calls by URL (library and
-    /// `specter extract`). A leading `*.` matches any subdomain, e.g. `*.openai.azure.com`.
+    /// `specter extract`). One `*` matches any non-empty text, e.g. `*.openai.azure.com` or
+    /// `bedrock-runtime.*.amazonaws.com`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
 }

@@ -106,9 +106,9 @@ pub struct MatchSpec {
 #[serde(deny_unknown_fields)]
 pub struct PhaseSpec {
     /// Span attributes: attribute key → where its value comes from. A value that is not found is
-    /// left out, never invented.
+    /// left out, never invented. With `extends`, `null` removes an inherited attribute.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub attributes: BTreeMap<String, ValueSpec>,
+    pub attributes: BTreeMap<String, Option<ValueSpec>>,
     /// Request phase: the chat history sent to the model (`gen_ai.input.messages`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub input_messages: Vec<MessageRule>,
@@ -140,7 +140,7 @@ pub struct ErrorSpec {
     /// The provider's error message, recorded on the exception event and the span status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<ValueSpec>,
-    /// Extra attributes read from the error body.
+    /// Extra attributes read from the error body (`null` removes an inherited one).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub attributes: BTreeMap<String, ValueSpec>,
+    pub attributes: BTreeMap<String, Option<ValueSpec>>,
 }

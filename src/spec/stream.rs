@@ -37,6 +37,10 @@ pub struct StreamSpec {
     /// A frame whose data is exactly this text ends the stream (OpenAI's `[DONE]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done: Option<String>,
+    /// Frames with this event name mark the stream complete (Anthropic's `message_stop`); they are
+    /// still folded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_event: Option<OneOrMany<String>>,
     /// How the JSON chunk is taken out of a frame whose payload wraps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<PayloadSpec>,
@@ -60,6 +64,10 @@ pub enum Framing {
     /// The AWS binary event stream (`application/vnd.amazon.eventstream`); the event name is the
     /// `:event-type` header.
     AwsEventstream,
+    /// A JSON array whose elements arrive one by one (`application/json`; Gemini's
+    /// `streamGenerateContent` without `alt=sse`). The content type cannot tell it from a plain
+    /// JSON answer, so the operation's `stream.when` decides.
+    JsonArray,
 }
 
 /// How the chunk is taken out of a frame's JSON payload.
@@ -88,7 +96,8 @@ pub enum PayloadEncoding {
 /// Targets are dotted paths relative to `at` (or to the rebuilt response): `message.content`,
 /// `usage`, `$` for the target itself. A segment may carry an index: `choices[0]`,
 /// `choices[{$.index}]` (an index read on the current item; when it is missing, the item's
-/// position), or `choices[#]` (the item's position in `each`).
+/// position), `choices[#]` (the item's position in `each`), or `choices[-1]` (the last element,
+/// the first when the array is empty).
 ///
 /// Actions run in this order: `set_once`, `set`, `merge`, `append`, `push`, `remove`, then the
 /// nested `fold` rules.

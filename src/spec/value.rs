@@ -61,9 +61,14 @@ pub struct ValueRule {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub coerce: Option<Coercion>,
     /// Replace values found as keys of this map (compared as strings) by the mapped value; values
-    /// not in the map pass through unchanged.
+    /// not in the map pass through unchanged. A list is mapped element by element.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map: Option<BTreeMap<String, serde_json::Value>>,
+    /// Keep only the first match of this regular expression in the (string) value, or its first
+    /// capture group when it has one; a string without a match is left out. Applied before `map`.
+    /// E.g. `pattern: "^[^:]+"` keeps `ValidationException` of `ValidationException:http://...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
     /// Only produce the value when this condition holds (evaluated on the same document).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<Condition>,

@@ -11,11 +11,10 @@ use crate::spec::PayloadEncoding;
 /// Highest array index a fold may create; larger indexes in a chunk are ignored.
 const MAX_INDEX: usize = 4096;
 
-/// Folds the chunks of one stream into a rebuilt response.
-#[derive(Debug)]
-pub struct Folder<'r> {
-    stream: &'r Stream,
-    request: &'r Json,
+/// Folds the chunks of one stream into a rebuilt response. It owns only its state; the stream
+/// rules and the request body are passed to each call, so it can live beside them.
+#[derive(Debug, Clone)]
+pub struct Folder {
     rebuilt: Json,
     chunks: u64,
     skipped: u64,
@@ -42,12 +41,10 @@ pub struct FoldOutcome {
     pub exception: Option<(String, Option<String>)>,
 }
 
-impl<'r> Folder<'r> {
-    /// A folder for a stream; `text_cap` bounds the bytes of text it accumulates.
-    pub fn new(stream: &'r Stream, request: &'r Json, text_cap: usize) -> Folder<'r> {
+impl Folder {
+    /// A folder; `text_cap` bounds the bytes of text it accumulates.
+    pub fn new(text_cap: usize) -> Folder {
         Folder {
-            stream,
-            request,
             rebuilt: Json::Object(Map::new()),
             chunks: 0,
             skipped: 0,
@@ -64,11 +61,11 @@ impl<'r> Folder<'r> {
     }
 
     /// Folds one frame; returns whether it was a chunk (JSON applied to the response).
-    pub fn frame(&mut self, frame: &Frame) -> bool {
+    pub fn frame(&mut self, stream: &Stream, request: &Json, frame: &Frame) -> bool {
         if self.done {
             return false;
         }
-        if let Some(done) = &self.stream.done {
+        if let Some(done) = &stream.done {
             if frame.data == done.as_bytes() {
                 self.done = true;
                 return false;
@@ -88,7 +85,7 @@ impl<'r> Folder<'r> {
             self.exception = Some((kind, message));
             return false;
         }
-        if let Some((path, encoding)) = &self.stream.payload {
+        if let Some((path, encoding)) = &stream.payload {
             match unwrap_payload(&chunk, path, *encoding) {
                 Some(inner) => chunk = inner,
                 None => {
@@ -97,31 +94,46 @@ impl<'r> Folder<'r> {
                 }
             }
         }
-        self.chunks += 1;
-        let event = frame.event.as_deref();
-        let mut state = State {
-            request: self.request,
-            text_budget: &mut self.text_budget,
-            truncated: &mut self.truncated,
-        };
-        for rule in &self.stream.fold {
-            apply(rule, event, &chunk, 0, &mut self.rebuilt, &mut state);
+        self.chunk(stream, request, frame.event.as_deref(), &chunk);
+        if frame
+            .event
+            .as_ref()
+            .is_some_and(|e| stream.done_events.contains(e))
+        {
+            self.done = true;
         }
         true
     }
 
+    /// Folds one already-parsed chunk.
+    pub fn chunk(&mut self, stream: &Stream, request: &Json, event: Option<&str>, chunk: &Json) {
+        self.chunks += 1;
+        let mut state = State {
+            request,
+            text_budget: &mut self.text_budget,
+            truncated: &mut self.truncated,
+        };
+        for rule in &stream.fold {
+            apply(rule, event, chunk, 0, &mut self.rebuilt, &mut state);
+        }
+    }
+
+    /// Whether the end sentinel was seen.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
     /// Ends the stream: runs the finish rules and returns the rebuilt response.
-    pub fn finish(mut self) -> FoldOutcome {
-        if !self.stream.finish.is_empty() {
+    pub fn finish(mut self, stream: &Stream, request: &Json) -> FoldOutcome {
+        for rule in &stream.finish {
+            // Each finish rule reads the response as the rules before it left it.
             let snapshot = self.rebuilt.clone();
             let mut state = State {
-                request: self.request,
+                request,
                 text_budget: &mut self.text_budget,
                 truncated: &mut self.truncated,
             };
-            for rule in &self.stream.finish {
-                apply(rule, None, &snapshot, 0, &mut self.rebuilt, &mut state);
-            }
+            apply(rule, None, &snapshot, 0, &mut self.rebuilt, &mut state);
         }
         FoldOutcome {
             response: self.rebuilt,
@@ -208,9 +220,10 @@ fn apply(
     }
 }
 
-fn index_of(expr: &IndexExpr, item: &Json, position: usize) -> usize {
+fn index_of(expr: &IndexExpr, item: &Json, position: usize, len: usize) -> usize {
     match expr {
         IndexExpr::Fixed(n) => *n,
+        IndexExpr::Last => len.saturating_sub(1),
         IndexExpr::Position => position,
         IndexExpr::Path(path) => path
             .first(item)
@@ -238,7 +251,10 @@ fn resolve<'t>(
             .entry(step.key.clone())
             .or_insert(Json::Null);
         if let Some(expr) = &step.index {
-            let index = index_of(expr, item, position);
+            if node.is_null() {
+                *node = Json::Array(Vec::new());
+            }
+            let index = index_of(expr, item, position, node.as_array().map_or(0, Vec::len));
             if index > MAX_INDEX {
                 return None;
             }
@@ -259,11 +275,39 @@ fn remove(root: &mut Json, target: &Target, item: &Json, position: usize) {
     let Some((last, parents)) = target.steps.split_last() else {
         return;
     };
-    let parent_target = Target {
-        steps: parents.to_vec(),
+    let mut node = root;
+    for step in parents {
+        let Some(next) = node.as_object_mut().and_then(|m| m.get_mut(&step.key)) else {
+            return;
+        };
+        node = next;
+        if let Some(expr) = &step.index {
+            let index = index_of(expr, item, position, node.as_array().map_or(0, Vec::len));
+            let Some(next) = node.as_array_mut().and_then(|a| a.get_mut(index)) else {
+                return;
+            };
+            node = next;
+        }
+    }
+    let Some(map) = node.as_object_mut() else {
+        return;
     };
-    if let Some(Json::Object(map)) = resolve(root, &parent_target, item, position) {
-        map.remove(&last.key);
+    match &last.index {
+        None => {
+            map.remove(&last.key);
+        }
+        Some(expr) => {
+            let len = map
+                .get(&last.key)
+                .and_then(Json::as_array)
+                .map_or(0, Vec::len);
+            let index = index_of(expr, item, position, len);
+            if let Some(array) = map.get_mut(&last.key).and_then(Json::as_array_mut) {
+                if index < array.len() {
+                    array.remove(index);
+                }
+            }
+        }
     }
 }
 

@@ -4,11 +4,13 @@
 
 mod eventstream;
 mod fold;
+mod json_array;
 mod ndjson;
 mod sse;
 
 pub use eventstream::{encode as encode_event_message, EventStreamParser};
 pub use fold::{FoldOutcome, Folder};
+pub use json_array::JsonArrayParser;
 pub use ndjson::NdjsonParser;
 pub use sse::SseParser;
 
@@ -34,6 +36,8 @@ pub enum Deframer {
     Ndjson(NdjsonParser),
     /// AWS event stream.
     EventStream(EventStreamParser),
+    /// A streamed JSON array.
+    JsonArray(JsonArrayParser),
 }
 
 impl Deframer {
@@ -43,6 +47,7 @@ impl Deframer {
             Framing::Sse => Deframer::Sse(SseParser::default()),
             Framing::Ndjson => Deframer::Ndjson(NdjsonParser::default()),
             Framing::AwsEventstream => Deframer::EventStream(EventStreamParser::default()),
+            Framing::JsonArray => Deframer::JsonArray(JsonArrayParser::default()),
         }
     }
 
@@ -52,6 +57,7 @@ impl Deframer {
             Deframer::Sse(p) => p.push(bytes, out),
             Deframer::Ndjson(p) => p.push(bytes, out),
             Deframer::EventStream(p) => p.push(bytes, out),
+            Deframer::JsonArray(p) => p.push(bytes, out),
         }
     }
 
@@ -61,6 +67,7 @@ impl Deframer {
             Deframer::Sse(p) => p.finish(out),
             Deframer::Ndjson(p) => p.finish(out),
             Deframer::EventStream(p) => p.finish(out),
+            Deframer::JsonArray(p) => p.finish(out),
         }
     }
 
@@ -70,6 +77,7 @@ impl Deframer {
             Deframer::Sse(p) => p.dropped(),
             Deframer::Ndjson(p) => p.dropped(),
             Deframer::EventStream(p) => p.dropped(),
+            Deframer::JsonArray(p) => p.dropped(),
         }
     }
 }
