@@ -83,7 +83,7 @@ pub fn extract(
     let op = &found.operation;
     let request = Request {
         target: &target,
-        headers: &[],
+        headers: exchange.request_headers,
         body: &request_body,
         captures: &found.captures,
     };
@@ -110,7 +110,7 @@ pub fn extract(
     };
     let response = Response {
         status: Some(exchange.status),
-        headers: &[],
+        headers: exchange.response_headers,
         body: &response_body,
     };
     engine::response_phase(op, &mut record, &request, &response);

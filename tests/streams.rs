@@ -54,8 +54,13 @@ fn fold(catalog: &Catalog, dir: &Path, pieces: &[&[u8]]) -> (serde_json::Value, 
         captures: &found.captures,
     };
     let content_type = meta_value(&meta, "response_content_type");
-    let stream =
-        engine::stream_for(&found.operation, &request, content_type.as_deref()).expect("a stream");
+    let stream = engine::stream_for(&found.operation, &request, content_type.as_deref())
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: the operation does not read this response as a stream",
+                dir.display()
+            )
+        });
     let mut deframer = Deframer::new(stream.framing);
     let mut folder = Folder::new(usize::MAX);
     let mut frames = Vec::new();
@@ -109,10 +114,12 @@ fn split_anywhere_gives_the_same_response() {
         let body = body_of(&dir);
         let whole = fold(&catalog, &dir, &[&body]);
         assert!(whole.1 > 0, "{}: no chunk folded", dir.display());
-        // Frames are what folding sees: cut at every byte boundary, the frames are the same.
+        // Frames are what folding sees: cut anywhere, the frames are the same.
         let framing = stream_framing(&catalog, &dir);
         let all = frames(framing, &[&body]);
-        for cut in 1..body.len() {
+        // Every boundary of small bodies; about 1,500 evenly spread ones of large bodies.
+        let stride = (body.len() / 1500).max(1);
+        for cut in (1..body.len()).step_by(stride) {
             let (a, b) = body.split_at(cut);
             assert!(
                 frames(framing, &[a, b]) == all,

@@ -92,9 +92,10 @@ pub fn framing_for_content_type(content_type: &str) -> Option<Framing> {
         .to_ascii_lowercase();
     match essence.as_str() {
         "text/event-stream" => Some(Framing::Sse),
-        "application/x-ndjson" | "application/jsonl" | "application/ndjson" => {
-            Some(Framing::Ndjson)
-        }
+        "application/x-ndjson"
+        | "application/jsonl"
+        | "application/ndjson"
+        | "application/stream+json" => Some(Framing::Ndjson),
         "application/vnd.amazon.eventstream" => Some(Framing::AwsEventstream),
         _ => None,
     }
