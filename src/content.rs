@@ -96,19 +96,59 @@ impl ContentPolicy {
     }
 
     /// Applies truncation and redaction to the record's message content in place (the JSON stays
-    /// valid: strings are shortened, never cut out of their structure), or removes it.
+    /// valid: content strings are shortened, never cut out of their structure; roles, types, ids
+    /// and names are left alone), or removes the content.
     pub fn apply(&self, record: &mut Record) {
-        let slots = [
-            &mut record.input_messages,
-            &mut record.output_messages,
-            &mut record.system_instructions,
-            &mut record.tool_definitions,
+        if self.capture == Capture::NoContent {
+            record.input_messages = None;
+            record.output_messages = None;
+            record.system_instructions = None;
+            record.tool_definitions = None;
+            return;
+        }
+        if self.max_length.is_none() && self.redactions.is_empty() {
+            return;
+        }
+        for messages in [&mut record.input_messages, &mut record.output_messages]
+            .into_iter()
+            .flatten()
+        {
+            for message in messages.as_array_mut().into_iter().flatten() {
+                if let Some(parts) = message.get_mut("parts") {
+                    self.clean_parts(parts);
+                }
+            }
+        }
+        if let Some(parts) = &mut record.system_instructions {
+            self.clean_parts(parts);
+        }
+        for tool in record
+            .tool_definitions
+            .iter_mut()
+            .flat_map(|t| t.as_array_mut().into_iter().flatten())
+        {
+            for key in ["description", "parameters"] {
+                if let Some(value) = tool.get_mut(key) {
+                    self.clean(value);
+                }
+            }
+        }
+    }
+
+    fn clean_parts(&self, parts: &mut Json) {
+        const CONTENT: [&str; 6] = [
+            "content",
+            "arguments",
+            "response",
+            "uri",
+            "server_tool_call",
+            "server_tool_call_response",
         ];
-        for slot in slots {
-            if self.capture == Capture::NoContent {
-                *slot = None;
-            } else if let Some(value) = slot {
-                self.clean(value);
+        for part in parts.as_array_mut().into_iter().flatten() {
+            for key in CONTENT {
+                if let Some(value) = part.get_mut(key) {
+                    self.clean(value);
+                }
             }
         }
     }

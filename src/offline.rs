@@ -3,6 +3,8 @@
 
 use serde_json::{json, Value as Json};
 
+use crate::content::ContentPolicy;
+use crate::dialect::Dialect;
 use crate::engine::{self, HttpTarget, Request, Response};
 use crate::Catalog;
 
@@ -43,6 +45,24 @@ pub struct Recorded<'a> {
     pub response_headers: &'a [(String, String)],
 }
 
+/// How `extract` renders the span.
+#[derive(Debug, Clone)]
+pub struct ExtractOptions {
+    /// Dialects of the attributes (default: semconv).
+    pub dialects: Vec<Dialect>,
+    /// The content policy (message attributes kept, truncated, redacted or left out).
+    pub content: ContentPolicy,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        ExtractOptions {
+            dialects: vec![Dialect::Semconv],
+            content: ContentPolicy::default(),
+        }
+    }
+}
+
 /// Text accumulated from a stream is capped at this many bytes by default.
 pub const DEFAULT_TEXT_CAP: usize = 1 << 20;
 
@@ -60,14 +80,15 @@ pub const DEFAULT_TEXT_CAP: usize = 1 << 20;
 ///     request_headers: &[],
 ///     response_headers: &[],
 /// };
-/// let out = specter::offline::extract(&catalog, &exchange, true).unwrap();
+/// let options = specter::offline::ExtractOptions::default();
+/// let out = specter::offline::extract(&catalog, &exchange, &options).unwrap();
 /// assert_eq!(out["span"]["name"], "embeddings text-embedding-3-small");
 /// assert_eq!(out["span"]["attributes"]["gen_ai.usage.input_tokens"], 1);
 /// ```
 pub fn extract(
     catalog: &Catalog,
     exchange: &Recorded<'_>,
-    content: bool,
+    options: &ExtractOptions,
 ) -> Result<Json, ExtractError> {
     let target =
         HttpTarget::parse(exchange.url).ok_or_else(|| ExtractError::BadUrl(exchange.url.into()))?;
@@ -119,7 +140,14 @@ pub fn extract(
         engine::record_fold(&mut record, &outcome, dropped);
     }
     record.problems.extend(problems);
-    let attributes = crate::dialect::semconv(&record, content);
+    let metrics = crate::telemetry::points(&record, op, None);
+    options.content.apply(&mut record);
+    let mut attributes = crate::dialect::render(&record, &options.dialects);
+    if !options.content.capture.on_span() {
+        for (key, _) in crate::dialect::message_attributes(&record) {
+            attributes.remove(key);
+        }
+    }
     let status = match &record.error {
         Some(e) => {
             json!({"code": "error", "message": e.message.clone().unwrap_or_else(|| e.error_type.clone())})
@@ -146,6 +174,7 @@ pub fn extract(
             "attributes": attributes,
             "events": events,
         },
+        "metrics": metrics,
         "stream": record.stream,
         "problems": record.problems,
     }))

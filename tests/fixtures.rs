@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use specter::offline::{extract, Recorded};
+use specter::offline::{extract, ExtractOptions, Recorded};
 use specter::Catalog;
 
 /// The value of a top-level scalar key of `meta.yaml`.
@@ -97,8 +97,8 @@ fn recorded_exchanges() {
             request_headers: &request_headers,
             response_headers: &response_headers,
         };
-        let output =
-            extract(&catalog, &exchange, true).unwrap_or_else(|e| panic!("{provider}/{case}: {e}"));
+        let output = extract(&catalog, &exchange, &ExtractOptions::default())
+            .unwrap_or_else(|e| panic!("{provider}/{case}: {e}"));
         assert_eq!(output["provider"], provider.as_str(), "{provider}/{case}");
         insta::assert_json_snapshot!(format!("{provider}__{case}"), output);
         replayed += 1;

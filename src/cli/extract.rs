@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use specter::offline::{extract, ExtractError, Recorded};
+use specter::content::{Capture, ContentPolicy};
+use specter::dialect::Dialect;
+use specter::offline::{extract, ExtractError, ExtractOptions, Recorded};
 
 /// Arguments of `specter extract`.
 #[derive(Debug, clap::Args)]
@@ -35,6 +37,10 @@ pub struct Args {
     /// A response header, `Name: value` (repeatable).
     #[arg(long = "response-header", value_name = "HEADER")]
     response_headers: Vec<String>,
+    /// Attribute dialect (repeatable to emit several): `otel` (the GenAI semantic conventions),
+    /// `agentops`, `openinference`.
+    #[arg(long = "dialect", value_name = "DIALECT", default_value = "otel")]
+    dialects: Vec<String>,
     /// Leave message content out of the span.
     #[arg(long)]
     no_content: bool,
@@ -78,7 +84,22 @@ pub fn run(args: &Args) -> ExitCode {
         request_headers: &request_headers,
         response_headers: &response_headers,
     };
-    let output = match extract(&catalog, &exchange, !args.no_content) {
+    let mut dialects = Vec::new();
+    for name in &args.dialects {
+        match Dialect::named(name) {
+            Ok(d) => dialects.push(d),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut content = ContentPolicy::default();
+    if args.no_content {
+        content.capture = Capture::NoContent;
+    }
+    let options = ExtractOptions { dialects, content };
+    let output = match extract(&catalog, &exchange, &options) {
         Ok(output) => output,
         Err(e @ ExtractError::BadUrl(_)) => {
             eprintln!("error: {e}");

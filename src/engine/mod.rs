@@ -294,7 +294,8 @@ fn cost(op: &Operation, attributes: &BTreeMap<String, Json>) -> Option<Json> {
         + cached * price.cached_input
         + output.unwrap_or(0.0) * price.output)
         / 1e6;
-    serde_json::Number::from_f64(usd).map(Json::Number)
+    // Rounded to a millionth of a cent: enough for any bill, and no float noise in the output.
+    serde_json::Number::from_f64((usd * 1e8).round() / 1e8).map(Json::Number)
 }
 
 fn render_template(op: &Operation, attributes: &BTreeMap<String, Json>) -> String {

@@ -18,7 +18,7 @@ use crate::content::ContentPolicy;
 use crate::dialect::{self, Dialect};
 use crate::engine::Record;
 use convert::key_values;
-pub use metrics::Instruments;
+pub use metrics::{points, Instruments, Point};
 
 /// When a call happened and how its stream flowed.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,302 @@
+//! The library API for Rust applications, in the spirit of the seed's
+//! `OpenAIInstrumentor(...).instrument()`: an [`Instrumentor`] recognises provider calls by method
+//! and URL, and wraps them so that each produces one GenAI span and its metrics.
+//!
+//! ```
+//! use specter::instrument::{HttpRequest, HttpResponse, Instrumentor};
+//!
+//! let instrumentor = Instrumentor::builder().build().unwrap();
+//! let request = HttpRequest {
+//!     method: "POST".into(),
+//!     url: "https://api.openai.com/v1/embeddings".into(),
+//!     headers: vec![],
+//!     body: br#"{"model": "text-embedding-3-small", "input": "hi"}"#.to_vec(),
+//! };
+//! // Any blocking HTTP client goes here; the closure gets the request (with `traceparent`
+//! // added when trace-context propagation is on).
+//! let response = instrumentor.instrument_blocking(request, |_request| {
+//!     Ok::<_, std::io::Error>(HttpResponse {
+//!         status: 200,
+//!         headers: vec![],
+//!         body: br#"{"model": "text-embedding-3-small", "usage": {"prompt_tokens": 1}}"#.to_vec(),
+//!     })
+//! });
+//! assert_eq!(response.unwrap().status, 200);
+//! ```
+
+mod call;
+mod stream;
+mod wrap;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime};
+
+use opentelemetry::Context;
+
+pub use call::{Call, HttpRequest, HttpResponse};
+pub use stream::{StreamCall, ABANDONED};
+pub use wrap::{InstrumentedChunks, InstrumentedStream};
+
+use crate::content::ContentPolicy;
+use crate::dialect::Dialect;
+use crate::engine::{self, HttpTarget, Request};
+use crate::telemetry::Telemetry;
+use crate::{Catalog, LoadError};
+
+/// Options of an [`Instrumentor`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Record token usage attributes (the seed's `enrich_token_usage`). Default true.
+    pub enrich_token_usage: bool,
+    /// Add W3C `traceparent`/`tracestate` to outgoing requests (the seed's
+    /// `enable_trace_context_propagation`). Default false.
+    pub propagate_trace_context: bool,
+    /// Bytes of text a stream may accumulate for its span (default 1 MiB); the rest is counted,
+    /// not kept.
+    pub max_stream_text: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            enrich_token_usage: true,
+            propagate_trace_context: false,
+            max_stream_text: crate::offline::DEFAULT_TEXT_CAP,
+        }
+    }
+}
+
+/// What every call of an instrumentor shares.
+pub(crate) struct Shared {
+    pub telemetry: Telemetry,
+    pub options: Options,
+}
+
+/// Recognises provider calls and records them.
+#[derive(Clone)]
+pub struct Instrumentor {
+    catalog: Arc<RwLock<Arc<Catalog>>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Instrumentor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instrumentor")
+            .field("options", &self.shared.options)
+            .finish()
+    }
+}
+
+/// Builds an [`Instrumentor`].
+pub struct InstrumentorBuilder {
+    providers: Option<Vec<PathBuf>>,
+    catalog: Option<Catalog>,
+    telemetry: Option<Telemetry>,
+    dialects: Vec<Dialect>,
+    content: ContentPolicy,
+    options: Options,
+}
+
+impl Default for InstrumentorBuilder {
+    fn default() -> Self {
+        InstrumentorBuilder {
+            providers: None,
+            catalog: None,
+            telemetry: None,
+            dialects: vec![Dialect::Semconv],
+            content: ContentPolicy::from_env(),
+            options: Options::default(),
+        }
+    }
+}
+
+impl InstrumentorBuilder {
+    /// Loads providers from these directories or files instead of the bundled ones.
+    pub fn providers(mut self, paths: Vec<PathBuf>) -> Self {
+        self.providers = Some(paths);
+        self
+    }
+
+    /// Uses this catalog.
+    pub fn catalog(mut self, catalog: Catalog) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    /// Emits through this telemetry (tracer and meter) instead of the global providers.
+    /// Its dialects and content policy are used as they are.
+    pub fn telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
+    /// The dialects to emit (default: semconv only).
+    pub fn dialects(mut self, dialects: Vec<Dialect>) -> Self {
+        self.dialects = dialects;
+        self
+    }
+
+    /// The content policy (default: from `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`,
+    /// content on the span).
+    pub fn content(mut self, content: ContentPolicy) -> Self {
+        self.content = content;
+        self
+    }
+
+    /// Options.
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Builds; fails only when provider files cannot be loaded.
+    pub fn build(self) -> Result<Instrumentor, LoadError> {
+        let catalog = match (self.catalog, self.providers) {
+            (Some(c), _) => c,
+            (None, Some(paths)) => Catalog::load(&paths)?,
+            (None, None) => Catalog::bundled()?,
+        };
+        let telemetry = self
+            .telemetry
+            .unwrap_or_else(|| Telemetry::global(self.dialects, self.content));
+        Ok(Instrumentor {
+            catalog: Arc::new(RwLock::new(Arc::new(catalog))),
+            shared: Arc::new(Shared {
+                telemetry,
+                options: self.options,
+            }),
+        })
+    }
+}
+
+impl Instrumentor {
+    /// A builder with the bundled providers, the global tracer and meter providers, and defaults.
+    pub fn builder() -> InstrumentorBuilder {
+        InstrumentorBuilder::default()
+    }
+
+    /// The catalog in use.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        match self.catalog.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the catalog (hot reload); calls already started keep the rules they started with.
+    pub fn set_catalog(&self, catalog: Catalog) {
+        let mut slot = match self.catalog.write() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *slot = Arc::new(catalog);
+    }
+
+    /// Starts a call when the request matches an operation: runs the request phase and opens the
+    /// span as a child of `parent`. With trace-context propagation on, adds `traceparent` to the
+    /// request's headers. `None` when the request is not a known GenAI call.
+    pub fn start(&self, request: &mut HttpRequest, parent: &Context) -> Option<Call> {
+        let target = HttpTarget::parse(&request.url)?;
+        let found = self.catalog().find(
+            &request.method.to_ascii_uppercase(),
+            Some(&target.host),
+            &target.path,
+            &target.query,
+        )?;
+        let call = self.start_matched(found, target, &request.headers, &request.body, parent);
+        if self.shared.options.propagate_trace_context {
+            request.headers.retain(|(k, _)| {
+                !k.eq_ignore_ascii_case("traceparent") && !k.eq_ignore_ascii_case("tracestate")
+            });
+            request.headers.extend(call.trace_headers());
+        }
+        Some(call)
+    }
+
+    /// Starts a call for an operation already found (the gateway's route).
+    pub fn start_matched(
+        &self,
+        found: crate::Match,
+        target: HttpTarget,
+        headers: &[(String, String)],
+        body: &[u8],
+        parent: &Context,
+    ) -> Call {
+        let started = Instant::now();
+        let start_time = SystemTime::now();
+        let mut problems = Vec::new();
+        let request_body = engine::parse_body(body, "request", &mut problems);
+        let request_headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect();
+        let request = Request {
+            target: &target,
+            headers: &request_headers,
+            body: &request_body,
+            captures: &found.captures,
+        };
+        let mut record = engine::request_phase(&found.operation, &request);
+        record.problems.extend(problems);
+        let span = self.shared.telemetry.start(&record, parent, start_time);
+        Call {
+            parts: Some(Box::new(call::CallParts {
+                shared: self.shared.clone(),
+                op: found.operation,
+                target,
+                request_headers,
+                request_body,
+                captures: found.captures,
+                record,
+                span,
+                started,
+                start_time,
+            })),
+        }
+    }
+
+    /// Instruments an async call: `send` receives the request (with `traceparent` when
+    /// propagation is on) and returns the complete response. The span is a child of the current
+    /// OpenTelemetry context. Requests that match no operation are sent untouched.
+    pub async fn instrument<F, Fut, E>(
+        &self,
+        mut request: HttpRequest,
+        send: F,
+    ) -> Result<HttpResponse, E>
+    where
+        F: FnOnce(HttpRequest) -> Fut,
+        Fut: Future<Output = Result<HttpResponse, E>>,
+        E: std::fmt::Display,
+    {
+        let call = self.start(&mut request, &Context::current());
+        let result = send(request).await;
+        finish_with(call, &result);
+        result
+    }
+
+    /// Instruments a blocking call, like [`Instrumentor::instrument`].
+    pub fn instrument_blocking<F, E>(
+        &self,
+        mut request: HttpRequest,
+        send: F,
+    ) -> Result<HttpResponse, E>
+    where
+        F: FnOnce(HttpRequest) -> Result<HttpResponse, E>,
+        E: std::fmt::Display,
+    {
+        let call = self.start(&mut request, &Context::current());
+        let result = send(request);
+        finish_with(call, &result);
+        result
+    }
+}
+
+fn finish_with<E: std::fmt::Display>(call: Option<Call>, result: &Result<HttpResponse, E>) {
+    let Some(call) = call else { return };
+    match result {
+        Ok(response) => call.finish(response.status, &response.headers, &response.body),
+        Err(e) => call.fail("_OTHER", &e.to_string()),
+    }
+}

@@ -1,0 +1,166 @@
+//! Wrappers that observe a stream while handing every item on unchanged and at once: a
+//! `futures::Stream` of byte chunks (what an HTTP client yields), and a `Stream` or `Iterator` of
+//! already-parsed chunks.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use serde::Serialize;
+
+use super::StreamCall;
+
+pin_project_lite::pin_project! {
+    /// A byte stream observed by a [`StreamCall`]. Items pass through unchanged; the span ends when
+    /// the stream ends, yields an error, stalls longer than the stall timeout, or is dropped.
+    pub struct InstrumentedStream<S> {
+        #[pin]
+        inner: S,
+        call: Option<StreamCall>,
+        stall: Option<Duration>,
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<S> InstrumentedStream<S> {
+    /// Wraps `inner`. With `stall` set (and a Tokio runtime with timers present), a stream that
+    /// yields nothing for that long ends its span as `timeout`; items still pass through.
+    pub fn new(inner: S, call: StreamCall, stall: Option<Duration>) -> Self {
+        InstrumentedStream {
+            inner,
+            call: Some(call),
+            stall,
+            timer: None,
+        }
+    }
+}
+
+impl<S, B, E> Stream for InstrumentedStream<S>
+where
+    S: Stream<Item = Result<B, E>>,
+    B: AsRef<[u8]>,
+    E: std::fmt::Display,
+{
+    type Item = Result<B, E>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        match this.inner.poll_next(cx) {
+            Poll::Ready(Some(Ok(bytes))) => {
+                *this.timer = None;
+                if let Some(call) = this.call.as_mut() {
+                    call.bytes(bytes.as_ref());
+                }
+                Poll::Ready(Some(Ok(bytes)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(call) = this.call.take() {
+                    call.fail("_OTHER", &e.to_string());
+                }
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                if let Some(call) = this.call.take() {
+                    call.end();
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if let (Some(stall), true) = (*this.stall, this.call.is_some()) {
+                    if this.timer.is_none() && tokio::runtime::Handle::try_current().is_ok() {
+                        *this.timer = Some(Box::pin(tokio::time::sleep(stall)));
+                    }
+                    if let Some(timer) = this.timer.as_mut() {
+                        if timer.as_mut().poll(cx).is_ready() {
+                            *this.timer = None;
+                            if let Some(call) = this.call.take() {
+                                call.fail(
+                                    "timeout",
+                                    &format!("no data for {} ms", stall.as_millis()),
+                                );
+                            }
+                        }
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+use std::future::Future as _;
+
+pin_project_lite::pin_project! {
+    /// A stream or iterator of parsed chunks observed by a [`StreamCall`]; each chunk is
+    /// serialised to JSON for folding and handed on unchanged.
+    pub struct InstrumentedChunks<S> {
+        #[pin]
+        inner: S,
+        call: Option<StreamCall>,
+    }
+}
+
+impl<S> InstrumentedChunks<S> {
+    /// Wraps a stream or iterator of chunks.
+    pub fn new(inner: S, call: StreamCall) -> Self {
+        InstrumentedChunks {
+            inner,
+            call: Some(call),
+        }
+    }
+}
+
+fn observe<T: Serialize>(call: &mut Option<StreamCall>, item: &T) {
+    if let (Some(call), Ok(value)) = (call.as_mut(), serde_json::to_value(item)) {
+        call.chunk(None, &value);
+    }
+}
+
+impl<S, T> Stream for InstrumentedChunks<S>
+where
+    S: Stream<Item = T>,
+    T: Serialize,
+{
+    type Item = T;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let this = self.project();
+        match this.inner.poll_next(cx) {
+            Poll::Ready(Some(item)) => {
+                observe(this.call, &item);
+                Poll::Ready(Some(item))
+            }
+            Poll::Ready(None) => {
+                if let Some(call) = this.call.take() {
+                    call.end();
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<I, T> Iterator for InstrumentedChunks<I>
+where
+    I: Iterator<Item = T> + Unpin,
+    T: Serialize,
+{
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        match self.inner.next() {
+            Some(item) => {
+                observe(&mut self.call, &item);
+                Some(item)
+            }
+            None => {
+                if let Some(call) = self.call.take() {
+                    call.end();
+                }
+                None
+            }
+        }
+    }
+}
