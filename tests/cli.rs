@@ -96,7 +96,7 @@ fn list_shows_operations_and_routes() {
 
 #[test]
 fn every_command_has_help() {
-    for cmd in ["validate", "schema", "list", "extract"] {
+    for cmd in ["validate", "schema", "list", "extract", "serve"] {
         let out = specter(&[cmd, "--help"]);
         assert_eq!(out.status.code(), Some(0));
         assert!(text(&out.stdout).contains("Usage: specter"), "{cmd}");
@@ -146,4 +146,30 @@ fn extract_prints_the_span_and_reports_errors() {
     ]);
     assert_eq!(unreadable.status.code(), Some(2));
     assert!(text(&unreadable.stderr).starts_with("error: cannot read no/such/file.json: "));
+}
+
+#[test]
+fn serve_refuses_non_loopback_without_allow_remote() {
+    let out = specter(&["serve", "--listen", "0.0.0.0:0", "--no-traces-file"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("error: refusing to listen on 0.0.0.0:0: the gateway sees every prompt and API key; pass --allow-remote"), "{err}");
+    let bad = specter(&["serve", "--upstream", "openai", "--no-traces-file"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("--upstream takes PROVIDER=URL"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let unknown = specter(&[
+        "serve",
+        "--upstream",
+        "nosuch=http://127.0.0.1:1",
+        "--no-traces-file",
+    ]);
+    assert!(
+        text(&unknown.stderr).contains("`nosuch`, which is not a loaded provider"),
+        "{}",
+        text(&unknown.stderr)
+    );
 }

@@ -89,6 +89,17 @@ fn committed_schema_matches_the_types() {
 }
 
 #[test]
+fn committed_config_schema_matches_the_types() {
+    let generated =
+        serde_json::to_string_pretty(&specter::gateway::config_schema()).unwrap() + "\n";
+    let committed = std::fs::read_to_string("schemas/config.schema.json").unwrap();
+    assert!(
+        generated == committed,
+        "schemas/config.schema.json is stale: run `cargo run -- schema --config > schemas/config.schema.json`"
+    );
+}
+
+#[test]
 fn bundled_list_matches_the_providers_directory() {
     let mut on_disk: Vec<String> = std::fs::read_dir("providers")
         .unwrap()

@@ -1,8 +1,10 @@
 //! Command-line interface: argument parsing and one file per subcommand.
 
 mod extract;
+mod init_provider;
 mod list;
 mod schema;
+mod serve;
 mod validate;
 
 use std::path::PathBuf;
@@ -23,13 +25,20 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway: an instrumenting reverse proxy for LLM APIs.
+    ///
+    /// Point an SDK's base URL at http://ADDR:PORT/{provider} (e.g.
+    /// http://127.0.0.1:8787/openai/v1); every byte is forwarded to the provider's upstream and
+    /// back, and each GenAI call becomes a span and metric points.
+    Serve(serve::Args),
     /// Check provider specs and report every problem with its file, line and column.
     ///
     /// Exit status: 0 when every spec is valid, 1 when a spec has problems, 2 when a file cannot
     /// be read.
     Validate(validate::Args),
-    /// Print the JSON Schema of provider specs (the committed `schemas/provider.schema.json`).
-    Schema,
+    /// Print the JSON Schema of provider specs (`schemas/provider.schema.json`), or with
+    /// `--config` of the gateway's `specter.yaml` (`schemas/config.schema.json`).
+    Schema(schema::Args),
     /// List providers, their operations and routes.
     List(list::Args),
     /// Extract the span specter would emit for one recorded exchange, as JSON.
@@ -37,6 +46,12 @@ enum Command {
     /// Exit status: 0 on success, 1 when no operation matches the method and URL, 2 when a file
     /// cannot be read.
     Extract(extract::Args),
+    /// Scaffold a provider spec and its fixture folder, then print the next steps.
+    ///
+    /// Exit status: 0 when the files were created, 1 when one of them exists already (nothing is
+    /// overwritten), 2 for an invalid name, an unknown provider to extend or a file that cannot be
+    /// written.
+    InitProvider(init_provider::Args),
 }
 
 /// Where providers come from: a directory or files, or the bundled set.
@@ -79,9 +94,11 @@ pub fn report_load_error(error: &specter::LoadError) -> ExitCode {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => serve::run(&args),
         Command::Validate(args) => validate::run(&args),
-        Command::Schema => schema::run(),
+        Command::Schema(args) => schema::run(&args),
         Command::List(args) => list::run(&args),
         Command::Extract(args) => extract::run(&args),
+        Command::InitProvider(args) => init_provider::run(&args),
     }
 }

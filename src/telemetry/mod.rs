@@ -3,7 +3,9 @@
 //! bucket boundaries.
 
 mod convert;
+pub mod export;
 mod metrics;
+pub mod pipeline;
 
 use std::time::{Duration, SystemTime};
 

@@ -1,0 +1,247 @@
+//! `specter serve`: the instrumenting gateway.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use regex::Regex;
+use specter::content::{Capture, ContentPolicy, Redaction};
+use specter::dialect::Dialect;
+use specter::gateway::{self, ConfigFile, GatewayConfig, Proxy};
+use specter::instrument::{Instrumentor, Options};
+use specter::telemetry::pipeline::{otlp_configured, ExportSettings, OtlpProtocol, Pipeline};
+use specter::Catalog;
+
+/// Arguments of `specter serve`. Flags override the configuration file; every flag can also be
+/// set by the environment variable named in its help.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR:PORT", env = "SPECTER_LISTEN")]
+    listen: Option<String>,
+    /// Allow a non-loopback listen address (the gateway sees every prompt and API key).
+    #[arg(long, env = "SPECTER_ALLOW_REMOTE")]
+    allow_remote: bool,
+    /// Provider spec directory, watched and reloaded on change and on SIGHUP. Default: the bundled
+    /// providers.
+    #[arg(long, value_name = "DIR", env = "SPECTER_PROVIDERS")]
+    providers: Option<PathBuf>,
+    /// Replace a provider's upstream base URL, e.g. `openai=http://127.0.0.1:9000` (repeatable).
+    #[arg(long = "upstream", value_name = "PROVIDER=URL")]
+    upstreams: Vec<String>,
+    /// JSON-lines file of finished spans (OTLP JSON encoding). Default `specter-traces.jsonl`.
+    #[arg(long, value_name = "PATH", env = "SPECTER_TRACES_FILE")]
+    traces_file: Option<PathBuf>,
+    /// Do not write the traces file.
+    #[arg(long)]
+    no_traces_file: bool,
+    /// Do not print a line per span on stderr.
+    #[arg(long, env = "SPECTER_QUIET")]
+    quiet: bool,
+    /// Configuration file (schema: schemas/config.schema.json).
+    #[arg(long, value_name = "FILE", env = "SPECTER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Forward without instrumenting (a plain proxy, for comparison).
+    #[arg(long)]
+    no_instrument: bool,
+    /// Add the gateway span's `traceparent` to upstream requests.
+    #[arg(long)]
+    propagate_trace_context: bool,
+    /// Attribute dialect (repeatable): `otel`, `agentops`, `openinference`.
+    #[arg(long = "dialect", value_name = "DIALECT")]
+    dialects: Vec<String>,
+}
+
+/// Runs the gateway until SIGINT or SIGTERM.
+pub fn run(args: &Args) -> ExitCode {
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(args: &Args) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => ConfigFile::read(path)?,
+        None => ConfigFile::default(),
+    };
+    let mut config = GatewayConfig::default();
+    let listen = args.listen.clone().or(file.listen.clone());
+    if let Some(listen) = listen {
+        config.listen = listen.parse::<SocketAddr>().with_context(|| {
+            format!("`{listen}` is not an ADDR:PORT listen address (e.g. 127.0.0.1:8787)")
+        })?;
+    }
+    let remote_allowed = args.allow_remote || file.allow_remote == Some(true);
+    if !(config.listen.ip().is_loopback() || remote_allowed) {
+        bail!(
+            "refusing to listen on {}: the gateway sees every prompt and API key; pass --allow-remote to listen beyond loopback",
+            config.listen
+        );
+    }
+    config.providers = args.providers.clone().or(file.providers.clone());
+    config.upstreams = file.upstreams.clone();
+    for pair in &args.upstreams {
+        let Some((provider, url)) = pair.split_once('=') else {
+            bail!(
+                "--upstream takes PROVIDER=URL, e.g. openai=http://127.0.0.1:9000 (got `{pair}`)"
+            );
+        };
+        config
+            .upstreams
+            .insert(provider.to_string(), url.to_string());
+    }
+    for (provider, url) in &config.upstreams {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("the upstream of `{provider}` must be an http(s) URL, got `{url}`");
+        }
+    }
+    let ms = |v: Option<u64>, default: Duration| v.map(Duration::from_millis).unwrap_or(default);
+    config.max_request_bytes = file.max_request_bytes.unwrap_or(config.max_request_bytes);
+    config.max_response_bytes = file.max_response_bytes.unwrap_or(config.max_response_bytes);
+    config.connect_timeout = ms(file.connect_timeout_ms, config.connect_timeout);
+    config.response_timeout = ms(file.response_timeout_ms, config.response_timeout);
+    config.idle_timeout = ms(file.idle_timeout_ms, config.idle_timeout);
+    config.shutdown_grace = ms(file.shutdown_grace_ms, config.shutdown_grace);
+    config.propagate_trace_context =
+        args.propagate_trace_context || file.propagate_trace_context == Some(true);
+    config.instrument = !args.no_instrument && file.instrument != Some(false);
+
+    let catalog = match &config.providers {
+        Some(dir) => Catalog::load(std::slice::from_ref(dir)),
+        None => Catalog::bundled(),
+    };
+    let catalog = match catalog {
+        Ok(c) => c,
+        Err(specter::LoadError::Invalid(diags)) => {
+            bail!("{diags}\nthe provider specs have problems; fix them or run without --providers")
+        }
+        Err(e) => bail!("{e}"),
+    };
+    for provider in config.upstreams.keys() {
+        if catalog.provider(provider).is_none() {
+            bail!("--upstream names `{provider}`, which is not a loaded provider (see `specter list`)");
+        }
+    }
+
+    let traces_file = if args.no_traces_file {
+        None
+    } else {
+        args.traces_file
+            .clone()
+            .or(file.traces_file.clone())
+            .or(Some(PathBuf::from("specter-traces.jsonl")))
+    };
+    let otlp = if otlp_configured() {
+        Some(OtlpProtocol::from_env().map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    // With an OTLP endpoint the embedded outputs are off unless asked for.
+    let traces_file = if otlp.is_some() && args.traces_file.is_none() && file.traces_file.is_none()
+    {
+        None
+    } else {
+        traces_file
+    };
+    let console_default = otlp.is_none();
+    let settings = ExportSettings {
+        otlp,
+        console: !args.quiet && file.console.unwrap_or(console_default),
+        traces_file: traces_file.clone(),
+        max_queue: 8192,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    // The gRPC exporter binds to the runtime it is created in.
+    let pipeline = {
+        let _entered = runtime.enter();
+        Pipeline::start(&settings)?
+    };
+
+    let names = if args.dialects.is_empty() {
+        file.dialects.clone().unwrap_or_else(|| vec!["otel".into()])
+    } else {
+        args.dialects.clone()
+    };
+    let dialects = names
+        .iter()
+        .map(|n| Dialect::named(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut content = ContentPolicy::from_env();
+    if let Some(capture) = &file.capture_content {
+        content.capture = Capture::parse(capture).with_context(|| format!("capture_content `{capture}` is not true, false, NO_CONTENT, SPAN_ONLY, EVENT_ONLY or SPAN_AND_EVENT"))?;
+    }
+    content.max_length = file.max_content_length;
+    for r in &file.redact {
+        let pattern =
+            Regex::new(&r.pattern).with_context(|| format!("redact pattern `{}`", r.pattern))?;
+        content.redactions.push(Redaction {
+            pattern,
+            replacement: r.replacement.clone().unwrap_or_else(|| "[REDACTED]".into()),
+        });
+    }
+    let routing = Arc::new(std::sync::RwLock::new(Arc::new(catalog.clone())));
+    let instrumentor = if config.instrument {
+        let telemetry = pipeline.telemetry(dialects, content);
+        Some(
+            Instrumentor::builder()
+                .catalog(catalog.clone())
+                .telemetry(telemetry)
+                .options(Options::default())
+                .build()?,
+        )
+    } else {
+        None
+    };
+
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let address = listener.local_addr()?;
+        let _watch = match &config.providers {
+            Some(dir) => Some(gateway::watch_providers(dir.clone(), instrumentor.clone(), routing.clone())?),
+            None => None,
+        };
+        let client = gateway::upstream_client(&config);
+        let proxy = Arc::new(Proxy { config: config.clone(), instrumentor, catalog: routing, client });
+        let mut outputs = Vec::new();
+        if let Some(protocol) = settings.otlp {
+            outputs.push(format!("OTLP ({})", if protocol == OtlpProtocol::Grpc { "grpc" } else { "http/protobuf" }));
+        }
+        if settings.console {
+            outputs.push("stderr".into());
+        }
+        if let Some(path) = &traces_file {
+            outputs.push(path.display().to_string());
+        }
+        let where_to = if outputs.is_empty() { "nowhere".to_string() } else { outputs.join(", ") };
+        eprintln!(
+            "specter: listening on http://{address} ({} providers, instrumentation {}; spans to {where_to})",
+            catalog.providers().len(),
+            if config.instrument { "on" } else { "off" },
+        );
+        eprintln!("specter: point an SDK at http://{address}/<provider>, e.g. OPENAI_BASE_URL=http://{address}/openai/v1");
+        gateway::serve(listener, proxy, gateway::shutdown_signal()).await;
+        anyhow::Ok(())
+    })?;
+    pipeline.shutdown();
+    let exported = pipeline
+        .stats
+        .exported
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let failed = pipeline
+        .stats
+        .failed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("specter: stopped ({exported} span(s) exported, {failed} lost to export failures)");
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! Gateway configuration: the `specter.yaml` file (schema in `schemas/config.schema.json`),
+//! overridden by command-line flags and environment variables.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The `specter.yaml` file. Every key is optional; flags override it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "specter gateway configuration")]
+pub struct ConfigFile {
+    /// Address to listen on. Default `127.0.0.1:8787`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Allow listening on a non-loopback address (the gateway sees every prompt and API key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_remote: Option<bool>,
+    /// Provider spec directory, watched for changes. Default: the bundled providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub providers: Option<PathBuf>,
+    /// Upstream base URL per provider id, replacing the provider's own (an Azure resource, a local
+    /// Ollama or vLLM, a test server).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstreams: BTreeMap<String, String>,
+    /// JSON-lines file of finished spans in the OTLP JSON encoding, written when no OTLP endpoint
+    /// is configured. Default `specter-traces.jsonl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traces_file: Option<PathBuf>,
+    /// Print one line per finished span on stderr. Default: on when no OTLP endpoint is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<bool>,
+    /// Largest request body accepted, in bytes. Default 33554432 (32 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_bytes: Option<usize>,
+    /// Largest response body kept for the response rules, in bytes (the client always gets all
+    /// of it). Default 8388608 (8 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<usize>,
+    /// Time to connect to an upstream. Default 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_ms: Option<u64>,
+    /// Time to wait for the upstream's response headers. Default 600000 (LLM calls are slow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_timeout_ms: Option<u64>,
+    /// Longest silence within a response body before it is ended as a timeout. Default 300000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Time in-flight requests get to finish on shutdown. Default 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace_ms: Option<u64>,
+    /// Add the gateway span's W3C `traceparent` to upstream requests. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagate_trace_context: Option<bool>,
+    /// Instrument traffic; `false` makes a plain proxy (for comparison). Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instrument: Option<bool>,
+    /// Attribute dialects: `otel`, `agentops`, `openinference`. Default `[otel]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialects: Option<Vec<String>>,
+    /// Message content capture: `true`/`false` or `NO_CONTENT`, `SPAN_ONLY`, `EVENT_ONLY`,
+    /// `SPAN_AND_EVENT`. Default: `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, else
+    /// `SPAN_ONLY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_content: Option<String>,
+    /// Longest content string kept, in characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_content_length: Option<usize>,
+    /// Redactions applied to every content value before export.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<RedactSpec>,
+}
+
+/// One redaction rule.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedactSpec {
+    /// Regular expression.
+    pub pattern: String,
+    /// Replacement (`$1` for groups). Default `[REDACTED]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<String>,
+}
+
+/// The JSON Schema of `specter.yaml`.
+pub fn config_schema() -> serde_json::Value {
+    schemars::schema_for!(ConfigFile).to_value()
+}
+
+/// Why a configuration file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable file.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Invalid content.
+    #[error("{path}:{line}:{col}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Line.
+        line: usize,
+        /// Column.
+        col: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigFile {
+    /// Reads a configuration file.
+    pub fn read(path: &std::path::Path) -> Result<ConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let invalid = |line, col, message| ConfigError::Invalid {
+            path: path.into(),
+            line,
+            col,
+            message,
+        };
+        let doc = crate::spec::yaml::parse(&text)
+            .map_err(|e| invalid(e.pos.line, e.pos.col, e.message))?;
+        if doc.value.is_null() {
+            return Ok(ConfigFile::default());
+        }
+        serde_json::from_value(doc.value.clone()).map_err(|e| {
+            // serde's message names the key; point at the top of the file when no node matches.
+            let message = e.to_string();
+            let key = message.split('`').nth(1).unwrap_or_default();
+            let pos = doc
+                .exact_position(&format!("/{key}"))
+                .unwrap_or(crate::spec::yaml::Pos { line: 1, col: 1 });
+            invalid(pos.line, pos.col, message)
+        })
+    }
+}
+
+/// The settled gateway configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Provider directory (`None`: bundled).
+    pub providers: Option<PathBuf>,
+    /// Upstream overrides.
+    pub upstreams: BTreeMap<String, String>,
+    /// Request body limit.
+    pub max_request_bytes: usize,
+    /// Response bytes kept for rules.
+    pub max_response_bytes: usize,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Response header timeout.
+    pub response_timeout: Duration,
+    /// Body idle timeout.
+    pub idle_timeout: Duration,
+    /// Shutdown grace period.
+    pub shutdown_grace: Duration,
+    /// Inject `traceparent` upstream.
+    pub propagate_trace_context: bool,
+    /// Instrument traffic.
+    pub instrument: bool,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            providers: None,
+            upstreams: BTreeMap::new(),
+            max_request_bytes: 32 << 20,
+            max_response_bytes: 8 << 20,
+            connect_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(10),
+            propagate_trace_context: false,
+            instrument: true,
+        }
+    }
+}

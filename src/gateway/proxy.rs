@@ -1,0 +1,334 @@
+//! Forwarding one request: route by the first path segment to the provider's upstream, pass
+//! headers and bytes through, and tee the response into the instrumentation.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+
+use super::config::GatewayConfig;
+use super::decode::Decoder;
+use super::tee::{Observer, TeeBody};
+use crate::engine::HttpTarget;
+use crate::instrument::Instrumentor;
+
+/// The body type of responses to clients.
+pub type ResponseBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The upstream client: pooled, HTTP/1.1 and HTTP/2, TLS through rustls.
+pub type Upstream = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// What every request shares.
+pub struct Proxy {
+    /// Settings.
+    pub config: GatewayConfig,
+    /// Instrumentation (`None` when turned off).
+    pub instrumentor: Option<Instrumentor>,
+    /// The catalog source when not instrumenting (routing still needs providers).
+    pub catalog: Arc<std::sync::RwLock<Arc<crate::Catalog>>>,
+    /// Upstream client.
+    pub client: Upstream,
+}
+
+/// Headers that belong to one connection and are never forwarded.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn forwardable(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    // Headers named by `Connection` are hop-by-hop too.
+    let named: Vec<String> = headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    headers.iter().filter(move |(k, _)| {
+        !HOP_BY_HOP.contains(&k.as_str())
+            && k.as_str() != "host"
+            && !named.iter().any(|n| n == k.as_str())
+    })
+}
+
+fn pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// A JSON error answered by the gateway itself (never by the upstream).
+pub fn error_response(status: StatusCode, kind: &str, message: &str) -> Response<ResponseBody> {
+    let body =
+        serde_json::json!({"error": {"type": kind, "message": message, "source": "specter"}})
+            .to_string();
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+impl Proxy {
+    fn catalog(&self) -> Arc<crate::Catalog> {
+        match &self.instrumentor {
+            Some(i) => i.catalog(),
+            None => match self.catalog.read() {
+                Ok(c) => c.clone(),
+                Err(p) => p.into_inner().clone(),
+            },
+        }
+    }
+
+    /// Handles one request; never fails (errors become JSON responses).
+    pub async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
+        Ok(self.forward(request).await)
+    }
+
+    async fn forward(&self, request: Request<Incoming>) -> Response<ResponseBody> {
+        let path = request.uri().path().to_string();
+        if path == "/healthz" {
+            let mut ok = Response::new(
+                Full::new(Bytes::from_static(b"ok\n"))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            );
+            ok.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            return ok;
+        }
+        let Some((provider_id, rest)) = split_route(&path) else {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "unknown_route",
+                "routes are /{provider}/{path of the provider's API}; GET /healthz checks the gateway",
+            );
+        };
+        let catalog = self.catalog();
+        let Some(provider) = catalog.provider(provider_id) else {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "unknown_provider",
+                &format!("no provider `{provider_id}` is loaded"),
+            );
+        };
+        let base = self
+            .config
+            .upstreams
+            .get(provider_id)
+            .cloned()
+            .or_else(|| provider.base_url.clone());
+        let Some(base) = base else {
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                "no_upstream",
+                &format!("provider `{provider_id}` has no upstream; set one with --upstream {provider_id}=URL"),
+            );
+        };
+        let query = request.uri().query().map(str::to_string);
+        let upstream_url = format!(
+            "{}{rest}{}",
+            base.trim_end_matches('/'),
+            query.as_ref().map(|q| format!("?{q}")).unwrap_or_default()
+        );
+        let Ok(uri) = upstream_url.parse::<Uri>() else {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request path is not a valid URL path",
+            );
+        };
+        let (parts, body) = request.into_parts();
+        let body = match Limited::new(body, self.config.max_request_bytes)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request_too_large",
+                    &format!(
+                        "request bodies are limited to {} bytes",
+                        self.config.max_request_bytes
+                    ),
+                );
+            }
+            Err(e) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &format!("cannot read the request body: {e}"),
+                )
+            }
+        };
+        let incoming_headers = pairs(&parts.headers);
+        let target = HttpTarget::parse(&upstream_url).unwrap_or_default();
+        let call = self.instrumentor.as_ref().and_then(|instrumentor| {
+            let found = catalog.find_in(provider_id, parts.method.as_str(), rest, &target.query)?;
+            let parent = crate::telemetry::extract_context(&incoming_headers);
+            Some(instrumentor.start_matched(
+                found,
+                target.clone(),
+                &incoming_headers,
+                &body,
+                &parent,
+            ))
+        });
+
+        let mut upstream = Request::builder().method(parts.method.clone()).uri(uri);
+        for (k, v) in forwardable(&parts.headers) {
+            if self.config.propagate_trace_context
+                && call.is_some()
+                && (k == "traceparent" || k == "tracestate")
+            {
+                continue;
+            }
+            upstream = upstream.header(k, v);
+        }
+        if self.config.propagate_trace_context {
+            for (k, v) in call.iter().flat_map(|c| c.trace_headers()) {
+                upstream = upstream.header(k, v);
+            }
+        }
+        let Ok(upstream) = upstream.body(Full::new(body)) else {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request headers cannot be forwarded",
+            );
+        };
+        let sent =
+            tokio::time::timeout(self.config.response_timeout, self.client.request(upstream)).await;
+        let response = match sent {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                let message = format!(
+                    "cannot reach the upstream of `{provider_id}`: {}",
+                    error_chain(&e)
+                );
+                if let Some(call) = call {
+                    call.fail("upstream_unreachable", &message);
+                }
+                return error_response(StatusCode::BAD_GATEWAY, "upstream_unreachable", &message);
+            }
+            Err(_) => {
+                let message = format!(
+                    "the upstream of `{provider_id}` sent no response within {:?}",
+                    self.config.response_timeout
+                );
+                if let Some(call) = call {
+                    call.fail("timeout", &message);
+                }
+                return error_response(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", &message);
+            }
+        };
+        let (mut head, upstream_body) = response.into_parts();
+        let status = head.status.as_u16();
+        let response_headers = pairs(&head.headers);
+        let decoder = head
+            .headers
+            .get(CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|enc| Decoder::for_encoding(enc).ok().flatten());
+        let observer = match call {
+            None => Observer::None,
+            Some(call) => match call.into_stream(status, &response_headers) {
+                Ok(call) => Observer::Stream {
+                    call: Box::new(call),
+                    decoder,
+                },
+                Err(call) => Observer::Buffer {
+                    call,
+                    status,
+                    headers: response_headers,
+                    body: Vec::new(),
+                    decoder,
+                    cap: self.config.max_response_bytes,
+                },
+            },
+        };
+        let named: Vec<HeaderName> = head
+            .headers
+            .keys()
+            .filter(|k| HOP_BY_HOP.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        for k in named {
+            head.headers.remove(k);
+        }
+        let body = TeeBody::new(upstream_body, observer, self.config.idle_timeout);
+        Response::from_parts(head, body.boxed())
+    }
+}
+
+/// `/openai/v1/chat/completions` → (`openai`, `/v1/chat/completions`).
+fn split_route(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix('/')?;
+    let (provider, tail) = match rest.find('/') {
+        Some(i) => (rest.get(..i)?, rest.get(i..)?),
+        None => (rest, "/"),
+    };
+    let valid = !provider.is_empty()
+        && provider
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    valid.then_some((provider, tail))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            split_route("/openai/v1/chat/completions"),
+            Some(("openai", "/v1/chat/completions"))
+        );
+        assert_eq!(split_route("/anthropic"), Some(("anthropic", "/")));
+        assert_eq!(split_route("//evil.com/x"), None);
+        assert_eq!(split_route("/Open/x"), None);
+        assert_eq!(split_route("/"), None);
+    }
+}

@@ -1,0 +1,192 @@
+//! The response body as the client receives it: every frame of the upstream's body handed on
+//! as it arrives, unchanged, while a copy (decompressed when needed) feeds the instrumentation.
+//! Instrumentation problems never change what the client receives.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use super::decode::Decoder;
+use crate::instrument::{Call, StreamCall};
+
+/// What watches the body.
+pub enum Observer {
+    /// Not a GenAI call, or instrumentation is off.
+    None,
+    /// A streamed response, folded as it passes.
+    Stream {
+        /// The call.
+        call: Box<StreamCall>,
+        /// Decoder of the tee's copy.
+        decoder: Option<Decoder>,
+    },
+    /// A complete response, buffered (up to a cap) for the response rules.
+    Buffer {
+        /// The call.
+        call: Call,
+        /// Status.
+        status: u16,
+        /// Response headers.
+        headers: Vec<(String, String)>,
+        /// The decoded body so far.
+        body: Vec<u8>,
+        /// Decoder of the tee's copy.
+        decoder: Option<Decoder>,
+        /// Most bytes kept.
+        cap: usize,
+    },
+}
+
+impl Observer {
+    fn data(&mut self, data: &[u8]) {
+        match self {
+            Observer::None => {}
+            Observer::Stream { call, decoder } => match decode(decoder, data) {
+                Some(decoded) => call.bytes(&decoded),
+                None => call.bytes(data),
+            },
+            Observer::Buffer {
+                body, decoder, cap, ..
+            } => {
+                let decoded = decode(decoder, data);
+                let piece = decoded.as_deref().unwrap_or(data);
+                let room = cap.saturating_sub(body.len());
+                body.extend_from_slice(piece.get(..room.min(piece.len())).unwrap_or_default());
+            }
+        }
+    }
+
+    fn end(self) {
+        match self {
+            Observer::None => {}
+            Observer::Stream { call, .. } => (*call).end(),
+            Observer::Buffer {
+                call,
+                status,
+                headers,
+                body,
+                ..
+            } => call.finish(status, &headers, &body),
+        }
+    }
+
+    fn fail(self, error_type: &str, message: &str) {
+        match self {
+            Observer::None => {}
+            Observer::Stream { call, .. } => (*call).fail(error_type, message),
+            Observer::Buffer { call, .. } => call.fail(error_type, message),
+        }
+    }
+}
+
+/// Decodes a piece; on a decoding error the decoder is dropped and the raw bytes are used.
+fn decode(decoder: &mut Option<Decoder>, data: &[u8]) -> Option<Vec<u8>> {
+    let d = decoder.as_mut()?;
+    match d.feed(data) {
+        Ok(out) => Some(out),
+        Err(_) => {
+            *decoder = None;
+            None
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body teed to an [`Observer`], with an idle timeout between frames.
+    pub struct TeeBody<B> {
+        #[pin]
+        inner: B,
+        observer: Option<Observer>,
+        idle: Duration,
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<B> TeeBody<B> {
+    /// Tees `inner` to `observer`; a body that sends nothing for `idle` is ended with an error.
+    pub fn new(inner: B, observer: Observer, idle: Duration) -> Self {
+        TeeBody {
+            inner,
+            observer: Some(observer),
+            idle,
+            timer: None,
+        }
+    }
+}
+
+/// The error a stalled upstream body ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent nothing for {0:?}")]
+pub struct IdleTimeout(pub Duration);
+
+impl<B> Body for TeeBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let mut this = self.project();
+        match this.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                *this.timer = None;
+                if let (Some(data), Some(observer)) = (frame.data_ref(), this.observer.as_mut()) {
+                    observer.data(data);
+                }
+                // A body of known length ends without a final poll: end the call with its last byte.
+                if this.inner.is_end_stream() {
+                    if let Some(observer) = this.observer.take() {
+                        observer.end();
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let e: Self::Error = e.into();
+                if let Some(observer) = this.observer.take() {
+                    observer.fail("upstream_error", &e.to_string());
+                }
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                if let Some(observer) = this.observer.take() {
+                    observer.end();
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let idle = *this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    *this.timer = None;
+                    let error = IdleTimeout(idle);
+                    if let Some(observer) = this.observer.take() {
+                        observer.fail("timeout", &error.to_string());
+                    }
+                    return Poll::Ready(Some(Err(Box::new(error))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+use std::future::Future as _;
