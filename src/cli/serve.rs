@@ -108,6 +108,7 @@ fn serve(args: &Args) -> anyhow::Result<()> {
     config.connect_timeout = ms(file.connect_timeout_ms, config.connect_timeout);
     config.response_timeout = ms(file.response_timeout_ms, config.response_timeout);
     config.idle_timeout = ms(file.idle_timeout_ms, config.idle_timeout);
+    config.request_body_timeout = ms(file.request_body_timeout_ms, config.request_body_timeout);
     config.shutdown_grace = ms(file.shutdown_grace_ms, config.shutdown_grace);
     config.propagate_trace_context =
         args.propagate_trace_context || file.propagate_trace_context == Some(true);

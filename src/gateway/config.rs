@@ -47,6 +47,9 @@ pub struct ConfigFile {
     /// Time to wait for the upstream's response headers. Default 600000 (LLM calls are slow).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_timeout_ms: Option<u64>,
+    /// Time a client gets to send its whole request body. Default 60000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body_timeout_ms: Option<u64>,
     /// Longest silence within a response body before it is ended as a timeout. Default 300000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_ms: Option<u64>,
@@ -165,6 +168,8 @@ pub struct GatewayConfig {
     pub response_timeout: Duration,
     /// Body idle timeout.
     pub idle_timeout: Duration,
+    /// Request body deadline.
+    pub request_body_timeout: Duration,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
     /// Inject `traceparent` upstream.
@@ -184,6 +189,7 @@ impl Default for GatewayConfig {
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(300),
+            request_body_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             propagate_trace_context: false,
             instrument: true,

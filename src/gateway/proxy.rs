@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode, Uri};
@@ -165,25 +165,34 @@ impl Proxy {
             );
         };
         let (parts, body) = request.into_parts();
-        let body = match Limited::new(body, self.config.max_request_bytes)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(e)
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                return error_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request_too_large",
+        let limit = self.config.max_request_bytes;
+        let declared = parts
+            .headers
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            drain(body).await;
+            return too_large(limit);
+        }
+        let body = match read_body(body, limit, self.config.request_body_timeout).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => return too_large(limit),
+            Err(BodyError::Timeout) => {
+                let mut response = error_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
                     &format!(
-                        "request bodies are limited to {} bytes",
-                        self.config.max_request_bytes
+                        "the request body did not arrive within {:?}",
+                        self.config.request_body_timeout
                     ),
                 );
+                response
+                    .headers_mut()
+                    .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                return response;
             }
-            Err(e) => {
+            Err(BodyError::Read(e)) => {
                 return error_response(
                     StatusCode::BAD_REQUEST,
                     "bad_request",
@@ -266,6 +275,7 @@ impl Proxy {
                 Ok(call) => Observer::Stream {
                     call: Box::new(call),
                     decoder,
+                    decoded: 0,
                 },
                 Err(call) => Observer::Buffer {
                     call,
@@ -289,6 +299,74 @@ impl Proxy {
         let body = TeeBody::new(upstream_body, observer, self.config.idle_timeout);
         Response::from_parts(head, body.boxed())
     }
+}
+
+enum BodyError {
+    TooLarge,
+    Timeout,
+    Read(hyper::Error),
+}
+
+/// Bytes drained after the limit so the client can finish sending and read the 413.
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// Reads a request body up to `limit` bytes within `deadline`; past the limit the rest is drained
+/// (see [`drain`]) so that a client still sending receives the 413.
+async fn read_body(
+    mut body: Incoming,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Bytes, BodyError> {
+    let read = async {
+        let mut buffer = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(BodyError::Read)?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if buffer.len() + data.len() > limit {
+                return Ok(None);
+            }
+            buffer.extend_from_slice(&data);
+        }
+        Ok(Some(buffer.freeze()))
+    };
+    match tokio::time::timeout(deadline, read).await {
+        Ok(Ok(Some(bytes))) => Ok(bytes),
+        Ok(Ok(None)) => {
+            drain(body).await;
+            Err(BodyError::TooLarge)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(BodyError::Timeout),
+    }
+}
+
+/// Reads and discards the rest of a refused body, for at most [`DRAIN_LIMIT`] bytes and two
+/// seconds, so that a client still sending can read the error instead of a broken pipe.
+async fn drain(mut body: Incoming) {
+    let discard = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > DRAIN_LIMIT {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), discard).await;
+}
+
+fn too_large(limit: usize) -> Response<ResponseBody> {
+    let mut response = error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request_too_large",
+        &format!("request bodies are limited to {limit} bytes"),
+    );
+    response
+        .headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// `/openai/v1/chat/completions` → (`openai`, `/v1/chat/completions`).

@@ -12,6 +12,13 @@ use http_body::{Body, Frame, SizeHint};
 use super::decode::Decoder;
 use crate::instrument::{Call, StreamCall};
 
+/// Compressed input is decoded this many bytes at a time, so one frame cannot inflate without
+/// bound before the caps are checked (deflate expands at most ~1000x).
+const DECODE_SLICE: usize = 1024;
+
+/// Decoded bytes of one stream after which its copy is no longer decoded.
+const MAX_DECODED_STREAM: usize = 64 << 20;
+
 /// What watches the body.
 pub enum Observer {
     /// Not a GenAI call, or instrumentation is off.
@@ -22,6 +29,8 @@ pub enum Observer {
         call: Box<StreamCall>,
         /// Decoder of the tee's copy.
         decoder: Option<Decoder>,
+        /// Bytes decoded so far.
+        decoded: usize,
     },
     /// A complete response, buffered (up to a cap) for the response rules.
     Buffer {
@@ -44,17 +53,56 @@ impl Observer {
     fn data(&mut self, data: &[u8]) {
         match self {
             Observer::None => {}
-            Observer::Stream { call, decoder } => match decode(decoder, data) {
-                Some(decoded) => call.bytes(&decoded),
-                None => call.bytes(data),
-            },
+            Observer::Stream {
+                call,
+                decoder,
+                decoded,
+            } => {
+                if decoder.is_none() {
+                    call.bytes(data);
+                    return;
+                }
+                for (n, piece) in data.chunks(DECODE_SLICE).enumerate() {
+                    let Some(out) = decode(decoder, piece) else {
+                        // Not what it claims to be: the rest goes through as it is.
+                        call.bytes(data.get(n * DECODE_SLICE..).unwrap_or_default());
+                        return;
+                    };
+                    *decoded += out.len();
+                    call.bytes(&out);
+                    if *decoded > MAX_DECODED_STREAM {
+                        // A stream that inflates this much is not an LLM response: stop decoding.
+                        *decoder = None;
+                        return;
+                    }
+                }
+            }
             Observer::Buffer {
                 body, decoder, cap, ..
             } => {
-                let decoded = decode(decoder, data);
-                let piece = decoded.as_deref().unwrap_or(data);
-                let room = cap.saturating_sub(body.len());
-                body.extend_from_slice(piece.get(..room.min(piece.len())).unwrap_or_default());
+                if decoder.is_none() {
+                    let room = cap.saturating_sub(body.len());
+                    body.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
+                    return;
+                }
+                for (n, piece) in data.chunks(DECODE_SLICE).enumerate() {
+                    if body.len() >= *cap {
+                        // Kept bytes are full: decoding further would only cost memory.
+                        *decoder = None;
+                        return;
+                    }
+                    let Some(out) = decode(decoder, piece) else {
+                        // Not what it claims to be: keep the rest as it is.
+                        let rest = data.get(n * DECODE_SLICE..).unwrap_or_default();
+                        let room = cap.saturating_sub(body.len());
+                        body.extend_from_slice(
+                            rest.get(..room.min(rest.len())).unwrap_or_default(),
+                        );
+                        return;
+                    };
+                    let room = cap.saturating_sub(body.len());
+                    body.extend_from_slice(out.get(..room.min(out.len())).unwrap_or_default());
+                }
             }
         }
     }
@@ -105,12 +153,19 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<B> TeeBody<B> {
+impl<B: Body> TeeBody<B> {
     /// Tees `inner` to `observer`; a body that sends nothing for `idle` is ended with an error.
+    /// An empty body (which is never polled) ends the observer at once.
     pub fn new(inner: B, observer: Observer, idle: Duration) -> Self {
+        let observer = if inner.is_end_stream() {
+            observer.end();
+            None
+        } else {
+            Some(observer)
+        };
         TeeBody {
             inner,
-            observer: Some(observer),
+            observer,
             idle,
             timer: None,
         }

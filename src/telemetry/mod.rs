@@ -184,6 +184,24 @@ impl Telemetry {
                 serde_json::json!(ttfc.as_secs_f64()),
             );
         }
+        if !record.problems.is_empty() {
+            // Problems met and skipped (a body that is not JSON, a bad chunk): counted, never fatal.
+            rendered.insert(
+                "specter.problems".into(),
+                serde_json::json!(record.problems.len()),
+            );
+        }
+        if let Some(skipped) = record
+            .stream
+            .as_ref()
+            .map(|s| s.skipped_frames)
+            .filter(|n| *n > 0)
+        {
+            rendered.insert(
+                "specter.stream.skipped_frames".into(),
+                serde_json::json!(skipped),
+            );
+        }
         if let Some(stream) = &record.stream {
             rendered.insert(
                 "specter.stream.chunks".into(),
@@ -203,6 +221,13 @@ impl Telemetry {
                 "gen_ai.client.inference.operation.details",
                 timings.end,
                 attrs,
+            );
+        }
+        for problem in record.problems.iter().take(8) {
+            active.span.add_event_with_timestamp(
+                "specter.problem",
+                timings.end,
+                vec![KeyValue::new("message", problem.clone())],
             );
         }
         if let Some(error) = &record.error {
