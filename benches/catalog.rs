@@ -17,8 +17,15 @@ use specter::Catalog;
 
 const SYNTHETIC: usize = 500;
 
-/// A small, standalone provider: its own id, host and path prefix, two operations.
-fn synthetic_provider(i: usize) -> Source {
+/// A small, standalone provider: its own id and host, two operations. With `shared_paths` its
+/// routes are OpenAI's (`/v1/chat/completions`, as for OpenAI-compatible APIs), else under its own
+/// prefix `/s{i}/v1`.
+fn synthetic_provider(i: usize, shared_paths: bool) -> Source {
+    let prefix = if shared_paths {
+        "/v1".to_string()
+    } else {
+        format!("/s{i}/v1")
+    };
     let text = format!(
         r#"id: synth{i}
 name: Synthetic {i}
@@ -27,7 +34,7 @@ docs: https://docs.synth{i}.example/api
 upstream:
   base_url: https://api.synth{i}.example
   hosts: [api.synth{i}.example]
-path_prefixes: [/s{i}/v1]
+path_prefixes: [{prefix}]
 
 operations:
   - id: chat
@@ -97,15 +104,20 @@ type Lookup = (&'static str, Option<String>, String);
 
 fn bench_find(c: &mut Criterion) {
     let bundled = Catalog::bundled().unwrap();
-    let mut sources = bundled_sources();
-    sources.extend((0..SYNTHETIC).map(synthetic_provider));
-    let started = Instant::now();
-    let large = Catalog::from_sources(&sources).unwrap();
-    eprintln!(
-        "catalog/find: {} providers compiled in {:?} (one run, setup)",
-        large.providers().len(),
-        started.elapsed()
-    );
+    let with_synthetic = |shared_paths: bool| {
+        let mut sources = bundled_sources();
+        sources.extend((0..SYNTHETIC).map(|i| synthetic_provider(i, shared_paths)));
+        let started = Instant::now();
+        let catalog = Catalog::from_sources(&sources).unwrap();
+        eprintln!(
+            "catalog/find: {} providers (shared paths: {shared_paths}) compiled in {:?} (one run, setup)",
+            catalog.providers().len(),
+            started.elapsed()
+        );
+        catalog
+    };
+    let large = with_synthetic(false);
+    let shared = with_synthetic(true);
     let last = SYNTHETIC - 1;
     let openai_known: Lookup = (
         "POST",
@@ -176,6 +188,21 @@ fn bench_find(c: &mut Criterion) {
             "synthetic_unknown_host",
             &synth_unknown_host,
             Some("synth499"),
+        ),
+        // 500 OpenAI-compatible providers on the same paths: an unknown host scans them all.
+        (
+            "bundled+500_shared_paths",
+            &shared,
+            "known_host",
+            &openai_known,
+            Some("openai"),
+        ),
+        (
+            "bundled+500_shared_paths",
+            &shared,
+            "unknown_host",
+            &openai_unknown_host,
+            Some("openai"),
         ),
     ];
     let mut group = c.benchmark_group("catalog/find");

@@ -78,7 +78,6 @@ fn chunk(delta: Json, finish_reason: Option<&str>, usage: Option<Json>, choices:
         "object": "chat.completion.chunk",
         "created": 1741569952,
         "model": MODEL,
-        "service_tier": "default",
         "system_fingerprint": "fp_06737a9306",
         "choices": choices,
         "usage": usage,

@@ -235,14 +235,25 @@ fn serve(args: &Args) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     pipeline.shutdown();
-    let exported = pipeline
-        .stats
-        .exported
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let failed = pipeline
-        .stats
-        .failed
-        .load(std::sync::atomic::Ordering::Relaxed);
-    eprintln!("specter: stopped ({exported} span(s) exported, {failed} lost to export failures)");
+    let report = |stats: &specter::telemetry::export::ExportStats| {
+        let exported = stats.exported.load(std::sync::atomic::Ordering::Relaxed);
+        let failed = stats.failed.load(std::sync::atomic::Ordering::Relaxed);
+        format!("{exported} span(s) exported, {failed} lost to export failures")
+    };
+    let mut summary = Vec::new();
+    if settings.otlp.is_some() {
+        summary.push(format!("OTLP: {}", report(&pipeline.otlp_stats)));
+    }
+    if traces_file.is_some() {
+        summary.push(format!("file: {}", report(&pipeline.file_stats)));
+    }
+    let summary = match summary.as_slice() {
+        // One output: the short form scripts read.
+        [one] => one
+            .split_once(": ")
+            .map_or(one.clone(), |(_, rest)| rest.to_string()),
+        _ => summary.join("; "),
+    };
+    eprintln!("specter: stopped ({summary})");
     Ok(())
 }

@@ -35,7 +35,8 @@ impl HttpTarget {
             .rsplit_once('@')
             .map_or(authority, |(_, host)| host);
         let (host, explicit_port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            // `[::1]` has colons inside its brackets: a port follows only after `]`.
+            Some((host, port)) if !authority.starts_with('[') || host.ends_with(']') => {
                 (host, Some(port.parse().ok()?))
             }
             _ => (authority, None),

@@ -172,7 +172,14 @@ pub const ABANDONED: &str = "stream abandoned by the consumer before its end";
 impl Drop for StreamCall {
     fn drop(&mut self) {
         if self.parts.is_some() {
-            self.close(Ending::Abandoned);
+            // A client may close as soon as the provider's end marker arrived (the openai SDK stops
+            // at `[DONE]`): the stream is complete, not abandoned.
+            let ending = if self.folder.is_done() {
+                Ending::Normal
+            } else {
+                Ending::Abandoned
+            };
+            self.close(ending);
         }
     }
 }

@@ -59,9 +59,49 @@ pub struct YamlError {
     pub message: String,
 }
 
+/// Deepest nesting accepted: the parser recurses once per level, so deeper documents could
+/// exhaust the stack. Real specs nest fewer than 20 levels.
+const MAX_DEPTH: usize = 200;
+
+/// Most nodes a document may expand to, per byte of text (aliases repeat whole subtrees), with a
+/// floor for small files.
+const NODES_PER_BYTE: usize = 64;
+const MIN_NODES: usize = 10_000;
+
+/// An upper bound of the nesting of a line: its indentation, block sequence dashes and open
+/// flow brackets all count one level each.
+fn nesting_bound(text: &str) -> Option<(usize, usize)> {
+    let mut flow = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches([' ', '-']).len();
+        for b in line.bytes() {
+            match b {
+                b'[' | b'{' => flow += 1,
+                b']' | b'}' => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+        }
+        if indent + flow > MAX_DEPTH {
+            return Some((n + 1, indent + flow));
+        }
+    }
+    None
+}
+
 /// Parses one YAML document.
 pub fn parse(text: &str) -> Result<Document, YamlError> {
-    let mut builder = Builder::default();
+    if let Some((line, depth)) = nesting_bound(text) {
+        return Err(YamlError {
+            pos: Pos { line, col: 1 },
+            message: format!(
+                "the document nests too deeply (about {depth} levels; at most {MAX_DEPTH})"
+            ),
+        });
+    }
+    let mut builder = Builder {
+        max_nodes: MIN_NODES.max(NODES_PER_BYTE.saturating_mul(text.len())),
+        ..Builder::default()
+    };
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, false).map_err(|e| YamlError {
         pos: pos_of(*e.marker()),
@@ -107,8 +147,19 @@ struct Builder {
     stack: Vec<Frame>,
     root: Option<Value>,
     positions: HashMap<String, Pos>,
-    anchors: HashMap<usize, Value>,
+    anchors: HashMap<usize, (Value, usize)>,
     error: Option<YamlError>,
+    nodes: usize,
+    max_nodes: usize,
+}
+
+/// The number of nodes in a value.
+fn size(value: &Value) -> usize {
+    1 + match value {
+        Value::Array(items) => items.iter().map(size).sum(),
+        Value::Object(map) => map.values().map(size).sum(),
+        _ => 0,
+    }
 }
 
 impl Builder {
@@ -215,8 +266,9 @@ impl MarkedEventReceiver for Builder {
                     self.positions.entry(pointer).or_insert(pos_of(mark));
                 }
                 let value = scalar(text, style, tag.as_ref());
+                self.nodes += 1;
                 if anchor > 0 {
-                    self.anchors.insert(anchor, value.clone());
+                    self.anchors.insert(anchor, (value.clone(), 1));
                 }
                 self.add(value, mark);
             }
@@ -259,13 +311,24 @@ impl MarkedEventReceiver for Builder {
                     }) => (Value::Object(entries), anchor),
                     None => return,
                 };
+                self.nodes += 1;
                 if anchor > 0 {
-                    self.anchors.insert(anchor, value.clone());
+                    let nodes = size(&value);
+                    self.anchors.insert(anchor, (value.clone(), nodes));
                 }
                 self.add(value, mark);
             }
             Event::Alias(anchor) => match self.anchors.get(&anchor).cloned() {
-                Some(value) => self.add(value, mark),
+                Some((value, nodes)) => {
+                    self.nodes += nodes;
+                    if self.nodes > self.max_nodes {
+                        let message =
+                            format!("aliases expand the document past {} nodes", self.max_nodes);
+                        self.fail(mark, message);
+                        return;
+                    }
+                    self.add(value, mark);
+                }
                 None => self.fail(mark, "alias to an unknown anchor".to_string()),
             },
             Event::StreamStart

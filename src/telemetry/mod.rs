@@ -41,6 +41,8 @@ pub struct Timings {
 pub struct ActiveSpan {
     span: BoxedSpan,
     context: Context,
+    /// Attributes set when the span started, not set again at its end (OTLP keys are unique).
+    initial: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl std::fmt::Debug for ActiveSpan {
@@ -151,7 +153,11 @@ impl Telemetry {
             .with_attributes(key_values(&record.attributes))
             .start_with_context(&self.tracer, parent);
         let context = parent.with_remote_span_context(span.span_context().clone());
-        ActiveSpan { span, context }
+        ActiveSpan {
+            span,
+            context,
+            initial: record.attributes.clone(),
+        }
     }
 
     /// Ends a call's span with its final record and records its metrics. Consumes the span, so
@@ -211,6 +217,7 @@ impl Telemetry {
                 rendered.insert("specter.stream.truncated".into(), serde_json::json!(true));
             }
         }
+        rendered.retain(|key, value| active.initial.get(key) != Some(value));
         active.span.set_attributes(key_values(&rendered));
         if !event_content.is_empty() {
             let attrs = event_content

@@ -114,8 +114,10 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
 pub struct Pipeline {
     tracer_provider: SdkTracerProvider,
     meter_provider: SdkMeterProvider,
-    /// What the file exporter wrote or lost.
-    pub stats: Arc<ExportStats>,
+    /// What the OTLP exporter sent or lost.
+    pub otlp_stats: Arc<ExportStats>,
+    /// What the traces file exporter wrote or lost.
+    pub file_stats: Arc<ExportStats>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -141,7 +143,8 @@ impl Pipeline {
     /// Starts the exporters.
     pub fn start(settings: &ExportSettings) -> Result<Pipeline, PipelineError> {
         let resource = Resource::builder().build();
-        let stats = Arc::new(ExportStats::default());
+        let otlp_stats = Arc::new(ExportStats::default());
+        let file_stats = Arc::new(ExportStats::default());
         let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
         let mut meter_builder = SdkMeterProvider::builder().with_resource(resource.clone());
         if let Some(protocol) = settings.otlp {
@@ -157,7 +160,7 @@ impl Pipeline {
             builder = builder.with_span_processor(batch(
                 Counting {
                     inner: spans,
-                    stats: stats.clone(),
+                    stats: otlp_stats.clone(),
                 },
                 settings.max_queue,
             ));
@@ -177,7 +180,7 @@ impl Pipeline {
             builder = builder.with_span_processor(batch(ConsoleExporter, settings.max_queue));
         }
         if let Some(path) = &settings.traces_file {
-            let exporter = JsonLinesExporter::create(path, &resource, stats.clone())
+            let exporter = JsonLinesExporter::create(path, &resource, file_stats.clone())
                 .map_err(|e| PipelineError::TracesFile(path.clone(), e))?;
             builder = builder.with_span_processor(batch(exporter, settings.max_queue));
         }
@@ -185,7 +188,8 @@ impl Pipeline {
         Ok(Pipeline {
             tracer_provider: builder.build(),
             meter_provider,
-            stats,
+            otlp_stats,
+            file_stats,
         })
     }
 

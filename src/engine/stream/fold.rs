@@ -11,6 +11,10 @@ use crate::spec::PayloadEncoding;
 /// Highest array index a fold may create; larger indexes in a chunk are ignored.
 const MAX_INDEX: usize = 4096;
 
+/// Array slots a stream may create before its first chunk; each chunk adds half its size, so the
+/// rebuilt response grows at most linearly with the stream (nested indexes would multiply).
+const INITIAL_SLOTS: usize = MAX_INDEX + 1;
+
 /// Folds the chunks of one stream into a rebuilt response. It owns only its state; the stream
 /// rules and the request body are passed to each call, so it can live beside them.
 #[derive(Debug, Clone)]
@@ -21,6 +25,7 @@ pub struct Folder {
     done: bool,
     text_budget: usize,
     truncated: bool,
+    slots: usize,
     exception: Option<(String, Option<String>)>,
 }
 
@@ -51,6 +56,7 @@ impl Folder {
             done: false,
             text_budget: text_cap,
             truncated: false,
+            slots: INITIAL_SLOTS,
             exception: None,
         }
     }
@@ -71,6 +77,7 @@ impl Folder {
                 return false;
             }
         }
+        self.slots = self.slots.saturating_add(frame.data.len() / 2);
         let Ok(mut chunk) = serde_json::from_slice::<Json>(&frame.data) else {
             self.skipped += 1;
             return false;
@@ -112,6 +119,7 @@ impl Folder {
             request,
             text_budget: &mut self.text_budget,
             truncated: &mut self.truncated,
+            slots: &mut self.slots,
         };
         for rule in &stream.fold {
             apply(rule, event, chunk, 0, &mut self.rebuilt, &mut state);
@@ -132,6 +140,7 @@ impl Folder {
                 request,
                 text_budget: &mut self.text_budget,
                 truncated: &mut self.truncated,
+                slots: &mut self.slots,
             };
             apply(rule, None, &snapshot, 0, &mut self.rebuilt, &mut state);
         }
@@ -167,6 +176,7 @@ struct State<'a> {
     request: &'a Json,
     text_budget: &'a mut usize,
     truncated: &'a mut bool,
+    slots: &'a mut usize,
 }
 
 fn apply(
@@ -199,14 +209,14 @@ fn apply(
         if rule.when.as_ref().is_some_and(|c| !holds(c, &scope)) {
             continue;
         }
-        let Some(base) = resolve(target, &rule.at, current, pos) else {
+        let Some(base) = resolve(target, &rule.at, current, pos, state.slots) else {
             continue;
         };
         for (action, to, value) in &rule.actions {
             let Some(value) = eval(value, &scope) else {
                 continue;
             };
-            let Some(slot) = resolve(base, to, current, pos) else {
+            let Some(slot) = resolve(base, to, current, pos, state.slots) else {
                 continue;
             };
             act(*action, slot, value, rule.coalesce.as_deref(), state);
@@ -240,6 +250,7 @@ fn resolve<'t>(
     target: &Target,
     item: &Json,
     position: usize,
+    slots: &mut usize,
 ) -> Option<&'t mut Json> {
     let mut node = root;
     for step in &target.steps {
@@ -263,6 +274,11 @@ fn resolve<'t>(
             }
             let array = node.as_array_mut()?;
             if array.len() <= index {
+                let added = index + 1 - array.len();
+                if added > *slots {
+                    return None;
+                }
+                *slots -= added;
                 array.resize(index + 1, Json::Null);
             }
             node = array.get_mut(index)?;
@@ -383,6 +399,7 @@ fn append_capped(existing: &mut String, more: &str, state: &mut State<'_>) {
         cut -= 1;
     }
     existing.push_str(more.get(..cut).unwrap_or_default());
-    *state.text_budget -= cut;
+    // Once text was cut, nothing more is kept, so the kept text is always a prefix.
+    *state.text_budget = 0;
     *state.truncated = true;
 }

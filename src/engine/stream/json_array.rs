@@ -28,7 +28,18 @@ impl JsonArrayParser {
                 continue;
             }
             if self.depth == 0 {
+                if self.in_string {
+                    // A top-level string element (not a chunk): skipped, `]` inside it included.
+                    match (self.escaped, b) {
+                        (true, _) => self.escaped = false,
+                        (false, b'\\') => self.escaped = true,
+                        (false, b'"') => self.in_string = false,
+                        _ => {}
+                    }
+                    continue;
+                }
                 match b {
+                    b'"' => self.in_string = true,
                     b'{' | b'[' => {
                         self.depth = 1;
                         self.element.clear();

@@ -12,15 +12,44 @@ const MAX_LINE: usize = 16 << 20;
 pub struct SseParser {
     line: Vec<u8>,
     skip_lf: bool,
+    /// The current line went over the limit: its remaining bytes are dropped.
+    overlong: bool,
+    /// The byte order mark check at the start of the stream is done.
+    started: bool,
     event: Option<String>,
     data: String,
     has_data: bool,
+    data_overflow: bool,
     dropped: u64,
 }
 
 impl SseParser {
     /// Feeds bytes split anywhere; complete events are appended to `out`.
     pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<Frame>) {
+        if bytes.is_empty() {
+            return;
+        }
+        if !self.started {
+            // One leading byte order mark is ignored (it may arrive split across pushes).
+            const BOM: &[u8] = b"\xEF\xBB\xBF";
+            let seen = self.line.len();
+            let candidate: Vec<u8> = self
+                .line
+                .iter()
+                .chain(bytes.iter())
+                .take(3)
+                .copied()
+                .collect();
+            if BOM.starts_with(&candidate) && candidate.len() < 3 {
+                self.line.extend_from_slice(bytes);
+                return;
+            }
+            self.started = true;
+            if candidate == BOM {
+                bytes = bytes.get(3 - seen..).unwrap_or_default();
+                self.line.clear();
+            }
+        }
         if self.skip_lf {
             self.skip_lf = false;
             if let Some(rest) = bytes.strip_prefix(b"\n") {
@@ -46,7 +75,10 @@ impl SseParser {
 
     /// Ends the input: a pending line and a pending event are delivered.
     pub fn finish(&mut self, out: &mut Vec<Frame>) {
-        if !self.line.is_empty() {
+        if !self.started && self.line.starts_with(b"\xEF\xBB\xBF") {
+            self.line.clear();
+        }
+        if !self.line.is_empty() || self.overlong {
             self.end_line(out);
         }
         self.dispatch(out);
@@ -58,8 +90,12 @@ impl SseParser {
     }
 
     fn extend_line(&mut self, bytes: &[u8]) {
+        if self.overlong {
+            return;
+        }
         if self.line.len() + bytes.len() > MAX_LINE {
             self.line.clear();
+            self.overlong = true;
             self.dropped += 1;
             return;
         }
@@ -67,6 +103,12 @@ impl SseParser {
     }
 
     fn end_line(&mut self, out: &mut Vec<Frame>) {
+        if self.overlong {
+            // The rest of an overlong line is dropped with it, not read as a line of its own.
+            self.overlong = false;
+            self.line.clear();
+            return;
+        }
         let line = std::mem::take(&mut self.line);
         if line.is_empty() {
             self.dispatch(out);
@@ -82,8 +124,13 @@ impl SseParser {
         };
         match field {
             "data" => {
-                self.data.push_str(value);
-                self.data.push('\n');
+                if self.data.len() + value.len() > MAX_LINE {
+                    // An event's data is capped like a line: the event is dropped.
+                    self.data_overflow = true;
+                } else {
+                    self.data.push_str(value);
+                    self.data.push('\n');
+                }
                 self.has_data = true;
             }
             "event" => self.event = Some(value.to_string()),
@@ -99,6 +146,11 @@ impl SseParser {
             return;
         }
         self.has_data = false;
+        if std::mem::take(&mut self.data_overflow) {
+            self.data.clear();
+            self.dropped += 1;
+            return;
+        }
         let mut data = std::mem::take(&mut self.data);
         if data.ends_with('\n') {
             data.pop();

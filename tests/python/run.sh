@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# End-to-end tests of `specter serve` with the official OpenAI and Anthropic Python SDKs and with
+# Arize Phoenix as an OTLP backend (gRPC and HTTP/protobuf). Run from anywhere:
+#   bash tests/python/run.sh [pytest args...]
+# Installs tests/python/requirements.txt when its packages are not importable, builds
+# target/debug/specter when it is missing (SPECTER_BIN overrides the binary), and exits with
+# pytest's status.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+start=$(date +%s)
+PYTHON=${PYTHON:-python3}
+
+# Importable? (Checked without importing: importing Phoenix alone takes ~12 s.)
+if ! "$PYTHON" - >/dev/null 2>&1 <<'PY'
+import importlib.util, pathlib, sys
+missing = [m for m in ("openai", "anthropic", "pytest", "phoenix") if importlib.util.find_spec(m) is None]
+if not missing:
+    phoenix = importlib.util.find_spec("phoenix").submodule_search_locations
+    if not any((pathlib.Path(p) / "server" / "main.py").is_file() for p in phoenix):
+        missing.append("phoenix.server")
+sys.exit(1 if missing else 0)
+PY
+then
+    echo "run.sh: installing tests/python/requirements.txt" >&2
+    if ! out=$("$PYTHON" -m pip install -q -r tests/python/requirements.txt 2>&1); then
+        if grep -q externally-managed-environment <<<"$out"; then
+            # A distribution's Python (PEP 668): these are test-only packages, install them anyway.
+            PIP_BREAK_SYSTEM_PACKAGES=1 "$PYTHON" -m pip install -q -r tests/python/requirements.txt
+        else
+            echo "$out" >&2
+            exit 1
+        fi
+    fi
+fi
+
+if [[ -z "${SPECTER_BIN:-}" && ! -x target/debug/specter ]]; then
+    echo "run.sh: building target/debug/specter" >&2
+    cargo build --bin specter
+fi
+
+status=0
+"$PYTHON" -m pytest -q tests/python "$@" || status=$?
+echo "run.sh: finished in $(( $(date +%s) - start )) s with status $status" >&2
+exit $status
