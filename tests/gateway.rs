@@ -379,3 +379,27 @@ async fn an_unreachable_upstream_gives_502_and_an_error_span() {
         Some(Value::from("upstream_unreachable"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incoming_traceparent_makes_the_span_a_child_of_the_callers_trace() {
+    let s = setup().await;
+    let mut request = post(
+        &s.url("/openai/v1/chat/completions"),
+        fixture("openai/chat_plain/request.json"),
+    );
+    request.headers_mut().insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap(),
+    );
+    let response = client().request(request).await.unwrap();
+    let _ = response.into_body().collect().await.unwrap();
+    let spans = s.finished();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(
+        spans[0].span_context.trace_id().to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(spans[0].parent_span_id.to_string(), "00f067aa0ba902b7");
+}
