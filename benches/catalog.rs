@@ -88,6 +88,7 @@ fn bench_compile(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group("catalog/compile_bundled");
     group.sample_size(10);
+    group.measurement_time(Duration::from_secs(4));
     group.bench_function("yaml_parse", |b| {
         b.iter(|| {
             for s in &sources {
