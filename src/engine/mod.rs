@@ -231,15 +231,7 @@ pub fn response_phase(
             record.attributes.insert(key.to_string(), v);
         }
     }
-    let error_type = op
-        .error
-        .error_type
-        .as_ref()
-        .and_then(|v| eval::eval(v, &scope))
-        .map(|v| match v {
-            Json::String(s) => s,
-            other => other.to_string(),
-        })
+    let error_type = text(op.error.error_type.as_ref(), &scope)
         .or_else(|| {
             response
                 .status
@@ -247,15 +239,7 @@ pub fn response_phase(
                 .map(|s| s.to_string())
         })
         .unwrap_or_else(|| "_OTHER".to_string());
-    let message = op
-        .error
-        .message
-        .as_ref()
-        .and_then(|v| eval::eval(v, &scope))
-        .map(|v| match v {
-            Json::String(s) => s,
-            other => other.to_string(),
-        });
+    let message = text(op.error.message.as_ref(), &scope);
     record
         .attributes
         .insert("error.type".into(), Json::String(error_type.clone()));
@@ -263,6 +247,14 @@ pub fn response_phase(
         error_type,
         message,
     });
+}
+
+/// A value as text (strings as they are, other JSON written out).
+fn text(value: Option<&crate::compile::rules::Value>, scope: &Scope<'_>) -> Option<String> {
+    value.and_then(|v| eval::eval(v, scope)).map(|v| match v {
+        Json::String(s) => s,
+        other => other.to_string(),
+    })
 }
 
 /// The call's cost in USD from the provider's prices, when its model is priced and tokens are known.
