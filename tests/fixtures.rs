@@ -17,26 +17,9 @@ use std::path::{Path, PathBuf};
 use specter::offline::{extract, ExtractOptions, Recorded};
 use specter::Catalog;
 
-/// The value of a top-level scalar key of `meta.yaml`.
-fn meta_value(meta: &str, key: &str) -> Option<String> {
-    meta.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
-        .map(|v| v.trim().trim_matches('\'').trim_matches('"').to_string())
-}
+mod common;
 
-fn cases() -> Vec<PathBuf> {
-    let mut cases = Vec::new();
-    for provider in std::fs::read_dir("tests/fixtures").unwrap() {
-        for case in std::fs::read_dir(provider.unwrap().path()).unwrap() {
-            let dir = case.unwrap().path();
-            if dir.join("meta.yaml").is_file() {
-                cases.push(dir);
-            }
-        }
-    }
-    cases.sort();
-    cases
-}
+use common::{fixture_cases as cases, meta_value};
 
 fn name_of(dir: &Path) -> (String, String) {
     let case = dir.file_name().unwrap().to_str().unwrap().to_string();

@@ -14,27 +14,20 @@ use specter::engine::stream::{Deframer, Folder};
 use specter::engine::{self, HttpTarget, Request};
 use specter::Catalog;
 
-fn meta_value(meta: &str, key: &str) -> Option<String> {
-    meta.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
-        .map(|v| v.trim().trim_matches('\'').trim_matches('"').to_string())
-}
+mod common;
 
+use common::{fixture_cases, meta_value};
+
+/// Recorded streams that succeeded.
 fn stream_cases() -> Vec<PathBuf> {
-    let mut cases = Vec::new();
-    for provider in std::fs::read_dir("tests/fixtures").unwrap() {
-        for case in std::fs::read_dir(provider.unwrap().path()).unwrap() {
-            let dir = case.unwrap().path();
+    fixture_cases()
+        .into_iter()
+        .filter(|dir| {
             let meta = std::fs::read_to_string(dir.join("meta.yaml")).unwrap();
-            if meta_value(&meta, "streaming").as_deref() == Some("true")
+            meta_value(&meta, "streaming").as_deref() == Some("true")
                 && meta_value(&meta, "status").as_deref() == Some("200")
-            {
-                cases.push(dir);
-            }
-        }
-    }
-    cases.sort();
-    cases
+        })
+        .collect()
 }
 
 /// Folds `pieces` of a body with the case's stream rules.
