@@ -27,6 +27,7 @@ pub mod instrument;
 pub mod offline;
 pub mod spec;
 pub mod telemetry;
+pub mod tls;
 
 pub use catalog::{Catalog, LoadError, Match};
 pub use diagnostic::{Diagnostic, Diagnostics};

@@ -411,7 +411,7 @@ async fn gateway(upstream: &str, tweak: impl FnOnce(&mut GatewayConfig)) -> Gate
         ..GatewayConfig::default()
     };
     tweak(&mut config);
-    let client = gateway::upstream_client(&config);
+    let client = gateway::upstream_client(&config).unwrap();
     let routing = Arc::new(std::sync::RwLock::new(Arc::new(catalog)));
     let proxy = Arc::new(Proxy {
         config,

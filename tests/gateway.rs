@@ -169,7 +169,7 @@ async fn setup_with(upstream: Option<String>) -> Setup {
     let upstream = upstream.unwrap_or_else(|| format!("http://{mock_address}"));
     config.upstreams = BTreeMap::from([("openai".to_string(), upstream)]);
     config.max_request_bytes = 64 * 1024;
-    let client = gateway::upstream_client(&config);
+    let client = gateway::upstream_client(&config).unwrap();
     let routing = Arc::new(std::sync::RwLock::new(Arc::new(catalog)));
     let proxy = Arc::new(Proxy {
         config,

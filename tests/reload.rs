@@ -1,5 +1,6 @@
 //! Hot reload of the providers directory: a valid change takes effect, an invalid one is rejected
-//! and the last good rules stay, a deleted file's provider goes away.
+//! and the last good rules stay, a deleted file's provider goes away; `specter serve` re-reads
+//! the directory on SIGHUP.
 
 #![allow(
     clippy::unwrap_used,
@@ -7,6 +8,9 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
+
+#[path = "common/serve.rs"]
+mod serve;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -75,5 +79,33 @@ async fn the_providers_directory_is_reloaded_on_change() {
     );
     assert!(instrumentor.catalog().provider("openai").is_some());
     watcher.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sighup_rereads_the_providers_directory() {
+    let dir = temp_dir("sighup");
+    std::fs::copy("providers/openai.yaml", dir.join("openai.yaml")).unwrap();
+    let dir_text = dir.display().to_string();
+    let served = serve::Served::start(&["--providers", &dir_text, "--no-traces-file"], &[]);
+    assert!(
+        served.lines()[0].contains("(1 providers,"),
+        "{:#?}",
+        served.lines()
+    );
+    // Nothing changed on disk, so only the signal can cause a reload.
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(served.count("reloaded"), 0, "{:#?}", served.lines());
+    for round in 1..=3 {
+        served.signal("HUP");
+        let wanted = format!("reloaded 1 provider(s) from {dir_text}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while served.count(&wanted) < round && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(served.count(&wanted), round, "{:#?}", served.lines());
+    }
+    let (status, lines) = served.stop();
+    assert!(status.success(), "the process survives SIGHUP: {lines:#?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

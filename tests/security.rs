@@ -273,7 +273,7 @@ async fn gateway(upstreams: &[(&str, String)]) -> Gateway {
         connect_timeout: Duration::from_secs(2),
         ..GatewayConfig::default()
     };
-    let client = gateway::upstream_client(&config);
+    let client = gateway::upstream_client(&config).unwrap();
     let routing = Arc::new(std::sync::RwLock::new(Arc::new(catalog)));
     let proxy = Arc::new(Proxy {
         config,
@@ -1114,7 +1114,7 @@ async fn the_binary_keeps_api_keys_out_of_stderr_and_the_traces_file() {
     assert!(status.success(), "{status:?}\n{stderr}");
     assert!(
         stderr.contains(&format!(
-            "specter: stopped ({calls} span(s) exported, 0 lost"
+            "specter: stopped (file: {calls} span(s) exported, 0 lost to export failures, 0 dropped by a full queue; stderr: {calls} span(s) exported"
         )),
         "{stderr}"
     );

@@ -32,6 +32,10 @@ pub struct Args {
     /// Replace a provider's upstream base URL, e.g. `openai=http://127.0.0.1:9000` (repeatable).
     #[arg(long = "upstream", value_name = "PROVIDER=URL")]
     upstreams: Vec<String>,
+    /// PEM file of extra certificate authorities to trust for HTTPS upstreams (beside the Mozilla
+    /// roots), e.g. a private CA in front of a self-hosted model server.
+    #[arg(long, value_name = "FILE", env = "SPECTER_UPSTREAM_CA")]
+    upstream_ca: Option<PathBuf>,
     /// JSON-lines file of finished spans (OTLP JSON encoding). Default `specter-traces.jsonl`.
     #[arg(long, value_name = "PATH", env = "SPECTER_TRACES_FILE")]
     traces_file: Option<PathBuf>,
@@ -102,6 +106,9 @@ fn serve(args: &Args) -> anyhow::Result<()> {
             bail!("the upstream of `{provider}` must be an http(s) URL, got `{url}`");
         }
     }
+    if let Some(path) = args.upstream_ca.as_ref().or(file.upstream_ca_file.as_ref()) {
+        config.upstream_ca = specter::tls::read_ca_file(path)?;
+    }
     let ms = |v: Option<u64>, default: Duration| v.map(Duration::from_millis).unwrap_or(default);
     config.max_request_bytes = file.max_request_bytes.unwrap_or(config.max_request_bytes);
     config.max_response_bytes = file.max_response_bytes.unwrap_or(config.max_response_bytes);
@@ -156,7 +163,12 @@ fn serve(args: &Args) -> anyhow::Result<()> {
         otlp,
         console: !args.quiet && file.console.unwrap_or(console_default),
         traces_file: traces_file.clone(),
-        max_queue: 8192,
+        // The standard batch processor variable; a larger default than the SDK's 2048, since a
+        // gateway ends many spans at once.
+        max_queue: std::env::var("OTEL_BSP_MAX_QUEUE_SIZE")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(8192),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -212,7 +224,7 @@ fn serve(args: &Args) -> anyhow::Result<()> {
             Some(dir) => Some(gateway::watch_providers(dir.clone(), instrumentor.clone(), routing.clone())?),
             None => None,
         };
-        let client = gateway::upstream_client(&config);
+        let client = gateway::upstream_client(&config)?;
         let proxy = Arc::new(Proxy { config: config.clone(), instrumentor, catalog: routing, client });
         let mut outputs = Vec::new();
         if let Some(protocol) = settings.otlp {
@@ -235,17 +247,15 @@ fn serve(args: &Args) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     pipeline.shutdown();
-    let report = |stats: &specter::telemetry::export::ExportStats| {
-        let exported = stats.exported.load(std::sync::atomic::Ordering::Relaxed);
-        let failed = stats.failed.load(std::sync::atomic::Ordering::Relaxed);
-        format!("{exported} span(s) exported, {failed} lost to export failures")
-    };
     let mut summary = Vec::new();
     if settings.otlp.is_some() {
-        summary.push(format!("OTLP: {}", report(&pipeline.otlp_stats)));
+        summary.push(format!("OTLP: {}", pipeline.otlp_stats.summary()));
     }
     if traces_file.is_some() {
-        summary.push(format!("file: {}", report(&pipeline.file_stats)));
+        summary.push(format!("file: {}", pipeline.file_stats.summary()));
+    }
+    if settings.console {
+        summary.push(format!("stderr: {}", pipeline.console_stats.summary()));
     }
     let summary = match summary.as_slice() {
         // One output: the short form scripts read.

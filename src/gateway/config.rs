@@ -73,6 +73,10 @@ pub struct ConfigFile {
     /// Longest content string kept, in characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_content_length: Option<usize>,
+    /// PEM file of extra certificate authorities trusted for HTTPS upstreams, beside the Mozilla
+    /// roots (a private CA in front of a self-hosted model server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_ca_file: Option<PathBuf>,
     /// Redactions applied to every content value before export.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<RedactSpec>,
@@ -176,6 +180,8 @@ pub struct GatewayConfig {
     pub propagate_trace_context: bool,
     /// Instrument traffic.
     pub instrument: bool,
+    /// Extra certificate authorities for HTTPS upstreams.
+    pub upstream_ca: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Default for GatewayConfig {
@@ -193,6 +199,7 @@ impl Default for GatewayConfig {
             shutdown_grace: Duration::from_secs(10),
             propagate_trace_context: false,
             instrument: true,
+            upstream_ca: Vec::new(),
         }
     }
 }

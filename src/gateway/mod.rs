@@ -24,36 +24,18 @@ pub use proxy::{Proxy, Upstream};
 pub use reload::watch_providers;
 
 /// Builds the upstream client: pooled connections, HTTP/1.1 and HTTP/2 (ALPN), TLS via rustls
-/// with the Mozilla root certificates.
-pub fn upstream_client(config: &GatewayConfig) -> Upstream {
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(config.connect_timeout));
-    http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider());
-    let https = match https {
-        Ok(builder) => builder
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http),
-        Err(_) => {
-            // Only fails when the crypto provider lacks TLS 1.2/1.3 support, which ring has.
-            let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-            http.enforce_http(false);
-            hyper_rustls::HttpsConnectorBuilder::new()
-                .with_webpki_roots()
-                .https_or_http()
-                .enable_http1()
-                .enable_http2()
-                .wrap_connector(http)
-        }
-    };
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(https)
+/// with the Mozilla root certificates plus the configured extra certificate authorities.
+///
+/// # Errors
+/// When an extra certificate authority is not valid.
+pub fn upstream_client(config: &GatewayConfig) -> Result<Upstream, crate::tls::TlsError> {
+    let https = crate::tls::https_connector(&config.upstream_ca, config.connect_timeout)?;
+    Ok(
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(https),
+    )
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish for the

@@ -9,7 +9,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 
 use super::config::GatewayConfig;
@@ -22,7 +21,7 @@ use crate::instrument::Instrumentor;
 pub type ResponseBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 /// The upstream client: pooled, HTTP/1.1 and HTTP/2, TLS through rustls.
-pub type Upstream = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type Upstream = Client<crate::tls::Connector, Full<Bytes>>;
 
 /// What every request shares.
 pub struct Proxy {

@@ -28,10 +28,12 @@ pub fn watch_providers(
         }
     })?;
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    // Registered before returning, so a SIGHUP right after start-up reloads instead of ending
+    // the process.
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let handle = tokio::spawn(async move {
         let _watcher = watcher;
-        #[cfg(unix)]
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
             #[cfg(unix)]
             let hangup = async {

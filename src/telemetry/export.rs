@@ -7,7 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use opentelemetry::trace::Status;
 use opentelemetry::Value;
@@ -18,13 +18,35 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
-/// Counts what the exporters could not write, for the shutdown report.
+/// Counts what became of the spans of one output, for the shutdown report.
 #[derive(Debug, Default)]
 pub struct ExportStats {
+    /// Spans handed to the output's batch queue.
+    pub queued: AtomicU64,
     /// Spans written.
     pub exported: AtomicU64,
     /// Spans that could not be written.
     pub failed: AtomicU64,
+}
+
+impl ExportStats {
+    /// Spans that never reached the exporter: dropped because the batch queue was full (a slow
+    /// or dead backend) or still queued. Exact once the pipeline is shut down.
+    pub fn dropped(&self) -> u64 {
+        let queued = self.queued.load(Ordering::Relaxed);
+        let done = self.exported.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed);
+        queued.saturating_sub(done)
+    }
+
+    /// `N span(s) exported, M lost to export failures, K dropped by a full queue`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} span(s) exported, {} lost to export failures, {} dropped by a full queue",
+            self.exported.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            self.dropped()
+        )
+    }
 }
 
 /// Writes one human-readable line per GenAI span to stderr.
@@ -90,28 +112,21 @@ impl SpanExporter for ConsoleExporter {
 pub struct JsonLinesExporter {
     file: Mutex<File>,
     resource: ResourceAttributesWithSchema,
-    stats: Arc<ExportStats>,
 }
 
 impl JsonLinesExporter {
     /// Opens (creating or appending to) the file.
-    pub fn create(
-        path: &Path,
-        resource: &Resource,
-        stats: Arc<ExportStats>,
-    ) -> std::io::Result<JsonLinesExporter> {
+    pub fn create(path: &Path, resource: &Resource) -> std::io::Result<JsonLinesExporter> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(JsonLinesExporter {
             file: Mutex::new(file),
             resource: resource.into(),
-            stats,
         })
     }
 }
 
 impl SpanExporter for JsonLinesExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let count = batch.len() as u64;
         let request = ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(batch, &self.resource),
         };
@@ -126,16 +141,7 @@ impl SpanExporter for JsonLinesExporter {
                     .and_then(|_| file.flush())
                     .map_err(|e| e.to_string())
             });
-        match written {
-            Ok(()) => {
-                self.stats.exported.fetch_add(count, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => {
-                self.stats.failed.fetch_add(count, Ordering::Relaxed);
-                Err(OTelSdkError::InternalFailure(e))
-            }
-        }
+        written.map_err(OTelSdkError::InternalFailure)
     }
 
     fn set_resource(&mut self, resource: &Resource) {

@@ -1,6 +1,10 @@
 //! The gateway's export pipeline: batch span processors with bounded queues, so a slow or dead
-//! backend never slows traffic, feeding the embedded exporters (stderr lines, OTLP JSON lines
-//! file). The resource comes from `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`.
+//! backend never slows traffic, feeding OTLP (gRPC or HTTP/protobuf, configured by the standard
+//! `OTEL_EXPORTER_OTLP_*` variables) and the embedded exporters (stderr lines, OTLP JSON lines
+//! file). Every output counts the spans queued, exported, failed and dropped. The resource comes
+//! from `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`.
+
+mod otlp_http;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,9 +12,15 @@ use std::time::Duration;
 
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::Context;
+use opentelemetry_otlp::WithHttpConfig as _;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, Span, SpanData, SpanProcessor,
+};
 use opentelemetry_sdk::Resource;
+use rustls::pki_types::CertificateDer;
 
 use super::export::{ConsoleExporter, ExportStats, JsonLinesExporter};
 use super::{Telemetry, SCOPE};
@@ -41,6 +51,51 @@ impl OtlpProtocol {
     }
 }
 
+/// The first set variable of `names`, trimmed and non-empty.
+fn env_var(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty())
+}
+
+/// The extra certificate authorities of `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` or
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE` (a PEM file), for a collector behind a private CA.
+fn otlp_certificate() -> Result<Option<Certificate>, PipelineError> {
+    let Some(path) = env_var(&[
+        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    ]) else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(path);
+    let pem = std::fs::read(&path).map_err(|e| {
+        PipelineError::Otlp(format!(
+            "cannot read the certificate file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let certs = crate::tls::read_ca_file(&path).map_err(|e| PipelineError::Otlp(e.to_string()))?;
+    Ok(Some(Certificate { pem, certs }))
+}
+
+/// A collector's certificate authority, as PEM text for tonic and parsed for rustls.
+struct Certificate {
+    pem: Vec<u8>,
+    certs: Vec<CertificateDer<'static>>,
+}
+
+/// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` or `OTEL_EXPORTER_OTLP_TIMEOUT` in milliseconds; 10 s.
+fn otlp_timeout() -> Duration {
+    env_var(&[
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ])
+    .and_then(|v| v.parse::<u64>().ok())
+    .map_or(Duration::from_secs(10), Duration::from_millis)
+}
+
 /// Whether an OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` or the traces one).
 pub fn otlp_configured() -> bool {
     [
@@ -54,8 +109,9 @@ pub fn otlp_configured() -> bool {
 /// Where spans go.
 #[derive(Debug, Clone, Default)]
 pub struct ExportSettings {
-    /// Export over OTLP (endpoint, headers and timeout from the standard `OTEL_EXPORTER_OTLP_*`
-    /// variables). Must be set up inside a Tokio runtime for gRPC.
+    /// Export over OTLP (endpoint, headers, timeout and certificate from the standard
+    /// `OTEL_EXPORTER_OTLP_*` variables). The pipeline must be started inside a Tokio runtime,
+    /// which then carries the exports.
     pub otlp: Option<OtlpProtocol>,
     /// One line per span on stderr.
     pub console: bool,
@@ -110,6 +166,120 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
     }
 }
 
+/// Counts the spans handed to a batch processor, so that what its bounded queue dropped can be
+/// told from what was exported or failed.
+#[derive(Debug)]
+struct Tally {
+    inner: BatchSpanProcessor,
+    stats: Arc<ExportStats>,
+}
+
+impl SpanProcessor for Tally {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        self.stats
+            .queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// What the OTLP exporters are built with, from the environment.
+struct Otlp {
+    runtime: tokio::runtime::Handle,
+    certificate: Option<Certificate>,
+    timeout: Duration,
+}
+
+impl Otlp {
+    fn new() -> Result<Otlp, PipelineError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            PipelineError::Otlp("OTLP export must be started inside a Tokio runtime".into())
+        })?;
+        Ok(Otlp {
+            runtime,
+            certificate: otlp_certificate()?,
+            timeout: otlp_timeout(),
+        })
+    }
+
+    /// The OTLP/HTTP client: rustls with the Mozilla roots and the configured CA.
+    fn http_client(&self) -> Result<otlp_http::OtlpHttpClient, PipelineError> {
+        let extra = self
+            .certificate
+            .as_ref()
+            .map_or(&[][..], |c| c.certs.as_slice());
+        let connector = crate::tls::https_connector(extra, self.timeout)
+            .map_err(|e| PipelineError::Otlp(e.to_string()))?;
+        Ok(otlp_http::OtlpHttpClient::new(
+            self.runtime.clone(),
+            connector,
+            self.timeout,
+        ))
+    }
+
+    /// Builds a gRPC exporter, trusting the configured CA when there is one; tonic otherwise
+    /// sets up TLS for `https` endpoints with the Mozilla roots.
+    fn grpc_tls<B, T>(&self, builder: B) -> Result<T, opentelemetry_otlp::ExporterBuildError>
+    where
+        B: opentelemetry_otlp::WithTonicConfig + GrpcBuild<T>,
+    {
+        let _entered = self.runtime.enter();
+        match &self.certificate {
+            Some(certificate) => {
+                let pem = certificate.pem.clone();
+                let tls = opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
+                    .ca_certificate(
+                        opentelemetry_otlp::tonic_types::transport::Certificate::from_pem(pem),
+                    )
+                    .with_webpki_roots();
+                builder.with_tls_config(tls).build_exporter()
+            }
+            None => builder.build_exporter(),
+        }
+    }
+}
+
+/// The `build` of the span and metric gRPC exporter builders.
+trait GrpcBuild<T> {
+    fn build_exporter(self) -> Result<T, opentelemetry_otlp::ExporterBuildError>;
+}
+
+impl GrpcBuild<opentelemetry_otlp::SpanExporter>
+    for opentelemetry_otlp::SpanExporterBuilder<opentelemetry_otlp::TonicExporterBuilderSet>
+{
+    fn build_exporter(
+        self,
+    ) -> Result<opentelemetry_otlp::SpanExporter, opentelemetry_otlp::ExporterBuildError> {
+        self.build()
+    }
+}
+
+impl GrpcBuild<opentelemetry_otlp::MetricExporter>
+    for opentelemetry_otlp::MetricExporterBuilder<opentelemetry_otlp::TonicExporterBuilderSet>
+{
+    fn build_exporter(
+        self,
+    ) -> Result<opentelemetry_otlp::MetricExporter, opentelemetry_otlp::ExporterBuildError> {
+        self.build()
+    }
+}
+
 /// Running exporters.
 pub struct Pipeline {
     tracer_provider: SdkTracerProvider,
@@ -118,6 +288,8 @@ pub struct Pipeline {
     pub otlp_stats: Arc<ExportStats>,
     /// What the traces file exporter wrote or lost.
     pub file_stats: Arc<ExportStats>,
+    /// What the stderr lines exporter wrote or lost.
+    pub console_stats: Arc<ExportStats>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -126,50 +298,63 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
+/// A batch processor over `exporter` whose queue holds `max_queue` spans, counting into `stats`.
 fn batch<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
     exporter: E,
     max_queue: usize,
-) -> BatchSpanProcessor {
+    stats: &Arc<ExportStats>,
+) -> Tally {
     let config = BatchConfigBuilder::default()
-        .with_max_queue_size(max_queue.max(64))
+        .with_max_queue_size(max_queue.max(1))
+        .with_max_export_batch_size(max_queue.clamp(1, 512))
         .with_scheduled_delay(Duration::from_millis(200))
         .build();
-    BatchSpanProcessor::builder(exporter)
-        .with_batch_config(config)
-        .build()
+    let inner = BatchSpanProcessor::builder(Counting {
+        inner: exporter,
+        stats: stats.clone(),
+    })
+    .with_batch_config(config)
+    .build();
+    Tally {
+        inner,
+        stats: stats.clone(),
+    }
 }
 
 impl Pipeline {
-    /// Starts the exporters.
+    /// Starts the exporters. Must run inside a Tokio runtime when OTLP is on: the exports run on
+    /// it.
+    ///
+    /// # Errors
+    /// When the OTLP exporter cannot be built (no runtime, a bad certificate file) or the traces
+    /// file cannot be opened.
     pub fn start(settings: &ExportSettings) -> Result<Pipeline, PipelineError> {
         let resource = Resource::builder().build();
         let otlp_stats = Arc::new(ExportStats::default());
         let file_stats = Arc::new(ExportStats::default());
+        let console_stats = Arc::new(ExportStats::default());
         let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
         let mut meter_builder = SdkMeterProvider::builder().with_resource(resource.clone());
         if let Some(protocol) = settings.otlp {
+            let otlp = Otlp::new()?;
             let spans = match protocol {
-                OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-                    .with_tonic()
-                    .build(),
+                OtlpProtocol::Grpc => {
+                    otlp.grpc_tls(opentelemetry_otlp::SpanExporter::builder().with_tonic())
+                }
                 OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
                     .with_http()
+                    .with_http_client(otlp.http_client()?)
                     .build(),
             }
             .map_err(|e| PipelineError::Otlp(e.to_string()))?;
-            builder = builder.with_span_processor(batch(
-                Counting {
-                    inner: spans,
-                    stats: otlp_stats.clone(),
-                },
-                settings.max_queue,
-            ));
+            builder = builder.with_span_processor(batch(spans, settings.max_queue, &otlp_stats));
             let metrics = match protocol {
-                OtlpProtocol::Grpc => opentelemetry_otlp::MetricExporter::builder()
-                    .with_tonic()
-                    .build(),
+                OtlpProtocol::Grpc => {
+                    otlp.grpc_tls(opentelemetry_otlp::MetricExporter::builder().with_tonic())
+                }
                 OtlpProtocol::HttpProtobuf => opentelemetry_otlp::MetricExporter::builder()
                     .with_http()
+                    .with_http_client(otlp.http_client()?)
                     .build(),
             }
             .map_err(|e| PipelineError::Otlp(e.to_string()))?;
@@ -177,12 +362,16 @@ impl Pipeline {
                 .with_reader(opentelemetry_sdk::metrics::PeriodicReader::builder(metrics).build());
         }
         if settings.console {
-            builder = builder.with_span_processor(batch(ConsoleExporter, settings.max_queue));
+            builder = builder.with_span_processor(batch(
+                ConsoleExporter,
+                settings.max_queue,
+                &console_stats,
+            ));
         }
         if let Some(path) = &settings.traces_file {
-            let exporter = JsonLinesExporter::create(path, &resource, file_stats.clone())
+            let exporter = JsonLinesExporter::create(path, &resource)
                 .map_err(|e| PipelineError::TracesFile(path.clone(), e))?;
-            builder = builder.with_span_processor(batch(exporter, settings.max_queue));
+            builder = builder.with_span_processor(batch(exporter, settings.max_queue, &file_stats));
         }
         let meter_provider = meter_builder.build();
         Ok(Pipeline {
@@ -190,6 +379,7 @@ impl Pipeline {
             meter_provider,
             otlp_stats,
             file_stats,
+            console_stats,
         })
     }
 

@@ -1,0 +1,156 @@
+//! `specter serve` as a child process: started on a free loopback port with a clean `OTEL_*`
+//! environment, its stderr collected line by line, signalled and stopped like an operator would.
+//! Included with `#[path]` by the tests that run the binary.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running gateway process.
+pub struct Served {
+    child: Option<Child>,
+    /// Where it listens.
+    pub address: SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+/// Variables of the parent environment that would change what the child does.
+const INHERITED: &[&str] = &[
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+    "SPECTER_LISTEN",
+    "SPECTER_PROVIDERS",
+    "SPECTER_TRACES_FILE",
+    "SPECTER_QUIET",
+    "SPECTER_CONFIG",
+    "SPECTER_UPSTREAM_CA",
+];
+
+impl Served {
+    /// Starts `specter serve --listen 127.0.0.1:0 ARGS` with `envs` and waits (up to 20 s) for
+    /// its "listening on" line.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Served {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_specter"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for key in INHERITED {
+            command.env_remove(key);
+        }
+        command.envs(envs.iter().copied());
+        let mut child = command.spawn().expect("the specter binary runs");
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut served = Served {
+            child: Some(child),
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            lines,
+        };
+        let line = served
+            .wait_for("listening on http://", Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("the gateway did not start: {:#?}", served.lines()));
+        let address = line
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap();
+        served.address = address.parse().unwrap();
+        served
+    }
+
+    /// `http://ADDRESS{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// The stderr lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) for a stderr line containing `needle`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.lines().into_iter().find(|l| l.contains(needle)) {
+                return Some(line);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Counts the stderr lines containing `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, `INT`) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -s {name}");
+    }
+
+    /// Sends SIGTERM and waits (up to 30 s) for the process to end; returns its status and all of
+    /// its stderr.
+    pub fn stop(mut self) -> (ExitStatus, Vec<String>) {
+        self.signal("TERM");
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the gateway did not stop on SIGTERM: {:#?}", self.lines());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader thread sees the end of stderr once the process is gone.
+        std::thread::sleep(Duration::from_millis(100));
+        (status, self.lines())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
