@@ -36,6 +36,12 @@ pub struct Args {
     /// roots), e.g. a private CA in front of a self-hosted model server.
     #[arg(long, value_name = "FILE", env = "SPECTER_UPSTREAM_CA")]
     upstream_ca: Option<PathBuf>,
+    /// Re-sign this provider's requests with AWS SigV4 using the gateway's own credentials
+    /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; region from AWS_REGION or the
+    /// upstream host), e.g. `bedrock` (repeatable). Clients then need no AWS credentials, and
+    /// anyone who can reach the gateway calls the provider as the gateway.
+    #[arg(long = "aws-sign", value_name = "PROVIDER")]
+    aws_sign: Vec<String>,
     /// JSON-lines file of finished spans (OTLP JSON encoding). Default `specter-traces.jsonl`.
     #[arg(long, value_name = "PATH", env = "SPECTER_TRACES_FILE")]
     traces_file: Option<PathBuf>,
@@ -136,6 +142,29 @@ fn serve(args: &Args) -> anyhow::Result<()> {
         if catalog.provider(provider).is_none() {
             bail!("--upstream names `{provider}`, which is not a loaded provider (see `specter list`)");
         }
+    }
+
+    let signed = if args.aws_sign.is_empty() {
+        &file.aws_sign
+    } else {
+        &args.aws_sign
+    };
+    for provider_id in signed {
+        let Some(provider) = catalog.provider(provider_id) else {
+            bail!("--aws-sign names `{provider_id}`, which is not a loaded provider (see `specter list`)");
+        };
+        let base = config
+            .upstreams
+            .get(provider_id)
+            .cloned()
+            .or_else(|| provider.base_url.clone())
+            .unwrap_or_default();
+        let signing = gateway::sign::AwsSigning::from_env(
+            provider_id,
+            provider.aws_service.as_deref(),
+            &base,
+        )?;
+        config.aws_signing.insert(provider_id.clone(), signing);
     }
 
     let traces_file = if args.no_traces_file {
@@ -242,6 +271,9 @@ fn serve(args: &Args) -> anyhow::Result<()> {
             catalog.providers().len(),
             if config.instrument { "on" } else { "off" },
         );
+        for (id, signing) in &config.aws_signing {
+            eprintln!("specter: re-signing `{id}` requests with AWS SigV4 for service `{}` in {}", signing.service, signing.region);
+        }
         eprintln!("specter: point an SDK at http://{address}/<provider>, e.g. OPENAI_BASE_URL=http://{address}/openai/v1");
         gateway::serve(listener, proxy, gateway::shutdown_signal()).await;
         anyhow::Ok(())

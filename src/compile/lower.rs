@@ -143,6 +143,7 @@ impl Lowerer {
             docs: spec.docs.clone(),
             base_url: upstream.map(|u| u.base_url.trim_end_matches('/').to_string()),
             hosts: upstream.map(|u| u.hosts.clone()).unwrap_or_default(),
+            aws_service: upstream.and_then(|u| u.aws_service.clone()),
             path_prefixes: prefixes,
             operations,
             file: file.to_string(),

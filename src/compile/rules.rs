@@ -26,6 +26,8 @@ pub struct Provider {
     pub base_url: Option<String>,
     /// Host patterns this provider answers for (`*.` prefix = any subdomain).
     pub hosts: Vec<String>,
+    /// The AWS service name for SigV4 re-signing, if the provider signs its requests.
+    pub aws_service: Option<String>,
     /// Path prefixes in front of operation paths.
     pub path_prefixes: Vec<String>,
     /// The operations.

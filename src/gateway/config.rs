@@ -77,6 +77,11 @@ pub struct ConfigFile {
     /// roots (a private CA in front of a self-hosted model server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_ca_file: Option<PathBuf>,
+    /// Providers whose requests the gateway re-signs with AWS SigV4 using its own credentials
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`), e.g.
+    /// `[bedrock]`. Anyone who can reach the gateway then calls the provider as the gateway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aws_sign: Vec<String>,
     /// Redactions applied to every content value before export.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<RedactSpec>,
@@ -182,6 +187,8 @@ pub struct GatewayConfig {
     pub instrument: bool,
     /// Extra certificate authorities for HTTPS upstreams.
     pub upstream_ca: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// SigV4 re-signing per provider id.
+    pub aws_signing: BTreeMap<String, super::sign::AwsSigning>,
 }
 
 impl Default for GatewayConfig {
@@ -200,6 +207,7 @@ impl Default for GatewayConfig {
             propagate_trace_context: false,
             instrument: true,
             upstream_ca: Vec::new(),
+            aws_signing: BTreeMap::new(),
         }
     }
 }

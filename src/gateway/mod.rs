@@ -8,6 +8,7 @@ pub mod config;
 mod decode;
 pub mod proxy;
 mod reload;
+pub mod sign;
 mod tee;
 
 use std::convert::Infallible;

@@ -228,13 +228,22 @@ impl Proxy {
                 upstream = upstream.header(k, v);
             }
         }
-        let Ok(upstream) = upstream.body(Full::new(body)) else {
+        let Ok(mut upstream) = upstream.body(Full::new(body.clone())) else {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "the request headers cannot be forwarded",
             );
         };
+        if let Some(signing) = self.config.aws_signing.get(provider_id) {
+            if let Err(e) = signing.sign(&mut upstream, &body) {
+                let message = format!("cannot re-sign the request for `{provider_id}`: {e}");
+                if let Some(call) = call {
+                    call.fail("signing_failed", &message);
+                }
+                return error_response(StatusCode::BAD_GATEWAY, "signing_failed", &message);
+            }
+        }
         let sent =
             tokio::time::timeout(self.config.response_timeout, self.client.request(upstream)).await;
         let response = match sent {

@@ -90,4 +90,9 @@ pub struct UpstreamSpec {
     /// `bedrock-runtime.*.amazonaws.com`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// The AWS service name requests are signed for with Signature Version 4, e.g. `bedrock`.
+    /// The gateway re-signs this provider's requests with its own AWS credentials when run with
+    /// `--aws-sign PROVIDER`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_service: Option<String>,
 }

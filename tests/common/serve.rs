@@ -37,6 +37,11 @@ const INHERITED: &[&str] = &[
     "SPECTER_QUIET",
     "SPECTER_CONFIG",
     "SPECTER_UPSTREAM_CA",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
 ];
 
 impl Served {
