@@ -418,6 +418,7 @@ async fn gateway(upstream: &str, tweak: impl FnOnce(&mut GatewayConfig)) -> Gate
         instrumentor: Some(instrumentor),
         catalog: routing,
         client,
+        in_flight: Default::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

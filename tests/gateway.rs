@@ -176,6 +176,7 @@ async fn setup_with(upstream: Option<String>) -> Setup {
         instrumentor: Some(instrumentor),
         catalog: routing,
         client,
+        in_flight: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gateway_address = listener.local_addr().unwrap();

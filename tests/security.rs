@@ -280,6 +280,7 @@ async fn gateway(upstreams: &[(&str, String)]) -> Gateway {
         instrumentor: Some(instrumentor),
         catalog: routing,
         client,
+        in_flight: Default::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

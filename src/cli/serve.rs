@@ -254,7 +254,7 @@ fn serve(args: &Args) -> anyhow::Result<()> {
             None => None,
         };
         let client = gateway::upstream_client(&config)?;
-        let proxy = Arc::new(Proxy { config: config.clone(), instrumentor, catalog: routing, client });
+        let proxy = Arc::new(Proxy { config: config.clone(), instrumentor, catalog: routing, client, in_flight: Default::default() });
         let mut outputs = Vec::new();
         if let Some(protocol) = settings.otlp {
             outputs.push(format!("OTLP ({})", if protocol == OtlpProtocol::Grpc { "grpc" } else { "http/protobuf" }));

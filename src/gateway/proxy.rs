@@ -1,6 +1,7 @@
 //! Forwarding one request: route by the first path segment to the provider's upstream, pass
 //! headers and bytes through, and tee the response into the instrumentation.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -33,6 +34,24 @@ pub struct Proxy {
     pub catalog: Arc<std::sync::RwLock<Arc<crate::Catalog>>>,
     /// Upstream client.
     pub client: Upstream,
+    /// Requests whose response has not ended yet (streams included), for `/healthz`.
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts one request in flight until its response body is finished or dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::Relaxed);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Headers that belong to one connection and are never forwarded.
@@ -107,21 +126,45 @@ impl Proxy {
         self: Arc<Self>,
         request: Request<Incoming>,
     ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
-        Ok(self.forward(request).await)
+        if request.uri().path() == "/healthz" {
+            return Ok(self.health(&request));
+        }
+        let in_flight = InFlight::enter(&self.in_flight);
+        let response = self.forward(request).await;
+        // The count drops when hyper drops the body: at its end, or when the client leaves.
+        Ok(response.map(|body| {
+            body.map_frame(move |frame| {
+                let _counted = &in_flight;
+                frame
+            })
+            .boxed()
+        }))
+    }
+
+    /// `GET /healthz`: `ok`, or with `Accept: application/json` the requests in flight.
+    fn health(&self, request: &Request<Incoming>) -> Response<ResponseBody> {
+        let json = request
+            .headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/json"));
+        let (body, content_type) = if json {
+            let in_flight = self.in_flight.load(Ordering::Relaxed);
+            (
+                Bytes::from(format!("{{\"status\":\"ok\",\"in_flight\":{in_flight}}}")),
+                "application/json",
+            )
+        } else {
+            (Bytes::from_static(b"ok\n"), "text/plain")
+        };
+        let mut ok = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
+        ok.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        ok
     }
 
     async fn forward(&self, request: Request<Incoming>) -> Response<ResponseBody> {
         let path = request.uri().path().to_string();
-        if path == "/healthz" {
-            let mut ok = Response::new(
-                Full::new(Bytes::from_static(b"ok\n"))
-                    .map_err(|never| match never {})
-                    .boxed(),
-            );
-            ok.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            return ok;
-        }
         let Some((provider_id, rest)) = split_route(&path) else {
             return error_response(
                 StatusCode::NOT_FOUND,
