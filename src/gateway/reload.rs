@@ -23,7 +23,7 @@ pub fn watch_providers(
 ) -> notify::Result<tokio::task::JoinHandle<()>> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|e| changes_content(&e.kind)) {
             let _ = tx.send(());
         }
     })?;
@@ -60,6 +60,20 @@ pub fn watch_providers(
         }
     });
     Ok(handle)
+}
+
+/// Whether an event can change what the directory holds. Opening and reading a file (the reload
+/// itself does) and metadata such as access times cannot.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    use notify::EventKind;
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Any | EventKind::Other => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+    }
 }
 
 fn reload(
