@@ -23,7 +23,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serve::Served;
 
 fn fixture(path: &str) -> Vec<u8> {
@@ -34,36 +34,24 @@ fn fixture(path: &str) -> Vec<u8> {
 async fn http_server(
     answer: fn(&str) -> (u16, &'static str, Vec<u8>),
 ) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
     let count = Arc::new(AtomicUsize::new(0));
     let counter = count.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |r: Request<Incoming>| {
-                    let counter = counter.clone();
-                    async move {
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        let path = r.uri().path().to_string();
-                        let _ = r.into_body().collect().await;
-                        let (status, content_type, body) = answer(&path);
-                        let mut response = Response::new(Full::new(Bytes::from(body)));
-                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                        response
-                            .headers_mut()
-                            .insert("content-type", content_type.parse().unwrap());
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    let address = serve::http_server(move |r: Request<Incoming>| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::Relaxed);
+            let path = r.uri().path().to_string();
+            let _ = r.into_body().collect().await;
+            let (status, content_type, body) = answer(&path);
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+            response
+                .headers_mut()
+                .insert("content-type", content_type.parse().unwrap());
+            Ok::<_, Infallible>(response)
         }
-    });
+    })
+    .await;
     (address, count)
 }
 
@@ -154,21 +142,9 @@ fn report(lines: &[String]) -> (usize, usize, usize) {
 }
 
 async fn gateway(upstream: SocketAddr, envs: Vec<(&'static str, String)>) -> Served {
-    tokio::task::spawn_blocking(move || {
-        let upstream = format!("openai=http://{upstream}");
-        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        Served::start(&["--upstream", &upstream], &envs)
-    })
-    .await
-    .unwrap()
-}
-
-async fn stop(served: Served) -> Vec<String> {
-    let (status, lines) = tokio::task::spawn_blocking(move || served.stop())
-        .await
-        .unwrap();
-    assert!(status.success(), "{lines:#?}");
-    lines
+    let upstream = format!("openai=http://{upstream}");
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Served::start_async(&["--upstream", &upstream], &envs).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,7 +163,7 @@ async fn a_collector_refusing_connections_costs_spans_not_requests() {
         )
         .await;
         drive(&served, 50, 8).await;
-        let lines = stop(served).await;
+        let lines = served.stop_async().await;
         assert_eq!(upstream_calls.load(Ordering::Relaxed) - before, 50);
         let (exported, failed, dropped) = report(&lines);
         assert_eq!(exported, 0, "{protocol}: {lines:#?}");
@@ -212,7 +188,7 @@ async fn a_silent_collector_fills_the_bounded_queue_and_drops_are_counted() {
     .await;
     // Every call completes while the collector holds every export: export never blocks traffic.
     drive(&served, 300, 16).await;
-    let lines = stop(served).await;
+    let lines = served.stop_async().await;
     assert_eq!(upstream_calls.load(Ordering::Relaxed), 300);
     assert!(
         accepted.load(Ordering::Relaxed) > 0,
@@ -251,7 +227,7 @@ async fn a_collector_answering_errors_costs_spans_not_requests() {
     )
     .await;
     drive(&served, 40, 4).await;
-    let lines = stop(served).await;
+    let lines = served.stop_async().await;
     assert_eq!(upstream_calls.load(Ordering::Relaxed), 40);
     assert!(collector_calls.load(Ordering::Relaxed) > 0);
     let (exported, failed, dropped) = report(&lines);

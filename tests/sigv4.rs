@@ -24,7 +24,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serve::Served;
 use sha2::{Digest as _, Sha256};
 
@@ -56,47 +56,35 @@ fn fixture(path: &str) -> Vec<u8> {
 }
 
 async fn upstream() -> (SocketAddr, Arc<Mutex<Vec<Received>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let log = log.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |r: Request<Incoming>| {
-                    let log = log.clone();
-                    async move {
-                        let method = r.method().to_string();
-                        let path_and_query = r.uri().path_and_query().unwrap().to_string();
-                        let headers = r
-                            .headers()
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
-                            .collect();
-                        let body = r.into_body().collect().await.unwrap().to_bytes().to_vec();
-                        log.lock().unwrap().push(Received {
-                            method,
-                            path_and_query,
-                            headers,
-                            body,
-                        });
-                        let mut response = Response::new(Full::new(Bytes::from(fixture(
-                            "bedrock/converse_tool_use/response.json",
-                        ))));
-                        response
-                            .headers_mut()
-                            .insert("content-type", "application/json".parse().unwrap());
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+    let address = serve::http_server(move |r: Request<Incoming>| {
+        let log = log.clone();
+        async move {
+            let method = r.method().to_string();
+            let path_and_query = r.uri().path_and_query().unwrap().to_string();
+            let headers = r
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+                .collect();
+            let body = r.into_body().collect().await.unwrap().to_bytes().to_vec();
+            log.lock().unwrap().push(Received {
+                method,
+                path_and_query,
+                headers,
+                body,
             });
+            let mut response = Response::new(Full::new(Bytes::from(fixture(
+                "bedrock/converse_tool_use/response.json",
+            ))));
+            response
+                .headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            Ok::<_, Infallible>(response)
         }
-    });
+    })
+    .await;
     (address, seen)
 }
 
@@ -198,27 +186,19 @@ fn authorization_fields(value: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn start(args: Vec<String>, envs: Vec<(&'static str, &'static str)>) -> Served {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Served::start(&args, &envs)
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bedrock_requests_are_re_signed_with_the_gateways_credentials() {
     let (address, seen) = upstream().await;
-    let served = start(
-        vec![
-            "--upstream".into(),
-            format!("bedrock=http://{address}"),
-            "--aws-sign".into(),
-            "bedrock".into(),
-            "--no-traces-file".into(),
+    let upstream = format!("bedrock=http://{address}");
+    let served = Served::start_async(
+        &[
+            "--upstream",
+            &upstream,
+            "--aws-sign",
+            "bedrock",
+            "--no-traces-file",
         ],
-        vec![
+        &[
             ("AWS_ACCESS_KEY_ID", KEY_ID),
             ("AWS_SECRET_ACCESS_KEY", SECRET),
             ("AWS_SESSION_TOKEN", TOKEN),
@@ -287,10 +267,7 @@ async fn bedrock_requests_are_re_signed_with_the_gateways_credentials() {
         "the check depends on the secret"
     );
 
-    let (status, lines) = tokio::task::spawn_blocking(move || served.stop())
-        .await
-        .unwrap();
-    assert!(status.success());
+    let lines = served.stop_async().await;
     assert!(
         lines
             .iter()

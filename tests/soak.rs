@@ -30,7 +30,7 @@ use http_body_util::{BodyExt as _, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serve::Served;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -55,42 +55,29 @@ async fn upstream() -> SocketAddr {
             .map(|e| Bytes::from(e.to_string()))
             .collect(),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let (plain, events) = (plain.clone(), events.clone());
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |r: Request<Incoming>| {
-                    let (plain, events) = (plain.clone(), events.clone());
-                    async move {
-                        let body = r.into_body().collect().await.unwrap().to_bytes();
-                        let streamed = body.windows(14).any(|w| w == b"\"stream\": true");
-                        let (content_type, body): (&str, Body) = if streamed {
-                            let frames: Vec<Result<Frame<Bytes>, Infallible>> =
-                                events.iter().cloned().map(|e| Ok(Frame::data(e))).collect();
-                            (
-                                "text/event-stream",
-                                StreamBody::new(futures::stream::iter(frames)).boxed(),
-                            )
-                        } else {
-                            ("application/json", Full::new(plain).boxed())
-                        };
-                        let mut response = Response::new(body);
-                        response
-                            .headers_mut()
-                            .insert("content-type", content_type.parse().unwrap());
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    serve::http_server(move |r: Request<Incoming>| {
+        let (plain, events) = (plain.clone(), events.clone());
+        async move {
+            let body = r.into_body().collect().await.unwrap().to_bytes();
+            let streamed = body.windows(14).any(|w| w == b"\"stream\": true");
+            let (content_type, body): (&str, Body) = if streamed {
+                let frames: Vec<Result<Frame<Bytes>, Infallible>> =
+                    events.iter().cloned().map(|e| Ok(Frame::data(e))).collect();
+                (
+                    "text/event-stream",
+                    StreamBody::new(futures::stream::iter(frames)).boxed(),
+                )
+            } else {
+                ("application/json", Full::new(plain).boxed())
+            };
+            let mut response = Response::new(body);
+            response
+                .headers_mut()
+                .insert("content-type", content_type.parse().unwrap());
+            Ok::<_, Infallible>(response)
         }
-    });
-    address
+    })
+    .await
 }
 
 /// The versions the providers directory is rewritten with, in turn: the bundled OpenAI spec, the
@@ -196,26 +183,21 @@ async fn soak_with_reloads_under_load_loses_no_call_and_no_span() {
     std::fs::write(dir.join("openai.yaml"), &versions[0].1).unwrap();
     let traces = temp_dir("traces").join("traces.jsonl");
     let mock = upstream().await;
-    let served = {
-        let (dir, traces) = (dir.display().to_string(), traces.display().to_string());
-        let upstream = format!("openai=http://{mock}");
-        tokio::task::spawn_blocking(move || {
-            Served::start(
-                &[
-                    "--providers",
-                    &dir,
-                    "--upstream",
-                    &upstream,
-                    "--quiet",
-                    "--traces-file",
-                    &traces,
-                ],
-                &[],
-            )
-        })
-        .await
-        .unwrap()
-    };
+    let (dir_text, traces_text) = (dir.display().to_string(), traces.display().to_string());
+    let upstream = format!("openai=http://{mock}");
+    let served = Served::start_async(
+        &[
+            "--providers",
+            &dir_text,
+            "--upstream",
+            &upstream,
+            "--quiet",
+            "--traces-file",
+            &traces_text,
+        ],
+        &[],
+    )
+    .await;
     let pid = served.pid();
 
     // The rewrites run on their own thread for as long as they take; the load goes on at least
@@ -315,10 +297,7 @@ async fn soak_with_reloads_under_load_loses_no_call_and_no_span() {
 
     let reloads = served.count("specter: reloaded 1 provider(s)");
     let rejected = served.count("specter: rejected the change");
-    let (status, lines) = tokio::task::spawn_blocking(move || served.stop())
-        .await
-        .unwrap();
-    assert!(status.success(), "{lines:#?}");
+    let lines = served.stop_async().await;
     assert!(
         lines.iter().any(|l| l
             == &format!(

@@ -233,21 +233,9 @@ async fn chat(served: &Served) -> (u16, Vec<u8>) {
 }
 
 async fn start(args: Vec<String>, envs: Vec<(String, String)>) -> Served {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        Served::start(&args, &envs)
-    })
-    .await
-    .unwrap()
-}
-
-async fn stop(served: Served) -> Vec<String> {
-    let (status, lines) = tokio::task::spawn_blocking(move || served.stop())
-        .await
-        .unwrap();
-    assert!(status.success(), "clean exit: {lines:#?}");
-    lines
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Served::start_async(&args, &envs).await
 }
 
 /// Runs the gateway in front of an HTTPS upstream offering `alpn`, trusting the test CA.
@@ -272,7 +260,7 @@ async fn through_https_upstream(name: &str, alpn: &[&[u8]]) -> (Arc<Seen>, Vec<S
         fixture("openai/chat_plain/response.json"),
         "the upstream's bytes reach the client unchanged"
     );
-    let lines = stop(served).await;
+    let lines = served.stop_async().await;
     (seen, lines)
 }
 
@@ -328,7 +316,7 @@ async fn an_upstream_certificate_from_an_unknown_authority_is_refused_with_502()
         seen.versions("/v1/chat/completions").is_empty(),
         "no request crossed the refused handshake"
     );
-    let lines = stop(served).await;
+    let lines = served.stop_async().await;
     let spans: Vec<&String> = lines
         .iter()
         .filter(|l| l.starts_with("specter: openai chat gpt-4o-mini "))
@@ -379,7 +367,7 @@ async fn exports_to_https_collector(name: &str, protocol: &str) {
     );
     let (status, _) = chat(&served).await;
     assert_eq!(status, 200);
-    let lines = stop(served).await;
+    let lines = served.stop_async().await;
     assert!(
         lines.iter().any(|l| l.ends_with(
             "stopped (1 span(s) exported, 0 lost to export failures, 0 dropped by a full queue)"

@@ -159,3 +159,64 @@ impl Drop for Served {
         }
     }
 }
+
+impl Served {
+    /// [`Served::start`] from async code, on a blocking thread.
+    pub async fn start_async(args: &[&str], envs: &[(&str, &str)]) -> Served {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let envs: Vec<(&str, &str)> =
+                envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            Served::start(&args, &envs)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// [`Served::stop`] from async code; also checks that the process exited cleanly.
+    pub async fn stop_async(self) -> Vec<String> {
+        let (status, lines) = tokio::task::spawn_blocking(move || self.stop())
+            .await
+            .unwrap();
+        assert!(status.success(), "clean exit: {lines:#?}");
+        lines
+    }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on a free loopback port with `handler`, one
+/// task per connection; returns the address.
+pub async fn http_server<F, Fut, B>(handler: F) -> SocketAddr
+where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<hyper::Response<B>, std::convert::Infallible>>
+        + Send
+        + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(handler);
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            });
+        }
+    });
+    address
+}
