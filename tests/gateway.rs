@@ -14,6 +14,7 @@ use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -127,15 +128,27 @@ async fn serve_mock(mock: Arc<Mock>) -> SocketAddr {
 
 struct Setup {
     gateway: SocketAddr,
+    in_flight: gateway::InFlight,
     mock: Arc<Mock>,
     spans: InMemorySpanExporter,
     tracer_provider: SdkTracerProvider,
 }
 
 impl Setup {
-    fn finished(&self) -> Vec<SpanData> {
+    /// The spans ended so far.
+    fn spans_now(&self) -> Vec<SpanData> {
         self.tracer_provider.force_flush().unwrap();
         self.spans.get_finished_spans().unwrap()
+    }
+
+    /// The spans, once every request's response and span are finished (spans are finished on
+    /// a task of their own after the last byte reaches the client).
+    async fn finished(&self) -> Vec<SpanData> {
+        assert!(
+            self.in_flight.drained(Duration::from_secs(5)).await,
+            "requests still in flight"
+        );
+        self.spans_now()
     }
 
     fn url(&self, path: &str) -> String {
@@ -171,18 +184,20 @@ async fn setup_with(upstream: Option<String>) -> Setup {
     config.max_request_bytes = 64 * 1024;
     let client = gateway::upstream_client(&config).unwrap();
     let routing = Arc::new(std::sync::RwLock::new(Arc::new(catalog)));
+    let in_flight = gateway::InFlight::default();
     let proxy = Arc::new(Proxy {
         config,
         instrumentor: Some(instrumentor),
         catalog: routing,
         client,
-        in_flight: Default::default(),
+        in_flight: in_flight.clone(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gateway_address = listener.local_addr().unwrap();
     tokio::spawn(gateway::serve(listener, proxy, std::future::pending()));
     Setup {
         gateway: gateway_address,
+        in_flight,
         mock,
         spans,
         tracer_provider,
@@ -226,7 +241,7 @@ async fn a_chat_call_is_forwarded_byte_for_byte_and_gives_one_span() {
         body.as_ref(),
         fixture("openai/chat_plain/response.json").as_slice()
     );
-    let spans = s.finished();
+    let spans = s.finished().await;
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].name, "chat gpt-4o-mini");
     assert_eq!(
@@ -250,7 +265,7 @@ async fn streams_reach_the_client_chunk_by_chunk_and_fold_into_the_span() {
     // reach the client before that, so nothing buffers it.
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
     assert!(first.starts_with(b"data: {\"id\":\"chatcmpl-ASYMZ4oSykiIFK4lXLReDiKyAjsQl\""));
-    assert!(s.finished().is_empty(), "the span is still open");
+    assert!(s.spans_now().is_empty(), "the span is still open");
     s.mock.gate.notify_one();
     let mut received = first.to_vec();
     while let Some(frame) = body.frame().await {
@@ -260,7 +275,7 @@ async fn streams_reach_the_client_chunk_by_chunk_and_fold_into_the_span() {
         received,
         fixture("openai/chat_stream_include_usage/response.sse")
     );
-    let spans = s.finished();
+    let spans = s.finished().await;
     assert_eq!(spans.len(), 1);
     assert_eq!(
         attr(&spans[0], "gen_ai.usage.input_tokens"),
@@ -293,7 +308,7 @@ async fn gzip_responses_reach_the_client_compressed_and_the_span_decoded() {
     )
     .unwrap();
     assert_eq!(decoded, fixture("openai/chat_plain/response.json"));
-    let spans = s.finished();
+    let spans = s.finished().await;
     assert_eq!(spans.len(), 1);
     assert_eq!(
         attr(&spans[0], "gen_ai.response.id"),
@@ -311,7 +326,7 @@ async fn requests_without_an_operation_are_forwarded_without_a_span() {
     assert_eq!(response.status(), 200);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body.as_ref(), br#"{"object":"list","data":[]}"#);
-    assert!(s.finished().is_empty());
+    assert!(s.finished().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,7 +357,7 @@ async fn gateway_errors_are_clear_json() {
     );
     let response = client().request(big).await.unwrap();
     assert_eq!(response.status(), 413);
-    assert!(s.finished().is_empty());
+    assert!(s.finished().await.is_empty());
     let health = client()
         .request(
             Request::get(s.url("/healthz"))
@@ -372,7 +387,7 @@ async fn an_unreachable_upstream_gives_502_and_an_error_span() {
     let body: serde_json::Value =
         serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(body["error"]["type"], "upstream_unreachable");
-    let spans = s.finished();
+    let spans = s.finished().await;
     assert_eq!(spans.len(), 1);
     assert!(matches!(spans[0].status, Status::Error { .. }));
     assert_eq!(
@@ -396,7 +411,7 @@ async fn an_incoming_traceparent_makes_the_span_a_child_of_the_callers_trace() {
     );
     let response = client().request(request).await.unwrap();
     let _ = response.into_body().collect().await.unwrap();
-    let spans = s.finished();
+    let spans = s.finished().await;
     assert_eq!(spans.len(), 1);
     assert_eq!(
         spans[0].span_context.trace_id().to_string(),

@@ -6,6 +6,7 @@
 
 pub mod config;
 mod decode;
+mod in_flight;
 pub mod proxy;
 mod reload;
 pub mod sign;
@@ -21,6 +22,7 @@ use tokio::net::TcpListener;
 
 pub use config::{config_schema, ConfigFile, GatewayConfig};
 pub use decode::{DecodeError, Decoder};
+pub use in_flight::InFlight;
 pub use proxy::{Proxy, Upstream};
 pub use reload::watch_providers;
 
@@ -39,8 +41,8 @@ pub fn upstream_client(config: &GatewayConfig) -> Result<Upstream, crate::tls::T
     )
 }
 
-/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish for the
-/// grace period, and returns.
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests (and the
+/// finishing of their spans) complete for the grace period, and returns.
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
@@ -67,7 +69,13 @@ pub async fn serve(
         }
     }
     drop(listener);
+    let started = tokio::time::Instant::now();
     let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+    // Spans of the last responses are finished off the response path: wait for them too.
+    let _ = proxy
+        .in_flight
+        .drained(grace.saturating_sub(started.elapsed()))
+        .await;
 }
 
 /// Resolves on SIGINT or SIGTERM.

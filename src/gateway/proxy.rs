@@ -1,7 +1,6 @@
 //! Forwarding one request: route by the first path segment to the provider's upstream, pass
 //! headers and bytes through, and tee the response into the instrumentation.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,6 +13,7 @@ use hyper_util::client::legacy::Client;
 
 use super::config::GatewayConfig;
 use super::decode::Decoder;
+use super::in_flight::InFlight;
 use super::tee::{Observer, TeeBody};
 use crate::engine::HttpTarget;
 use crate::instrument::Instrumentor;
@@ -34,24 +34,8 @@ pub struct Proxy {
     pub catalog: Arc<std::sync::RwLock<Arc<crate::Catalog>>>,
     /// Upstream client.
     pub client: Upstream,
-    /// Requests whose response has not ended yet (streams included), for `/healthz`.
-    pub in_flight: Arc<AtomicUsize>,
-}
-
-/// Counts one request in flight until its response body is finished or dropped.
-struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    fn enter(count: &Arc<AtomicUsize>) -> InFlight {
-        count.fetch_add(1, Ordering::Relaxed);
-        InFlight(count.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
+    /// Requests whose response or span has not ended yet (streams included).
+    pub in_flight: InFlight,
 }
 
 /// Headers that belong to one connection and are never forwarded.
@@ -129,7 +113,7 @@ impl Proxy {
         if request.uri().path() == "/healthz" {
             return Ok(self.health(&request));
         }
-        let in_flight = InFlight::enter(&self.in_flight);
+        let in_flight = self.in_flight.enter();
         let response = self.forward(request).await;
         // The count drops when hyper drops the body: at its end, or when the client leaves.
         Ok(response.map(|body| {
@@ -149,7 +133,7 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("application/json"));
         let (body, content_type) = if json {
-            let in_flight = self.in_flight.load(Ordering::Relaxed);
+            let in_flight = self.in_flight.count();
             (
                 Bytes::from(format!("{{\"status\":\"ok\",\"in_flight\":{in_flight}}}")),
                 "application/json",
@@ -347,7 +331,12 @@ impl Proxy {
         for k in named {
             head.headers.remove(k);
         }
-        let body = TeeBody::new(upstream_body, observer, self.config.idle_timeout);
+        let body = TeeBody::new(
+            upstream_body,
+            observer,
+            self.config.idle_timeout,
+            self.in_flight.clone(),
+        );
         Response::from_parts(head, body.boxed())
     }
 }

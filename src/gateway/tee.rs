@@ -1,6 +1,8 @@
 //! The response body as the client receives it: every frame of the upstream's body handed on
 //! as it arrives, unchanged, while a copy (decompressed when needed) feeds the instrumentation.
-//! Instrumentation problems never change what the client receives.
+//! Instrumentation problems never change what the client receives, and finishing a span (the
+//! response rules, the span's export, the metrics) runs on a task of its own after the last frame
+//! is handed on, so it adds nothing to the response's latency.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,6 +12,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use super::decode::Decoder;
+use super::in_flight::InFlight;
 use crate::instrument::{Call, StreamCall};
 
 /// Compressed input is decoded this many bytes at a time, so one frame cannot inflate without
@@ -142,6 +145,36 @@ fn decode(decoder: &mut Option<Decoder>, data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// How an observed body ended.
+enum Ending {
+    /// The whole body arrived.
+    Complete,
+    /// It ended with an error of this type and message.
+    Failed(&'static str, String),
+}
+
+/// Finishes the observer's span on a task of its own, counted in flight until it is done, so
+/// the client's last frame is not held up; without a runtime, at once.
+fn finish(observer: Observer, ending: Ending, in_flight: &InFlight) {
+    if matches!(observer, Observer::None) {
+        return;
+    }
+    let guard = in_flight.enter();
+    let work = move || {
+        match ending {
+            Ending::Complete => observer.end(),
+            Ending::Failed(error_type, message) => observer.fail(error_type, &message),
+        }
+        drop(guard);
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move { work() });
+        }
+        Err(_) => work(),
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A response body teed to an [`Observer`], with an idle timeout between frames.
     pub struct TeeBody<B> {
@@ -150,15 +183,17 @@ pin_project_lite::pin_project! {
         observer: Option<Observer>,
         idle: Duration,
         timer: Option<Pin<Box<tokio::time::Sleep>>>,
+        in_flight: InFlight,
     }
 }
 
 impl<B: Body> TeeBody<B> {
     /// Tees `inner` to `observer`; a body that sends nothing for `idle` is ended with an error.
-    /// An empty body (which is never polled) ends the observer at once.
-    pub fn new(inner: B, observer: Observer, idle: Duration) -> Self {
+    /// An empty body (which is never polled) ends the observer at once. Spans are finished on
+    /// tasks counted in `in_flight`.
+    pub fn new(inner: B, observer: Observer, idle: Duration, in_flight: InFlight) -> Self {
         let observer = if inner.is_end_stream() {
-            observer.end();
+            finish(observer, Ending::Complete, &in_flight);
             None
         } else {
             Some(observer)
@@ -168,6 +203,7 @@ impl<B: Body> TeeBody<B> {
             observer,
             idle,
             timer: None,
+            in_flight,
         }
     }
 }
@@ -199,7 +235,7 @@ where
                 // A body of known length ends without a final poll: end the call with its last byte.
                 if this.inner.is_end_stream() {
                     if let Some(observer) = this.observer.take() {
-                        observer.end();
+                        finish(observer, Ending::Complete, this.in_flight);
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -207,13 +243,17 @@ where
             Poll::Ready(Some(Err(e))) => {
                 let e: Self::Error = e.into();
                 if let Some(observer) = this.observer.take() {
-                    observer.fail("upstream_error", &e.to_string());
+                    finish(
+                        observer,
+                        Ending::Failed("upstream_error", e.to_string()),
+                        this.in_flight,
+                    );
                 }
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
                 if let Some(observer) = this.observer.take() {
-                    observer.end();
+                    finish(observer, Ending::Complete, this.in_flight);
                 }
                 Poll::Ready(None)
             }
@@ -226,7 +266,11 @@ where
                     *this.timer = None;
                     let error = IdleTimeout(idle);
                     if let Some(observer) = this.observer.take() {
-                        observer.fail("timeout", &error.to_string());
+                        finish(
+                            observer,
+                            Ending::Failed("timeout", error.to_string()),
+                            this.in_flight,
+                        );
                     }
                     return Poll::Ready(Some(Err(Box::new(error))));
                 }
