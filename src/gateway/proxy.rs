@@ -1,6 +1,7 @@
 //! Forwarding one request: route by the first path segment to the provider's upstream, pass
 //! headers and bytes through, and tee the response into the instrumentation.
 
+use std::future::Future as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -148,6 +149,7 @@ impl Proxy {
     }
 
     async fn forward(&self, request: Request<Incoming>) -> Response<ResponseBody> {
+        let arrived = (std::time::Instant::now(), std::time::SystemTime::now());
         let path = request.uri().path().to_string();
         let Some((provider_id, rest)) = split_route(&path) else {
             return error_response(
@@ -226,24 +228,38 @@ impl Proxy {
                 )
             }
         };
-        let incoming_headers = pairs(&parts.headers);
         let target = HttpTarget::parse(&upstream_url).unwrap_or_default();
-        let call = self.instrumentor.as_ref().and_then(|instrumentor| {
-            let found = catalog.find_in(provider_id, parts.method.as_str(), rest, &target.query)?;
-            let parent = crate::telemetry::extract_context(&incoming_headers);
-            Some(instrumentor.start_matched(
-                found,
-                target.clone(),
-                &incoming_headers,
-                &body,
-                &parent,
-            ))
+        let found = self.instrumentor.as_ref().and_then(|_| {
+            catalog.find_in(provider_id, parts.method.as_str(), rest, &target.query)
         });
+        let is_call = found.is_some();
+        // The span starts when the request arrived.
+        let start = self.instrumentor.as_ref().zip(found).map(|(instrumentor, found)| {
+            let headers = pairs(&parts.headers);
+            let parent = crate::telemetry::extract_context(&headers);
+            move |body: &Bytes| {
+                instrumentor.start_matched_at(
+                    found,
+                    target,
+                    &headers,
+                    body,
+                    &parent,
+                    arrived,
+                )
+            }
+        });
+        // With trace context propagation the call must exist before the request leaves (its
+        // `traceparent` goes upstream); otherwise the request is sent first and instrumented
+        // while the upstream works.
+        let (mut call, mut start) = match start {
+            Some(start) if self.config.propagate_trace_context => (Some(start(&body)), None),
+            start => (None, start),
+        };
 
         let mut upstream = Request::builder().method(parts.method.clone()).uri(uri);
         for (k, v) in forwardable(&parts.headers) {
             if self.config.propagate_trace_context
-                && call.is_some()
+                && is_call
                 && (k == "traceparent" || k == "tracestate")
             {
                 continue;
@@ -265,14 +281,31 @@ impl Proxy {
         if let Some(signing) = self.config.aws_signing.get(provider_id) {
             if let Err(e) = signing.sign(&mut upstream, &body) {
                 let message = format!("cannot re-sign the request for `{provider_id}`: {e}");
-                if let Some(call) = call {
+                if let Some(call) = call.or_else(|| start.take().map(|start| start(&body))) {
                     call.fail("signing_failed", &message);
                 }
                 return error_response(StatusCode::BAD_GATEWAY, "signing_failed", &message);
             }
         }
-        let sent =
-            tokio::time::timeout(self.config.response_timeout, self.client.request(upstream)).await;
+        let mut sending = std::pin::pin!(tokio::time::timeout(
+            self.config.response_timeout,
+            self.client.request(upstream)
+        ));
+        // One poll hands the request to its connection, which writes it on its own task.
+        let early = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match sending.as_mut().poll(cx) {
+                std::task::Poll::Ready(sent) => Some(sent),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await;
+        if let Some(start) = start.take() {
+            call = Some(start(&body));
+        }
+        let sent = match early {
+            Some(sent) => sent,
+            None => sending.await,
+        };
         let response = match sent {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {

@@ -224,8 +224,28 @@ impl Instrumentor {
         body: &[u8],
         parent: &Context,
     ) -> Call {
-        let started = Instant::now();
-        let start_time = SystemTime::now();
+        self.start_matched_at(
+            found,
+            target,
+            headers,
+            body,
+            parent,
+            (Instant::now(), SystemTime::now()),
+        )
+    }
+
+    /// [`Instrumentor::start_matched`] for a call that began at `since` (monotonic and wall-clock
+    /// time), e.g. when the request arrived at a gateway that instruments it a little later.
+    pub fn start_matched_at(
+        &self,
+        found: crate::Match,
+        target: HttpTarget,
+        headers: &[(String, String)],
+        body: &[u8],
+        parent: &Context,
+        since: (Instant, SystemTime),
+    ) -> Call {
+        let (started, start_time) = since;
         let mut problems = Vec::new();
         let request_body = engine::parse_body(body, "request", &mut problems);
         let request_headers: Vec<(String, String)> = headers
