@@ -23,7 +23,7 @@ use serde_json::{json, Value as Json};
 use specter::compile::rules::Operation;
 use specter::content::ContentPolicy;
 use specter::dialect::{self, Dialect};
-use specter::engine::{self, HttpTarget, Request, Response};
+use specter::engine::{self, HttpTarget, Record, Request, Response};
 use specter::offline::{self, ExtractOptions, Recorded};
 use specter::telemetry::{Telemetry, Timings};
 use specter::Catalog;
@@ -228,6 +228,29 @@ fn extract(s: &Setup, request: &[u8], response: &[u8]) -> BTreeMap<String, Json>
     dialect::semconv(&record, true)
 }
 
+/// The same without rendering: parse both bodies and run both phases (the `Record` the dialects
+/// render).
+fn record(s: &Setup, request: &[u8], response: &[u8]) -> Record {
+    let mut problems = Vec::new();
+    let request_body = engine::parse_body(request, "request", &mut problems);
+    let req = Request {
+        target: &s.target,
+        headers: &s.request_headers,
+        body: &request_body,
+        captures: &s.captures,
+    };
+    let mut record = engine::request_phase(&s.op, &req);
+    let response_body = engine::parse_body(response, "response", &mut problems);
+    let resp = Response {
+        status: Some(200),
+        headers: &s.response_headers,
+        body: &response_body,
+    };
+    engine::response_phase(&s.op, &mut record, &req, &resp);
+    record.problems.extend(problems);
+    record
+}
+
 /// The same extraction with a span started at the request phase and finished (attributes,
 /// metrics) through the telemetry layer.
 fn extract_with_telemetry(t: &Telemetry, s: &Setup, request: &[u8], response: &[u8]) {
@@ -303,6 +326,10 @@ fn bench_extract(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new(size, "specter"), |b| {
             b.iter(|| extract(&s, black_box(&request), black_box(&response)))
+        });
+        // Breakdown, for reference: the same without the semconv rendering.
+        group.bench_function(BenchmarkId::new(size, "specter_record_only"), |b| {
+            b.iter(|| record(&s, black_box(&request), black_box(&response)))
         });
         // For reference: the whole `specter extract` path (URL parse, route lookup, metric
         // points, JSON output object).

@@ -163,7 +163,7 @@ impl Catalog {
         if let Some(provider) = host.and_then(|h| self.provider_for_host(h)) {
             return self.find_in(&provider.id, method, path, query);
         }
-        let (&(p, o), captures) = self.global.find(method, path, query).into_iter().next()?;
+        let (&(p, o), captures) = self.global.first(method, path, query)?;
         let operation = self.providers.get(p)?.operations.get(o)?.clone();
         Some(Match {
             operation,
@@ -180,12 +180,7 @@ impl Catalog {
         query: &[(String, String)],
     ) -> Option<Match> {
         let p = *self.by_id.get(provider)?;
-        let (&o, captures) = self
-            .local
-            .get(p)?
-            .find(method, path, query)
-            .into_iter()
-            .next()?;
+        let (&o, captures) = self.local.get(p)?.first(method, path, query)?;
         let operation = self.providers.get(p)?.operations.get(o)?.clone();
         Some(Match {
             operation,

@@ -109,30 +109,27 @@ impl ContentPolicy {
         if self.max_length.is_none() && self.redactions.is_empty() {
             return;
         }
-        for messages in [&mut record.input_messages, &mut record.output_messages]
-            .into_iter()
-            .flatten()
-        {
-            for message in messages.as_array_mut().into_iter().flatten() {
-                if let Some(parts) = message.get_mut("parts") {
-                    self.clean_parts(parts);
+        for messages in [&mut record.input_messages, &mut record.output_messages] {
+            edit(messages, |value| {
+                for message in value.as_array_mut().into_iter().flatten() {
+                    if let Some(parts) = message.get_mut("parts") {
+                        self.clean_parts(parts);
+                    }
+                }
+            });
+        }
+        edit(&mut record.system_instructions, |parts| {
+            self.clean_parts(parts)
+        });
+        edit(&mut record.tool_definitions, |tools| {
+            for tool in tools.as_array_mut().into_iter().flatten() {
+                for key in ["description", "parameters"] {
+                    if let Some(value) = tool.get_mut(key) {
+                        self.clean(value);
+                    }
                 }
             }
-        }
-        if let Some(parts) = &mut record.system_instructions {
-            self.clean_parts(parts);
-        }
-        for tool in record
-            .tool_definitions
-            .iter_mut()
-            .flat_map(|t| t.as_array_mut().into_iter().flatten())
-        {
-            for key in ["description", "parameters"] {
-                if let Some(value) = tool.get_mut(key) {
-                    self.clean(value);
-                }
-            }
-        }
+        });
     }
 
     fn clean_parts(&self, parts: &mut Json) {
@@ -178,6 +175,20 @@ impl ContentPolicy {
     }
 }
 
+/// Edits message JSON text through its value. Text that is not JSON (never written by the
+/// engine) is removed rather than recorded unredacted.
+fn edit(text: &mut Option<String>, f: impl FnOnce(&mut Json)) {
+    let Some(current) = text.as_deref() else {
+        return;
+    };
+    *text = serde_json::from_str::<Json>(current)
+        .ok()
+        .and_then(|mut value| {
+            f(&mut value);
+            serde_json::to_string(&value).ok()
+        });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,7 +202,8 @@ mod tests {
             client_span: true,
             attributes: Default::default(),
             input_messages: Some(
-                json!([{"role": "user", "parts": [{"type": "text", "content": "my key is sk-abc123 and more text"}]}]),
+                json!([{"role": "user", "parts": [{"type": "text", "content": "my key is sk-abc123 and more text"}]}])
+                    .to_string(),
             ),
             output_messages: None,
             system_instructions: None,
@@ -215,10 +227,8 @@ mod tests {
         };
         let mut r = record();
         policy.apply(&mut r);
-        assert_eq!(
-            r.input_messages.unwrap()[0]["parts"][0]["content"],
-            "my key is [R…"
-        );
+        let messages: Json = serde_json::from_str(&r.input_messages.unwrap()).unwrap();
+        assert_eq!(messages[0]["parts"][0]["content"], "my key is [R…");
     }
 
     #[test]

@@ -27,6 +27,22 @@ pub(crate) struct Lowerer {
     pub problems: Vec<Problem>,
 }
 
+/// Sets each part rule's group: the index of the first rule of its list with the same `each`.
+fn grouped(mut parts: Vec<PartRule>) -> Vec<PartRule> {
+    for i in 0..parts.len() {
+        let selector = |r: &PartRule| r.each.as_ref().map(|p| p.as_str().to_string());
+        let own = parts.get(i).map(selector);
+        let group = parts
+            .iter()
+            .position(|r| Some(selector(r)) == own)
+            .unwrap_or(i);
+        if let Some(rule) = parts.get_mut(i) {
+            rule.group = group;
+        }
+    }
+    parts
+}
+
 fn ptr(base: &str, key: &str) -> String {
     format!("{base}/{}", crate::spec::yaml::escape_segment(key))
 }
@@ -357,12 +373,13 @@ impl Lowerer {
             };
         let input_messages = messages(self, &spec.input_messages, "input_messages");
         let output_messages = messages(self, &spec.output_messages, "output_messages");
-        let system_instructions = spec
-            .system_instructions
-            .iter()
-            .enumerate()
-            .map(|(i, r)| self.part(r, &format!("{}/{i}", ptr(base, "system_instructions"))))
-            .collect();
+        let system_instructions = grouped(
+            spec.system_instructions
+                .iter()
+                .enumerate()
+                .map(|(i, r)| self.part(r, &format!("{}/{i}", ptr(base, "system_instructions"))))
+                .collect(),
+        );
         let tool_definitions = spec
             .tool_definitions
             .iter()
@@ -657,12 +674,13 @@ impl Lowerer {
             role: self.opt_value(&spec.role, pointer, "role"),
             name: self.opt_value(&spec.name, pointer, "name"),
             finish_reason: self.opt_value(&spec.finish_reason, pointer, "finish_reason"),
-            parts: spec
-                .parts
-                .iter()
-                .enumerate()
-                .map(|(i, p)| self.part(p, &format!("{}/{i}", ptr(pointer, "parts"))))
-                .collect(),
+            parts: grouped(
+                spec.parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| self.part(p, &format!("{}/{i}", ptr(pointer, "parts"))))
+                    .collect(),
+            ),
         }
     }
 
@@ -725,6 +743,7 @@ impl Lowerer {
             when: self.opt_condition(&spec.when, pointer),
             fields,
             required,
+            group: 0,
         }
     }
 

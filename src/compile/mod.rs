@@ -18,4 +18,5 @@ mod target;
 pub use known::{is_credential_header, is_credential_query};
 pub use load::{compile_sources, Source};
 pub use path::JsonPath;
+pub(crate) use path::{member, member_mut};
 pub use route::{parse_template, RouteIndex, RouteMatch};

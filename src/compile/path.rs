@@ -25,6 +25,8 @@ use serde_json::Value;
 pub struct JsonPath {
     source: String,
     kind: Kind,
+    /// Plain steps without a wildcard: at most one node, found by [`JsonPath::first`] directly.
+    singular: bool,
 }
 
 #[derive(Clone)]
@@ -61,6 +63,7 @@ impl JsonPath {
         if let Some(steps) = parse_steps(source) {
             return Ok(JsonPath {
                 source: source.to_string(),
+                singular: !steps.contains(&Step::Wildcard),
                 kind: Kind::Steps(steps),
             });
         }
@@ -68,6 +71,7 @@ impl JsonPath {
             Ok(query) => Ok(JsonPath {
                 source: source.to_string(),
                 kind: Kind::General(Box::new(query)),
+                singular: false,
             }),
             Err(e) => Err(explain_parse_error(&e.to_string())),
         }
@@ -80,10 +84,7 @@ impl JsonPath {
 
     /// Whether the path selects at most one node (no wildcard, filter, slice or descendant).
     pub fn is_singular(&self) -> bool {
-        match &self.kind {
-            Kind::Steps(steps) => !steps.contains(&Step::Wildcard),
-            Kind::General(_) => false,
-        }
+        self.singular
     }
 
     /// Whether the path is `$` itself.
@@ -94,7 +95,7 @@ impl JsonPath {
     /// Appends every node the path selects in `doc` to `out`, in document order.
     pub fn select<'a>(&self, doc: &'a Value, out: &mut Vec<&'a Value>) {
         match &self.kind {
-            Kind::Steps(steps) => walk(doc, steps, out),
+            Kind::Steps(steps) => visit(doc, steps, &mut |node| out.push(node)),
             Kind::General(query) => {
                 if let Ok(found) = jsonpath_rust::query::js_path_process(query, doc) {
                     out.extend(found.into_iter().map(|r| r.val()));
@@ -103,10 +104,25 @@ impl JsonPath {
         }
     }
 
+    /// Calls `f` with every node the path selects in `doc`, in document order (as [`select`]
+    /// without collecting plain-step paths into a vector).
+    ///
+    /// [`select`]: JsonPath::select
+    pub fn for_each<'a>(&self, doc: &'a Value, f: &mut dyn FnMut(&'a Value)) {
+        match &self.kind {
+            Kind::Steps(steps) => visit(doc, steps, f),
+            Kind::General(_) => {
+                let mut found = Vec::new();
+                self.select(doc, &mut found);
+                found.into_iter().for_each(f);
+            }
+        }
+    }
+
     /// The first node the path selects.
     pub fn first<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
         match &self.kind {
-            Kind::Steps(steps) if !steps.contains(&Step::Wildcard) => {
+            Kind::Steps(steps) if self.singular => {
                 let mut node = doc;
                 for step in steps {
                     node = child(node, step)?;
@@ -137,9 +153,41 @@ fn explain_parse_error(text: &str) -> String {
     format!("{column}{expected}")
 }
 
+/// Objects up to this many members are searched by comparing keys, which is cheaper than hashing
+/// the key (SipHash, with `preserve_order`) for the small objects of API bodies.
+const LINEAR_LOOKUP: usize = 16;
+
+/// A member of an object by key.
+pub(crate) fn member<'a>(map: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if map.len() <= LINEAR_LOOKUP {
+        map.iter().find(|(k, _)| same_key(k, key)).map(|(_, v)| v)
+    } else {
+        map.get(key)
+    }
+}
+
+/// A member of an object by key, mutably (see [`member`]).
+pub(crate) fn member_mut<'a>(
+    map: &'a mut serde_json::Map<String, Value>,
+    key: &str,
+) -> Option<&'a mut Value> {
+    if map.len() <= LINEAR_LOOKUP {
+        map.iter_mut()
+            .find(|(k, _)| same_key(k, key))
+            .map(|(_, v)| v)
+    } else {
+        map.get_mut(key)
+    }
+}
+
+/// Key equality, cheapest tests first (length and last byte tell most keys apart).
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b
+}
+
 fn child<'a>(node: &'a Value, step: &Step) -> Option<&'a Value> {
     match (step, node) {
-        (Step::Key(key), Value::Object(map)) => map.get(key),
+        (Step::Key(key), Value::Object(map)) => member(map, key),
         (Step::Index(i), Value::Array(items)) => {
             let index = if *i < 0 { items.len() as i64 + i } else { *i };
             usize::try_from(index).ok().and_then(|i| items.get(i))
@@ -148,20 +196,20 @@ fn child<'a>(node: &'a Value, step: &Step) -> Option<&'a Value> {
     }
 }
 
-fn walk<'a>(node: &'a Value, steps: &[Step], out: &mut Vec<&'a Value>) {
+fn visit<'a>(node: &'a Value, steps: &[Step], f: &mut dyn FnMut(&'a Value)) {
     let Some((step, rest)) = steps.split_first() else {
-        out.push(node);
+        f(node);
         return;
     };
     match step {
         Step::Wildcard => match node {
-            Value::Array(items) => items.iter().for_each(|n| walk(n, rest, out)),
-            Value::Object(map) => map.values().for_each(|n| walk(n, rest, out)),
+            Value::Array(items) => items.iter().for_each(|n| visit(n, rest, f)),
+            Value::Object(map) => map.values().for_each(|n| visit(n, rest, f)),
             _ => {}
         },
         _ => {
             if let Some(next) = child(node, step) {
-                walk(next, rest, out);
+                visit(next, rest, f);
             }
         }
     }

@@ -101,22 +101,31 @@ fn match_segment(
 }
 
 /// An index of routes by method, segment count and literal first segment, so that a lookup
-/// compares only the few templates that could match.
+/// compares only the few templates that could match. A lookup allocates nothing but the captures
+/// of the routes that match.
 #[derive(Debug, Clone)]
 pub struct RouteIndex<T> {
-    buckets: HashMap<BucketKey, Vec<Entry<T>>>,
+    /// Per method and segment count (a few of each, searched in order).
+    shapes: Vec<Shape<T>>,
 }
 
-/// Method, segment count, literal first segment (or empty).
-type BucketKey = (String, usize, String);
+/// The routes of one method and segment count.
+#[derive(Debug, Clone)]
+struct Shape<T> {
+    method: String,
+    segments: usize,
+    /// Routes whose first segment is this literal.
+    by_head: HashMap<String, Vec<Entry<T>>>,
+    /// Routes whose first segment is not a plain literal.
+    other: Vec<Entry<T>>,
+}
+
 /// Template, query conditions, value.
 type Entry<T> = (PathTemplate, Vec<(String, String)>, T);
 
 impl<T> Default for RouteIndex<T> {
     fn default() -> Self {
-        RouteIndex {
-            buckets: HashMap::new(),
-        }
+        RouteIndex { shapes: Vec::new() }
     }
 }
 
@@ -132,45 +141,111 @@ impl<T> RouteIndex<T> {
         query: Vec<(String, String)>,
         value: T,
     ) {
-        let head = template.literal_head().unwrap_or("").to_string();
-        let key = (method.to_string(), template.segments.len(), head);
-        self.buckets
-            .entry(key)
-            .or_default()
-            .push((template, query, value));
+        let segments = template.segments.len();
+        let index = match self
+            .shapes
+            .iter()
+            .position(|s| s.method == method && s.segments == segments)
+        {
+            Some(i) => i,
+            None => {
+                self.shapes.push(Shape {
+                    method: method.to_string(),
+                    segments,
+                    by_head: HashMap::new(),
+                    other: Vec::new(),
+                });
+                self.shapes.len() - 1
+            }
+        };
+        let Some(shape) = self.shapes.get_mut(index) else {
+            return;
+        };
+        match template.literal_head().map(str::to_string) {
+            Some(head) if !head.is_empty() => shape.by_head.entry(head).or_default(),
+            _ => &mut shape.other,
+        }
+        .push((template, query, value));
     }
 
-    /// Every route matching the method, path and query, in insertion order.
+    /// The routes that could match, in the order the index prefers them: those whose first
+    /// segment is the path's, then those whose first segment is not a plain literal.
+    fn buckets(&self, method: &str, path: &str) -> [&[Entry<T>]; 2] {
+        let count = path.split('/').count().saturating_sub(1);
+        let head = path.split('/').nth(1).unwrap_or("");
+        let Some(shape) = self
+            .shapes
+            .iter()
+            .find(|s| s.method == method && s.segments == count)
+        else {
+            return [&[], &[]];
+        };
+        [
+            shape.by_head.get(head).map_or(&[], Vec::as_slice),
+            &shape.other,
+        ]
+    }
+
+    /// Every route matching the method, path and query: more specific routes (fewer captures)
+    /// first, then in insertion order.
     pub fn find<'a>(
         &'a self,
         method: &str,
         path: &str,
         query: &[(String, String)],
     ) -> Vec<RouteMatch<'a, T>> {
-        let count = path.split('/').count().saturating_sub(1);
-        let head = path.split('/').nth(1).unwrap_or("");
         let mut found = Vec::new();
-        for head in [head, ""] {
-            let key = (method.to_string(), count, head.to_string());
-            let Some(bucket) = self.buckets.get(&key) else {
-                continue;
-            };
-            for (template, conditions, value) in bucket {
-                let query_ok = conditions
-                    .iter()
-                    .all(|(k, v)| query.iter().any(|(qk, qv)| qk == k && qv == v));
-                if !query_ok {
-                    continue;
-                }
-                if let Some(captures) = template.matches(path) {
-                    found.push((value, captures));
+        for bucket in self.buckets(method, path) {
+            for entry in bucket {
+                if let Some(captures) = matching(entry, path, query) {
+                    found.push((&entry.2, captures));
                 }
             }
         }
-        // More specific routes (more literal text, query conditions) first.
         found.sort_by_key(|(_, captures)| captures.len());
         found
     }
+
+    /// The first route [`find`](RouteIndex::find) would return, without collecting the others:
+    /// the search stops at the first route without captures.
+    pub fn first<'a>(
+        &'a self,
+        method: &str,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Option<RouteMatch<'a, T>> {
+        let mut best: Option<RouteMatch<'a, T>> = None;
+        for bucket in self.buckets(method, path) {
+            for entry in bucket {
+                let Some(captures) = matching(entry, path, query) else {
+                    continue;
+                };
+                if best.as_ref().is_none_or(|b| captures.len() < b.1.len()) {
+                    let exact = captures.is_empty();
+                    best = Some((&entry.2, captures));
+                    if exact {
+                        return best;
+                    }
+                }
+            }
+        }
+        best
+    }
+}
+
+/// The captures of a route when it matches the path and its query conditions hold.
+fn matching<T>(
+    (template, conditions, _): &Entry<T>,
+    path: &str,
+    query: &[(String, String)],
+) -> Option<Vec<(String, String)>> {
+    let query_ok = conditions
+        .iter()
+        .all(|(k, v)| query.iter().any(|(qk, qv)| qk == k && qv == v));
+    if !query_ok {
+        return None;
+    }
+    template.matches(path)
 }
 
 #[cfg(test)]
@@ -213,5 +288,14 @@ mod tests {
         assert_eq!(*found[0].0, "chat");
         assert_eq!(found.len(), 2);
         assert!(index.find("GET", "/v1/chat", &[]).is_empty());
+        assert_eq!(
+            index.first("POST", "/v1/chat", &[]).map(|f| *f.0),
+            Some("chat")
+        );
+        assert_eq!(
+            index.first("POST", "/v1/other", &[]).map(|f| *f.0),
+            Some("generic")
+        );
+        assert!(index.first("GET", "/v1/chat", &[]).is_none());
     }
 }

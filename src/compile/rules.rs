@@ -238,6 +238,9 @@ pub struct PartRule {
     pub fields: Vec<(&'static str, Value)>,
     /// The field without which no part is produced.
     pub required: &'static str,
+    /// Index of the first rule of its list with the same `each` selector: rules of one group run
+    /// together, item by item.
+    pub group: usize,
 }
 
 /// Compiled tool definition rule.

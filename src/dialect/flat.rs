@@ -77,21 +77,26 @@ impl DialectSpec {
         if let Some(flat) = &self.input_messages {
             let mut messages = Vec::new();
             if flat.include_system {
-                if let Some(Json::Array(parts)) = &record.system_instructions {
+                if let Some(Json::Array(parts)) = parse(&record.system_instructions) {
                     messages.push(serde_json::json!({"role": "system", "parts": parts}));
                 }
             }
-            if let Some(Json::Array(items)) = &record.input_messages {
-                messages.extend(items.iter().cloned());
+            if let Some(Json::Array(items)) = parse(&record.input_messages) {
+                messages.extend(items);
             }
             flatten(flat, &messages, out);
         }
         if let (Some(flat), Some(Json::Array(items))) =
-            (&self.output_messages, &record.output_messages)
+            (&self.output_messages, parse(&record.output_messages))
         {
-            flatten(flat, items, out);
+            flatten(flat, &items, out);
         }
     }
+}
+
+/// Message JSON text of a record as a value.
+fn parse(text: &Option<String>) -> Option<Json> {
+    serde_json::from_str(text.as_deref()?).ok()
 }
 
 fn key(template: &str, i: usize, j: usize) -> String {

@@ -88,11 +88,27 @@ pub fn render(record: &Record, dialects: &[Dialect]) -> BTreeMap<String, Json> {
     let mut out = BTreeMap::new();
     for dialect in dialects {
         match dialect {
+            // The first dialect's map is taken as it is, not copied entry by entry.
+            Dialect::Semconv if out.is_empty() => out = semconv(record, true),
             Dialect::Semconv => out.extend(semconv(record, true)),
             Dialect::Flat(spec) => spec.render(record, &mut out),
         }
     }
     out
+}
+
+/// [`render`] for a record whose attributes are not needed afterwards: the default rendering
+/// (semconv alone) takes them from the record, leaving it without attributes, instead of copying
+/// them.
+pub fn render_taking(record: &mut Record, dialects: &[Dialect]) -> BTreeMap<String, Json> {
+    if let [Dialect::Semconv] = dialects {
+        let mut out = std::mem::take(&mut record.attributes);
+        for (key, text) in message_texts(record) {
+            out.insert(key.to_string(), Json::String(text.to_string()));
+        }
+        return out;
+    }
+    render(record, dialects)
 }
 
 /// Renders a record in the semantic-conventions dialect; `content` false leaves the message
@@ -102,7 +118,7 @@ pub fn render(record: &Record, dialects: &[Dialect]) -> BTreeMap<String, Json> {
 /// # use std::collections::BTreeMap;
 /// # let record = specter::engine::Record { provider: "openai".into(), operation: "chat".into(),
 /// #     span_name: "chat".into(), client_span: true, attributes: BTreeMap::new(),
-/// #     input_messages: Some(serde_json::json!([{"role": "user", "parts": []}])), output_messages: None,
+/// #     input_messages: Some(r#"[{"role":"user","parts":[]}]"#.into()), output_messages: None,
 /// #     system_instructions: None, tool_definitions: None, error: None, problems: vec![], stream: None, metric_values: vec![] };
 /// let attributes = specter::dialect::semconv(&record, true);
 /// assert_eq!(attributes["gen_ai.input.messages"], r#"[{"role":"user","parts":[]}]"#);
@@ -110,8 +126,8 @@ pub fn render(record: &Record, dialects: &[Dialect]) -> BTreeMap<String, Json> {
 pub fn semconv(record: &Record, content: bool) -> BTreeMap<String, Json> {
     let mut out = record.attributes.clone();
     if content {
-        for (key, value) in message_attributes(record) {
-            out.insert(key.to_string(), value);
+        for (key, text) in message_texts(record) {
+            out.insert(key.to_string(), Json::String(text.to_string()));
         }
     }
     out
@@ -119,19 +135,21 @@ pub fn semconv(record: &Record, content: bool) -> BTreeMap<String, Json> {
 
 /// The semconv message attributes of a record as JSON text.
 pub fn message_attributes(record: &Record) -> Vec<(&'static str, Json)> {
-    let messages = [
+    message_texts(record)
+        .map(|(key, text)| (key, Json::String(text.to_string())))
+        .collect()
+}
+
+/// The keys of the semconv message attributes a record has, with their JSON text.
+pub fn message_texts(record: &Record) -> impl Iterator<Item = (&'static str, &str)> {
+    [
         ("gen_ai.input.messages", &record.input_messages),
         ("gen_ai.output.messages", &record.output_messages),
         ("gen_ai.system_instructions", &record.system_instructions),
         ("gen_ai.tool.definitions", &record.tool_definitions),
-    ];
-    messages
-        .into_iter()
-        .filter_map(|(key, value)| {
-            let text = serde_json::to_string(value.as_ref()?).ok()?;
-            Some((key, Json::String(text)))
-        })
-        .collect()
+    ]
+    .into_iter()
+    .filter_map(|(key, text)| Some((key, text.as_deref()?)))
 }
 
 #[cfg(test)]

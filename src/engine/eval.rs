@@ -1,5 +1,8 @@
 //! Evaluating compiled values and conditions against the documents of an exchange.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
 use serde_json::{Number, Value as Json};
 
 use crate::compile::rules::{Cond, Source, Test, Value};
@@ -29,8 +32,12 @@ impl<'a> Scope<'a> {
     }
 }
 
-/// Evaluates a value; `None` when it is absent, null, filtered out or does not convert.
-pub fn eval(value: &Value, scope: &Scope<'_>) -> Option<Json> {
+/// Evaluates a value; `None` when it is absent, null, filtered out or does not convert. The value
+/// is borrowed from the documents or the rule when no transform changed it.
+pub fn eval<'a>(value: &'a Value, scope: &Scope<'a>) -> Option<Cow<'a, Json>> {
+    if let Some(found) = plain(value, scope) {
+        return found.map(Cow::Borrowed);
+    }
     if let Some(when) = &value.when {
         if !holds(when, scope) {
             return None;
@@ -38,17 +45,28 @@ pub fn eval(value: &Value, scope: &Scope<'_>) -> Option<Json> {
     }
     let mut raw = source(&value.source, scope)?;
     if let Some(re) = &value.pattern {
-        let Json::String(text) = &raw else {
+        let Json::String(text) = &*raw else {
             return None;
         };
         let caps = re.captures(text)?;
         let kept = caps.get(1).or_else(|| caps.get(0))?.as_str().to_string();
-        raw = Json::String(kept);
+        raw = Cow::Owned(Json::String(kept));
     }
     let mapped = match &value.map {
         // Lists are mapped element by element (finish reasons of several choices).
         Some(map) => match raw {
-            Json::Array(items) => Json::Array(items.into_iter().map(|v| map_one(map, v)).collect()),
+            Cow::Borrowed(Json::Array(items)) => Cow::Owned(Json::Array(
+                items
+                    .iter()
+                    .map(|v| map_one(map, Cow::Borrowed(v)).into_owned())
+                    .collect(),
+            )),
+            Cow::Owned(Json::Array(items)) => Cow::Owned(Json::Array(
+                items
+                    .into_iter()
+                    .map(|v| map_one(map, Cow::Owned(v)).into_owned())
+                    .collect(),
+            )),
             other => map_one(map, other),
         },
         None => raw,
@@ -59,14 +77,36 @@ pub fn eval(value: &Value, scope: &Scope<'_>) -> Option<Json> {
     }
 }
 
-fn source(source: &Source, scope: &Scope<'_>) -> Option<Json> {
+/// The value of a plain path (a single node, no guard and no transform: most rules), borrowed;
+/// `None` when the value is not plain.
+fn plain<'a>(value: &'a Value, scope: &Scope<'a>) -> Option<Option<&'a Json>> {
+    if value.when.is_some()
+        || value.pattern.is_some()
+        || value.map.is_some()
+        || value.coerce.is_some()
+    {
+        return None;
+    }
+    let (path, doc) = match &value.source {
+        Source::Doc(path) => (path, scope.doc),
+        Source::Request(path) => (path, scope.request),
+        Source::Response(path) => (path, scope.response),
+        _ => return None,
+    };
+    if !path.is_singular() {
+        return None;
+    }
+    Some(path.first(doc).filter(|v| !v.is_null()))
+}
+
+fn source<'a>(source: &'a Source, scope: &Scope<'a>) -> Option<Cow<'a, Json>> {
     let found = match source {
         Source::Doc(path) => select(path, scope.doc),
         Source::Request(path) => select(path, scope.request),
         Source::Response(path) => select(path, scope.response),
         Source::First(values) => values.iter().find_map(|v| eval(v, scope)),
-        Source::Sum(values) => sum(values.iter().filter_map(|v| eval(v, scope))),
-        Source::Const(c) => Some(c.clone()),
+        Source::Sum(values) => sum(values.iter().filter_map(|v| eval(v, scope))).map(Cow::Owned),
+        Source::Const(c) => Some(Cow::Borrowed(c)),
         Source::Capture(name) => lookup(scope.captures, name, false),
         Source::Header(name) => lookup(scope.headers, name, true),
         Source::Query(name) => lookup(scope.query, name, false),
@@ -74,17 +114,20 @@ fn source(source: &Source, scope: &Scope<'_>) -> Option<Json> {
     (!found.is_null()).then_some(found)
 }
 
-fn select(path: &crate::compile::JsonPath, doc: &Json) -> Option<Json> {
+fn select<'a>(path: &crate::compile::JsonPath, doc: &'a Json) -> Option<Cow<'a, Json>> {
     if path.is_singular() {
-        return path.first(doc).cloned();
+        return path.first(doc).map(Cow::Borrowed);
     }
     let mut found = Vec::new();
-    path.select(doc, &mut found);
-    found.retain(|v| !v.is_null());
-    (!found.is_empty()).then(|| Json::Array(found.into_iter().cloned().collect()))
+    path.for_each(doc, &mut |v| {
+        if !v.is_null() {
+            found.push(v.clone());
+        }
+    });
+    (!found.is_empty()).then_some(Cow::Owned(Json::Array(found)))
 }
 
-fn lookup(pairs: &[(String, String)], name: &str, ignore_case: bool) -> Option<Json> {
+fn lookup<'a>(pairs: &[(String, String)], name: &str, ignore_case: bool) -> Option<Cow<'a, Json>> {
     pairs
         .iter()
         .find(|(k, _)| {
@@ -94,16 +137,16 @@ fn lookup(pairs: &[(String, String)], name: &str, ignore_case: bool) -> Option<J
                 k == name
             }
         })
-        .map(|(_, v)| Json::String(v.clone()))
+        .map(|(_, v)| Cow::Owned(Json::String(v.clone())))
 }
 
-fn sum(values: impl Iterator<Item = Json>) -> Option<Json> {
+fn sum<'a>(values: impl Iterator<Item = Cow<'a, Json>>) -> Option<Json> {
     let mut int: i64 = 0;
     let mut float: f64 = 0.0;
     let mut any = false;
     let mut all_int = true;
     for v in values {
-        let Json::Number(n) = v else { continue };
+        let Json::Number(n) = &*v else { continue };
         any = true;
         match n.as_i64() {
             Some(i) if all_int => int = int.saturating_add(i),
@@ -126,22 +169,24 @@ fn sum(values: impl Iterator<Item = Json>) -> Option<Json> {
     }
 }
 
-fn map_one(map: &std::collections::BTreeMap<String, Json>, value: Json) -> Json {
-    map.get(&key_text(&value)).cloned().unwrap_or(value)
-}
-
-/// The text a value is compared as in `map` keys.
-fn key_text(value: &Json) -> String {
-    match value {
-        Json::String(s) => s.clone(),
-        other => other.to_string(),
+fn map_one<'a>(map: &'a BTreeMap<String, Json>, value: Cow<'a, Json>) -> Cow<'a, Json> {
+    let found = match &*value {
+        // `map` keys are compared with a value's text (strings as they are, others written out).
+        Json::String(s) => map.get(s.as_str()),
+        other => map.get(&other.to_string()),
+    };
+    match found {
+        Some(mapped) => Cow::Borrowed(mapped),
+        None => value,
     }
 }
 
-/// Converts a value to a type.
-pub fn coerce(value: Json, to: Coercion) -> Option<Json> {
+/// Converts a value to a type (borrowed when it already has it).
+pub fn coerce(value: Cow<'_, Json>, to: Coercion) -> Option<Cow<'_, Json>> {
+    let owned = |v: Json| Some(Cow::Owned(v));
     match to {
-        Coercion::Int => match &value {
+        Coercion::Int => match &*value {
+            Json::Number(n) if n.is_i64() => Some(value),
             Json::Number(n) => n
                 .as_i64()
                 .or_else(|| {
@@ -149,49 +194,71 @@ pub fn coerce(value: Json, to: Coercion) -> Option<Json> {
                         .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
                         .map(|f| f as i64)
                 })
-                .map(|i| Json::Number(i.into())),
-            Json::String(s) => s.trim().parse::<i64>().ok().map(|i| Json::Number(i.into())),
+                .and_then(|i| owned(Json::Number(i.into()))),
+            Json::String(s) => s
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .and_then(|i| owned(Json::Number(i.into()))),
             _ => None,
         },
-        Coercion::Float => match &value {
-            Json::Number(n) => n.as_f64().and_then(Number::from_f64).map(Json::Number),
+        Coercion::Float => match &*value {
+            Json::Number(n) if n.is_f64() => Some(value),
+            Json::Number(n) => n
+                .as_f64()
+                .and_then(Number::from_f64)
+                .and_then(|n| owned(Json::Number(n))),
             Json::String(s) => s
                 .trim()
                 .parse::<f64>()
                 .ok()
                 .and_then(Number::from_f64)
-                .map(Json::Number),
+                .and_then(|n| owned(Json::Number(n))),
             _ => None,
         },
-        Coercion::String => match value {
+        Coercion::String => match &*value {
             Json::String(_) => Some(value),
-            Json::Number(_) | Json::Bool(_) => Some(Json::String(value.to_string())),
+            Json::Number(_) | Json::Bool(_) => owned(Json::String(value.to_string())),
             _ => None,
         },
-        Coercion::Bool => match &value {
+        Coercion::Bool => match &*value {
             Json::Bool(_) => Some(value),
-            Json::String(s) if s == "true" => Some(Json::Bool(true)),
-            Json::String(s) if s == "false" => Some(Json::Bool(false)),
+            Json::String(s) if s == "true" => owned(Json::Bool(true)),
+            Json::String(s) if s == "false" => owned(Json::Bool(false)),
             _ => None,
         },
         Coercion::StringArray => array_of(value, Coercion::String),
         Coercion::IntArray => array_of(value, Coercion::Int),
         Coercion::FloatArray => array_of(value, Coercion::Float),
-        Coercion::Json => serde_json::to_string(&value).ok().map(Json::String),
-        Coercion::ParseJson => match &value {
-            Json::String(s) => Some(serde_json::from_str(s).unwrap_or(value)),
+        Coercion::Json => serde_json::to_string(&*value)
+            .ok()
+            .and_then(|s| owned(Json::String(s))),
+        Coercion::ParseJson => match &*value {
+            Json::String(s) => match serde_json::from_str(s) {
+                Ok(parsed) => owned(parsed),
+                Err(_) => Some(value),
+            },
             _ => Some(value),
         },
     }
 }
 
-fn array_of(value: Json, item: Coercion) -> Option<Json> {
-    let items = match value {
-        Json::Array(items) => items,
-        other => vec![other],
+fn array_of(value: Cow<'_, Json>, item: Coercion) -> Option<Cow<'_, Json>> {
+    let converted: Vec<Json> = match value {
+        Cow::Borrowed(Json::Array(items)) => items
+            .iter()
+            .filter_map(|v| coerce(Cow::Borrowed(v), item).map(Cow::into_owned))
+            .collect(),
+        Cow::Owned(Json::Array(items)) => items
+            .into_iter()
+            .filter_map(|v| coerce(Cow::Owned(v), item).map(Cow::into_owned))
+            .collect(),
+        other => coerce(other, item)
+            .map(Cow::into_owned)
+            .into_iter()
+            .collect(),
     };
-    let converted: Vec<Json> = items.into_iter().filter_map(|v| coerce(v, item)).collect();
-    (!converted.is_empty()).then_some(Json::Array(converted))
+    (!converted.is_empty()).then_some(Cow::Owned(Json::Array(converted)))
 }
 
 /// Whether a condition holds.
@@ -201,13 +268,20 @@ pub fn holds(cond: &Cond, scope: &Scope<'_>) -> bool {
         Cond::Any(items) => items.iter().any(|c| holds(c, scope)),
         Cond::Not(inner) => !holds(inner, scope),
         Cond::Test(value, test) => {
-            let found = eval(value, scope);
+            let evaluated;
+            let found = match plain(value, scope) {
+                Some(found) => found,
+                None => {
+                    evaluated = eval(value, scope);
+                    evaluated.as_deref()
+                }
+            };
             match test {
                 Test::Exists(want) => found.is_some() == *want,
-                Test::Equals(expected) => found.is_some_and(|v| same(&v, expected)),
-                Test::NotEquals(expected) => found.is_some_and(|v| !same(&v, expected)),
-                Test::In(options) => found.is_some_and(|v| options.iter().any(|o| same(&v, o))),
-                Test::Is(kind) => found.is_some_and(|v| is_type(&v, *kind)),
+                Test::Equals(expected) => found.is_some_and(|v| same(v, expected)),
+                Test::NotEquals(expected) => found.is_some_and(|v| !same(v, expected)),
+                Test::In(options) => found.is_some_and(|v| options.iter().any(|o| same(v, o))),
+                Test::Is(kind) => found.is_some_and(|v| is_type(v, *kind)),
             }
         }
     }

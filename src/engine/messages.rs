@@ -1,129 +1,155 @@
-//! Message rules → the role/parts JSON of the GenAI semantic conventions.
-
-use serde_json::{Map, Value as Json};
+//! Message rules → the role/parts JSON of the GenAI semantic conventions, written as JSON text.
 
 use super::eval::{eval, holds, Scope};
+use super::json_text::{build_array, write_key, write_str, write_value};
 use crate::compile::rules::{MessageRule, PartRule, ToolRule};
+use crate::compile::JsonPath;
+use serde_json::Value as Json;
 
-/// Messages produced by rules, in rule order then document order; `None` when there are none.
-pub fn messages(rules: &[MessageRule], scope: &Scope<'_>) -> Option<Json> {
-    let mut out = Vec::new();
+/// Messages produced by rules, in rule order then document order, as a JSON array; `None` when
+/// there are none.
+pub fn messages(rules: &[MessageRule], scope: &Scope<'_>) -> Option<String> {
+    if rules.is_empty() {
+        return None;
+    }
+    build_array(|out| write_messages(out, rules, scope))
+}
+
+fn write_messages(out: &mut String, rules: &[MessageRule], scope: &Scope<'_>) {
     for rule in rules {
-        for item in items(rule.each.as_ref(), scope.doc) {
+        for_items(rule.each.as_ref(), scope.doc, &mut |item| {
             let item_scope = scope.with_doc(item);
             if rule.when.as_ref().is_some_and(|c| !holds(c, &item_scope)) {
-                continue;
+                return;
             }
-            let mut message = Map::new();
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push('{');
             if let Some(role) = rule.role.as_ref().and_then(|v| eval(v, &item_scope)) {
-                message.insert("role".into(), role);
+                write_key(out, "role");
+                write_value(out, &role);
             }
-            let parts = parts(&rule.parts, &item_scope);
-            message.insert("parts".into(), Json::Array(parts));
+            write_key(out, "parts");
+            out.push('[');
+            write_parts(out, &rule.parts, &item_scope);
+            out.push(']');
             if let Some(name) = rule.name.as_ref().and_then(|v| eval(v, &item_scope)) {
-                message.insert("name".into(), name);
+                write_key(out, "name");
+                write_value(out, &name);
             }
             if let Some(reason) = rule
                 .finish_reason
                 .as_ref()
                 .and_then(|v| eval(v, &item_scope))
             {
-                message.insert("finish_reason".into(), reason);
+                write_key(out, "finish_reason");
+                write_value(out, &reason);
             }
-            out.push(Json::Object(message));
-        }
+            out.push('}');
+        });
     }
-    (!out.is_empty()).then_some(Json::Array(out))
 }
 
-/// The items `each` selects, or the document itself.
-fn items<'a>(each: Option<&crate::compile::JsonPath>, doc: &'a Json) -> Vec<&'a Json> {
-    let mut found = Vec::new();
+/// Calls `f` with each item `each` selects, or with the document itself.
+fn for_items<'a>(each: Option<&JsonPath>, doc: &'a Json, f: &mut dyn FnMut(&'a Json)) {
     match each {
-        Some(path) => path.select(doc, &mut found),
-        None => found.push(doc),
+        Some(path) => path.for_each(doc, f),
+        None => f(doc),
     }
-    found
 }
 
-/// Parts produced by part rules on one message. Rules that share an `each` selector run together
-/// item by item, so parts keep the order of the blocks they come from; groups keep rule order.
-pub fn parts(rules: &[PartRule], scope: &Scope<'_>) -> Vec<Json> {
-    let mut out = Vec::new();
-    let mut grouped = vec![false; rules.len()];
+/// Writes the parts produced by part rules on one message, comma-separated, after what `out`
+/// holds (an opened array). Rules that share an `each` selector (a group) run together item by
+/// item, so parts keep the order of the blocks they come from; groups keep rule order.
+fn write_parts(out: &mut String, rules: &[PartRule], scope: &Scope<'_>) {
     for (i, first) in rules.iter().enumerate() {
-        if grouped.get(i).copied().unwrap_or(true) {
+        if first.group != i {
             continue;
         }
-        let selector = first.each.as_ref().map(|p| p.as_str());
-        let mut group = Vec::new();
-        for (j, rule) in rules.iter().enumerate().skip(i) {
-            if rule.each.as_ref().map(|p| p.as_str()) == selector {
-                group.push(rule);
-                if let Some(flag) = grouped.get_mut(j) {
-                    *flag = true;
-                }
-            }
-        }
-        for item in items(first.each.as_ref(), scope.doc) {
+        let members = rules.get(i..).unwrap_or_default();
+        for_items(first.each.as_ref(), scope.doc, &mut |item| {
             let item_scope = scope.with_doc(item);
-            out.extend(group.iter().filter_map(|rule| part(rule, &item_scope)));
-        }
+            for rule in members.iter().filter(|r| r.group == i) {
+                write_part(out, rule, &item_scope);
+            }
+        });
     }
-    out
 }
 
-fn part(rule: &PartRule, scope: &Scope<'_>) -> Option<Json> {
+/// Writes one part, or nothing when its condition fails or its required field is absent.
+fn write_part(out: &mut String, rule: &PartRule, scope: &Scope<'_>) {
     if rule.when.as_ref().is_some_and(|c| !holds(c, scope)) {
-        return None;
+        return;
     }
-    let mut part = Map::new();
-    part.insert("type".into(), Json::String(rule.part_type.as_str().into()));
+    let start = out.len();
+    if !out.ends_with('[') {
+        out.push(',');
+    }
+    out.push('{');
+    write_key(out, "type");
+    write_str(out, rule.part_type.as_str());
+    let mut complete = false;
     for (name, value) in &rule.fields {
         if let Some(v) = eval(value, scope) {
-            part.insert((*name).into(), v);
+            write_key(out, name);
+            write_value(out, &v);
+            complete |= *name == rule.required;
         }
     }
-    part.contains_key(rule.required)
-        .then_some(Json::Object(part))
+    if complete {
+        out.push('}');
+    } else {
+        out.truncate(start);
+    }
 }
 
-/// System instruction parts; `None` when there are none.
-pub fn system_instructions(rules: &[PartRule], scope: &Scope<'_>) -> Option<Json> {
-    let parts = parts(rules, scope);
-    (!parts.is_empty()).then_some(Json::Array(parts))
+/// System instruction parts as a JSON array; `None` when there are none.
+pub fn system_instructions(rules: &[PartRule], scope: &Scope<'_>) -> Option<String> {
+    if rules.is_empty() {
+        return None;
+    }
+    build_array(|out| write_parts(out, rules, scope))
 }
 
-/// Tool definitions; `None` when there are none.
-pub fn tool_definitions(rules: &[ToolRule], scope: &Scope<'_>) -> Option<Json> {
-    let mut out = Vec::new();
+/// Tool definitions as a JSON array; `None` when there are none.
+pub fn tool_definitions(rules: &[ToolRule], scope: &Scope<'_>) -> Option<String> {
+    if rules.is_empty() {
+        return None;
+    }
+    build_array(|out| write_tools(out, rules, scope))
+}
+
+fn write_tools(out: &mut String, rules: &[ToolRule], scope: &Scope<'_>) {
     for rule in rules {
-        let mut items = Vec::new();
-        rule.each.select(scope.doc, &mut items);
-        for item in items {
+        rule.each.for_each(scope.doc, &mut |item| {
             let item_scope = scope.with_doc(item);
             if rule.when.as_ref().is_some_and(|c| !holds(c, &item_scope)) {
-                continue;
+                return;
             }
             let Some(name) = eval(&rule.name, &item_scope) else {
-                continue;
+                return;
             };
-            let tool_type = rule
-                .tool_type
-                .as_ref()
-                .and_then(|v| eval(v, &item_scope))
-                .unwrap_or_else(|| Json::String("function".into()));
-            let mut tool = Map::new();
-            tool.insert("type".into(), tool_type);
-            tool.insert("name".into(), name);
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push('{');
+            write_key(out, "type");
+            match rule.tool_type.as_ref().and_then(|v| eval(v, &item_scope)) {
+                Some(tool_type) => write_value(out, &tool_type),
+                None => write_str(out, "function"),
+            }
+            write_key(out, "name");
+            write_value(out, &name);
             if let Some(d) = rule.description.as_ref().and_then(|v| eval(v, &item_scope)) {
-                tool.insert("description".into(), d);
+                write_key(out, "description");
+                write_value(out, &d);
             }
             if let Some(p) = rule.parameters.as_ref().and_then(|v| eval(v, &item_scope)) {
-                tool.insert("parameters".into(), p);
+                write_key(out, "parameters");
+                write_value(out, &p);
             }
-            out.push(Json::Object(tool));
-        }
+            out.push('}');
+        });
     }
-    (!out.is_empty()).then_some(Json::Array(out))
 }

@@ -6,6 +6,7 @@
 //! a body that is not JSON is recorded as a problem and skipped.
 
 mod eval;
+mod json_text;
 mod messages;
 mod record;
 pub mod stream;
@@ -147,11 +148,11 @@ pub fn request_phase(op: &Operation, request: &Request<'_>) -> Record {
     let mut attributes = BTreeMap::new();
     attributes.insert(
         "gen_ai.operation.name".into(),
-        Json::String(op.operation_name.to_string()),
+        Json::String(String::from(&*op.operation_name)),
     );
     attributes.insert(
         "gen_ai.provider.name".into(),
-        Json::String(op.provider_name.to_string()),
+        Json::String(String::from(&*op.provider_name)),
     );
     if !request.target.host.is_empty() {
         attributes.insert(
@@ -162,9 +163,10 @@ pub fn request_phase(op: &Operation, request: &Request<'_>) -> Record {
     if let Some(port) = request.target.port() {
         attributes.insert("server.port".into(), Json::Number(port.into()));
     }
+    // `String::from(&*key)`: `Arc<str>::to_string` would go through `Display`.
     for (key, value) in &op.request.attributes {
         if let Some(v) = eval::eval(value, &scope) {
-            attributes.insert(key.to_string(), v);
+            attributes.insert(String::from(&**key), v.into_owned());
         }
     }
     let span_name = render_template(op, &attributes);
@@ -202,13 +204,15 @@ pub fn response_phase(
     };
     for (key, value) in &op.response.attributes {
         if let Some(v) = eval::eval(value, &scope) {
-            record.attributes.insert(key.to_string(), v);
+            record
+                .attributes
+                .insert(String::from(&**key), v.into_owned());
         }
     }
     record.output_messages = messages::messages(&op.response.output_messages, &scope);
     for (index, metric) in op.metrics.iter().enumerate() {
         if let Some(value) = eval::eval(&metric.value, &scope)
-            .as_ref()
+            .as_deref()
             .and_then(Json::as_f64)
         {
             record.metric_values.push((index, value));
@@ -228,7 +232,9 @@ pub fn response_phase(
     }
     for (key, value) in &op.error.attributes {
         if let Some(v) = eval::eval(value, &scope) {
-            record.attributes.insert(key.to_string(), v);
+            record
+                .attributes
+                .insert(String::from(&**key), v.into_owned());
         }
     }
     let error_type = text(op.error.error_type.as_ref(), &scope)
@@ -252,7 +258,8 @@ pub fn response_phase(
 /// A value as text (strings as they are, other JSON written out).
 fn text(value: Option<&crate::compile::rules::Value>, scope: &Scope<'_>) -> Option<String> {
     value.and_then(|v| eval::eval(v, scope)).map(|v| match v {
-        Json::String(s) => s,
+        std::borrow::Cow::Borrowed(Json::String(s)) => s.clone(),
+        std::borrow::Cow::Owned(Json::String(s)) => s,
         other => other.to_string(),
     })
 }

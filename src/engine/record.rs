@@ -6,7 +6,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-/// Everything extracted from one exchange, deterministic for a given input.
+/// Everything extracted from one exchange, deterministic for a given input. The message content
+/// is kept as the JSON text it is emitted as (written once by the engine, never a value tree).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Record {
     /// Provider id.
@@ -19,14 +20,14 @@ pub struct Record {
     pub client_span: bool,
     /// Attributes by key (semconv names), JSON scalars or arrays.
     pub attributes: BTreeMap<String, Json>,
-    /// `gen_ai.input.messages`.
-    pub input_messages: Option<Json>,
-    /// `gen_ai.output.messages`.
-    pub output_messages: Option<Json>,
-    /// `gen_ai.system_instructions`.
-    pub system_instructions: Option<Json>,
-    /// `gen_ai.tool.definitions`.
-    pub tool_definitions: Option<Json>,
+    /// `gen_ai.input.messages` as JSON text (an array of role/parts messages).
+    pub input_messages: Option<String>,
+    /// `gen_ai.output.messages` as JSON text.
+    pub output_messages: Option<String>,
+    /// `gen_ai.system_instructions` as JSON text (an array of parts).
+    pub system_instructions: Option<String>,
+    /// `gen_ai.tool.definitions` as JSON text.
+    pub tool_definitions: Option<String>,
     /// Set when the call failed.
     pub error: Option<ErrorInfo>,
     /// Problems met and skipped (non-JSON bodies, bad chunks).

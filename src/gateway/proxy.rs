@@ -229,25 +229,23 @@ impl Proxy {
             }
         };
         let target = HttpTarget::parse(&upstream_url).unwrap_or_default();
-        let found = self.instrumentor.as_ref().and_then(|_| {
-            catalog.find_in(provider_id, parts.method.as_str(), rest, &target.query)
-        });
+        let found = self
+            .instrumentor
+            .as_ref()
+            .and_then(|_| catalog.find_in(provider_id, parts.method.as_str(), rest, &target.query));
         let is_call = found.is_some();
         // The span starts when the request arrived.
-        let start = self.instrumentor.as_ref().zip(found).map(|(instrumentor, found)| {
-            let headers = pairs(&parts.headers);
-            let parent = crate::telemetry::extract_context(&headers);
-            move |body: &Bytes| {
-                instrumentor.start_matched_at(
-                    found,
-                    target,
-                    &headers,
-                    body,
-                    &parent,
-                    arrived,
-                )
-            }
-        });
+        let start = self
+            .instrumentor
+            .as_ref()
+            .zip(found)
+            .map(|(instrumentor, found)| {
+                let headers = pairs(&parts.headers);
+                let parent = crate::telemetry::extract_context(&headers);
+                move |body: &Bytes| {
+                    instrumentor.start_matched_at(found, target, &headers, body, &parent, arrived)
+                }
+            });
         // With trace context propagation the call must exist before the request leaves (its
         // `traceparent` goes upstream); otherwise the request is sent first and instrumented
         // while the upstream works.

@@ -13,6 +13,21 @@ pub fn key_values(attributes: &BTreeMap<String, Json>) -> Vec<KeyValue> {
         .collect()
 }
 
+/// Converts attributes, moving their keys and strings.
+pub fn into_key_values(attributes: impl Iterator<Item = (String, Json)>) -> Vec<KeyValue> {
+    attributes
+        .filter_map(|(k, v)| into_value(v).map(|v| KeyValue::new(k, v)))
+        .collect()
+}
+
+/// One value, moving a string (the same value as [`to_value`]).
+fn into_value(value: Json) -> Option<Value> {
+    match value {
+        Json::String(s) => Some(Value::String(s.into())),
+        other => to_value(&other),
+    }
+}
+
 /// One value.
 pub fn to_value(value: &Json) -> Option<Value> {
     Some(match value {

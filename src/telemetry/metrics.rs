@@ -3,10 +3,10 @@
 //! [`Instruments`] records them through an OpenTelemetry meter.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
-use opentelemetry::KeyValue;
+use opentelemetry::{Key, KeyValue, StringValue, Value};
 use serde::Serialize;
 use serde_json::Value as Json;
 
@@ -35,6 +35,9 @@ const METRIC_ATTRIBUTES: [&str; 7] = [
     "error.type",
 ];
 
+/// The attribute of the token usage histogram that says which tokens.
+const TOKEN_TYPE: &str = "gen_ai.token.type";
+
 /// Token usage histogram name.
 pub const TOKEN_USAGE: &str = "gen_ai.client.token.usage";
 /// Operation duration histogram name.
@@ -55,6 +58,60 @@ pub struct Point {
     pub attributes: BTreeMap<String, Json>,
 }
 
+/// The attributes a metric point carries.
+enum PointAttributes<'r> {
+    /// The bounded span attributes ([`METRIC_ATTRIBUTES`]).
+    Base,
+    /// The same and `gen_ai.token.type`.
+    Tokens(&'static str),
+    /// A provider metric's own attribute keys.
+    Provider(&'r [String]),
+}
+
+/// Decides the metric points of a finished call: name, value and which attributes.
+fn each_point<'r>(
+    record: &'r Record,
+    op: &'r Operation,
+    timings: Option<&Timings>,
+    mut f: impl FnMut(&'r str, f64, PointAttributes<'r>),
+) {
+    for (key, token_type) in [
+        ("gen_ai.usage.input_tokens", "input"),
+        ("gen_ai.usage.output_tokens", "output"),
+    ] {
+        if let Some(n) = record.attributes.get(key).and_then(Json::as_f64) {
+            f(TOKEN_USAGE, n, PointAttributes::Tokens(token_type));
+        }
+    }
+    if let Some(t) = timings {
+        f(DURATION, t.duration.as_secs_f64(), PointAttributes::Base);
+        if let Some(ttfc) = t.first_chunk {
+            f(
+                TIME_TO_FIRST_CHUNK,
+                ttfc.as_secs_f64(),
+                PointAttributes::Base,
+            );
+        }
+        for gap in &t.chunk_gaps {
+            f(
+                TIME_PER_OUTPUT_CHUNK,
+                gap.as_secs_f64(),
+                PointAttributes::Base,
+            );
+        }
+    }
+    for (index, value) in &record.metric_values {
+        let Some(metric) = op.metrics.get(*index) else {
+            continue;
+        };
+        f(
+            &metric.name,
+            *value,
+            PointAttributes::Provider(&metric.attributes),
+        );
+    }
+}
+
 /// The metric points of a finished call: token usage by type, duration (when timed), stream
 /// timings, and the provider's own metrics. Metric attributes are a bounded set: no ids, no content.
 pub fn points(record: &Record, op: &Operation, timings: Option<&Timings>) -> Vec<Point> {
@@ -67,47 +124,38 @@ pub fn points(record: &Record, op: &Operation, timings: Option<&Timings>) -> Vec
                 .map(|v| (k.to_string(), v.clone()))
         })
         .collect();
-    let point = |name: &str, value: f64, attributes: BTreeMap<String, Json>| Point {
-        name: name.to_string(),
-        value,
-        attributes,
-    };
     let mut out = Vec::new();
-    for (key, token_type) in [
-        ("gen_ai.usage.input_tokens", "input"),
-        ("gen_ai.usage.output_tokens", "output"),
-    ] {
-        if let Some(n) = record.attributes.get(key).and_then(Json::as_f64) {
-            let mut attrs = base.clone();
-            attrs.insert("gen_ai.token.type".into(), Json::String(token_type.into()));
-            out.push(point(TOKEN_USAGE, n, attrs));
-        }
-    }
-    if let Some(t) = timings {
-        out.push(point(DURATION, t.duration.as_secs_f64(), base.clone()));
-        if let Some(ttfc) = t.first_chunk {
-            out.push(point(TIME_TO_FIRST_CHUNK, ttfc.as_secs_f64(), base.clone()));
-        }
-        for gap in &t.chunk_gaps {
-            out.push(point(
-                TIME_PER_OUTPUT_CHUNK,
-                gap.as_secs_f64(),
-                base.clone(),
-            ));
-        }
-    }
-    for (index, value) in &record.metric_values {
-        let Some(metric) = op.metrics.get(*index) else {
-            continue;
+    each_point(record, op, timings, |name, value, which| {
+        let attributes = match which {
+            PointAttributes::Base => base.clone(),
+            PointAttributes::Tokens(token_type) => {
+                let mut attrs = base.clone();
+                attrs.insert(TOKEN_TYPE.into(), Json::String(token_type.into()));
+                attrs
+            }
+            PointAttributes::Provider(keys) => keys
+                .iter()
+                .filter_map(|k| record.attributes.get(k).map(|v| (k.clone(), v.clone())))
+                .collect(),
         };
-        let attrs = metric
-            .attributes
-            .iter()
-            .filter_map(|k| record.attributes.get(k).map(|v| (k.clone(), v.clone())))
-            .collect();
-        out.push(point(&metric.name, *value, attrs));
-    }
+        out.push(Point {
+            name: name.to_string(),
+            value,
+            attributes,
+        });
+    });
     out
+}
+
+/// A metric attribute value; text is reference-counted, so the token points' copies of the
+/// attribute list share it.
+fn shared_value(value: &Json) -> Option<Value> {
+    match value {
+        Json::String(s) => Some(Value::String(StringValue::from(Arc::<str>::from(
+            s.as_str(),
+        )))),
+        other => to_value(other),
+    }
 }
 
 enum ProviderInstrument {
@@ -158,22 +206,55 @@ impl Instruments {
         }
     }
 
-    /// Records the metric points of a finished call.
+    /// Records the metric points of a finished call (the points [`points`] lists, with the
+    /// attribute lists built once per call and static keys).
     pub fn record(&self, record: &Record, op: &Operation, timings: &Timings) {
-        for point in points(record, op, Some(timings)) {
-            let attrs: Vec<KeyValue> = point
-                .attributes
-                .iter()
-                .filter_map(|(k, v)| to_value(v).map(|v| KeyValue::new(k.clone(), v)))
-                .collect();
-            match point.name.as_str() {
-                TOKEN_USAGE => self.token_usage.record(point.value as u64, &attrs),
-                DURATION => self.duration.record(point.value, &attrs),
-                TIME_TO_FIRST_CHUNK => self.time_to_first_chunk.record(point.value, &attrs),
-                TIME_PER_OUTPUT_CHUNK => self.time_per_output_chunk.record(point.value, &attrs),
-                name => self.record_provider(op, name, point.value, &attrs),
+        let mut base: Vec<KeyValue> = METRIC_ATTRIBUTES
+            .iter()
+            .filter_map(|k| {
+                let value = shared_value(record.attributes.get(*k)?)?;
+                Some(KeyValue::new(Key::from_static_str(k), value))
+            })
+            .collect();
+        // In key order, as the attribute maps of `points` are.
+        base.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
+        each_point(record, op, Some(timings), |name, value, which| {
+            let owned;
+            let attrs: &[KeyValue] = match which {
+                PointAttributes::Base => &base,
+                PointAttributes::Tokens(token_type) => {
+                    let mut attrs = Vec::with_capacity(base.len() + 1);
+                    attrs.extend_from_slice(&base);
+                    let at = attrs.partition_point(|kv| kv.key.as_str() < TOKEN_TYPE);
+                    attrs.insert(
+                        at,
+                        KeyValue::new(Key::from_static_str(TOKEN_TYPE), token_type),
+                    );
+                    owned = attrs;
+                    &owned
+                }
+                PointAttributes::Provider(keys) => {
+                    let mut keys: Vec<&String> = keys.iter().collect();
+                    keys.sort();
+                    keys.dedup();
+                    owned = keys
+                        .into_iter()
+                        .filter_map(|k| {
+                            let value = to_value(record.attributes.get(k)?)?;
+                            Some(KeyValue::new(k.clone(), value))
+                        })
+                        .collect();
+                    &owned
+                }
+            };
+            match name {
+                TOKEN_USAGE => self.token_usage.record(value as u64, attrs),
+                DURATION => self.duration.record(value, attrs),
+                TIME_TO_FIRST_CHUNK => self.time_to_first_chunk.record(value, attrs),
+                TIME_PER_OUTPUT_CHUNK => self.time_per_output_chunk.record(value, attrs),
+                name => self.record_provider(op, name, value, attrs),
             }
-        }
+        });
     }
 
     fn record_provider(&self, op: &Operation, name: &str, value: f64, attrs: &[KeyValue]) {

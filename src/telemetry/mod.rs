@@ -19,7 +19,7 @@ use crate::compile::rules::Operation;
 use crate::content::ContentPolicy;
 use crate::dialect::{self, Dialect};
 use crate::engine::Record;
-use convert::key_values;
+use convert::{into_key_values, key_values};
 pub use metrics::{points, Instruments, Point};
 
 /// When a call happened and how its stream flowed.
@@ -178,9 +178,11 @@ impl Telemetry {
             Vec::new()
         };
         self.content.apply(&mut record);
-        let mut rendered = dialect::render(&record, &self.dialects);
+        // Metrics first: they read the attributes that the rendering below takes from the record.
+        self.instruments.record(&record, op, timings);
+        let mut rendered = dialect::render_taking(&mut record, &self.dialects);
         if !self.content.capture.on_span() {
-            for (key, _) in dialect::message_attributes(&record) {
+            for (key, _) in dialect::message_texts(&record) {
                 rendered.remove(key);
             }
         }
@@ -217,8 +219,11 @@ impl Telemetry {
                 rendered.insert("specter.stream.truncated".into(), serde_json::json!(true));
             }
         }
-        rendered.retain(|key, value| active.initial.get(key) != Some(value));
-        active.span.set_attributes(key_values(&rendered));
+        let initial = &active.initial;
+        let changed = rendered
+            .into_iter()
+            .filter(|(key, value)| initial.get(key) != Some(value));
+        active.span.set_attributes(into_key_values(changed));
         if !event_content.is_empty() {
             let attrs = event_content
                 .into_iter()
@@ -253,6 +258,5 @@ impl Telemetry {
             active.span.set_status(Status::error(message));
         }
         active.span.end_with_timestamp(timings.end);
-        self.instruments.record(&record, op, timings);
     }
 }

@@ -1,10 +1,13 @@
 //! Folding chunks into the rebuilt response, as the provider's fold rules say.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use serde_json::{Map, Value as Json};
 
 use super::Frame;
 use crate::compile::rules::{FoldAction, FoldRule, IndexExpr, Stream, Target};
+use crate::compile::{member, member_mut};
 use crate::engine::eval::{eval, holds, Scope};
 use crate::spec::PayloadEncoding;
 
@@ -190,43 +193,55 @@ fn apply(
     if !rule.events.is_empty() && !event.is_some_and(|e| rule.events.iter().any(|r| r == e)) {
         return;
     }
-    let mut items = Vec::new();
     match &rule.each {
-        Some(path) => path.select(item, &mut items),
-        None => items.push(item),
+        Some(path) => {
+            let mut i = 0;
+            path.for_each(item, &mut |current| {
+                apply_one(rule, event, current, i, target, state);
+                i += 1;
+            });
+        }
+        None => apply_one(rule, event, item, position, target, state),
     }
-    let each = rule.each.is_some();
-    for (i, current) in items.into_iter().enumerate() {
-        let pos = if each { i } else { position };
-        let scope = Scope {
-            doc: current,
-            request: state.request,
-            response: &Json::Null,
-            captures: &[],
-            headers: &[],
-            query: &[],
-        };
-        if rule.when.as_ref().is_some_and(|c| !holds(c, &scope)) {
+}
+
+/// Applies a rule to one item at its position.
+fn apply_one(
+    rule: &FoldRule,
+    event: Option<&str>,
+    current: &Json,
+    pos: usize,
+    target: &mut Json,
+    state: &mut State<'_>,
+) {
+    let scope = Scope {
+        doc: current,
+        request: state.request,
+        response: &Json::Null,
+        captures: &[],
+        headers: &[],
+        query: &[],
+    };
+    if rule.when.as_ref().is_some_and(|c| !holds(c, &scope)) {
+        return;
+    }
+    let Some(base) = resolve(target, &rule.at, current, pos, state.slots) else {
+        return;
+    };
+    for (action, to, value) in &rule.actions {
+        let Some(value) = eval(value, &scope) else {
             continue;
-        }
-        let Some(base) = resolve(target, &rule.at, current, pos, state.slots) else {
+        };
+        let Some(slot) = resolve(base, to, current, pos, state.slots) else {
             continue;
         };
-        for (action, to, value) in &rule.actions {
-            let Some(value) = eval(value, &scope) else {
-                continue;
-            };
-            let Some(slot) = resolve(base, to, current, pos, state.slots) else {
-                continue;
-            };
-            act(*action, slot, value, rule.coalesce.as_deref(), state);
-        }
-        for to in &rule.remove {
-            remove(base, to, current, pos);
-        }
-        for nested in &rule.fold {
-            apply(nested, event, current, pos, base, state);
-        }
+        act(*action, slot, value, rule.coalesce.as_deref(), state);
+    }
+    for to in &rule.remove {
+        remove(base, to, current, pos);
+    }
+    for nested in &rule.fold {
+        apply(nested, event, current, pos, base, state);
     }
 }
 
@@ -257,10 +272,12 @@ fn resolve<'t>(
         if node.is_null() {
             *node = Json::Object(Map::new());
         }
-        node = node
-            .as_object_mut()?
-            .entry(step.key.clone())
-            .or_insert(Json::Null);
+        let map = node.as_object_mut()?;
+        // Looked up before inserting: most chunks find the key, and need no copy of it.
+        if member(map, &step.key).is_none() {
+            map.insert(step.key.clone(), Json::Null);
+        }
+        node = member_mut(map, &step.key)?;
         if let Some(expr) = &step.index {
             if node.is_null() {
                 *node = Json::Array(Vec::new());
@@ -293,7 +310,7 @@ fn remove(root: &mut Json, target: &Target, item: &Json, position: usize) {
     };
     let mut node = root;
     for step in parents {
-        let Some(next) = node.as_object_mut().and_then(|m| m.get_mut(&step.key)) else {
+        let Some(next) = node.as_object_mut().and_then(|m| member_mut(m, &step.key)) else {
             return;
         };
         node = next;
@@ -330,34 +347,45 @@ fn remove(root: &mut Json, target: &Target, item: &Json, position: usize) {
 fn act(
     action: FoldAction,
     slot: &mut Json,
-    value: Json,
+    value: Cow<'_, Json>,
     coalesce: Option<&str>,
     state: &mut State<'_>,
 ) {
     match action {
         FoldAction::SetOnce => {
             if slot.is_null() {
-                *slot = value;
+                *slot = value.into_owned();
             }
         }
-        FoldAction::Set => *slot = value,
+        FoldAction::Set => match (&*slot, &*value) {
+            // The same text again (a model name, a fingerprint on every chunk): nothing to copy.
+            (Json::String(old), Json::String(new)) if old == new => {}
+            _ => *slot = value.into_owned(),
+        },
         FoldAction::Merge => match (slot, value) {
-            (Json::Object(into), Json::Object(from)) => {
+            (Json::Object(into), Cow::Borrowed(Json::Object(from))) => {
+                for (k, v) in from {
+                    if !v.is_null() {
+                        into.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            (Json::Object(into), Cow::Owned(Json::Object(from))) => {
                 for (k, v) in from {
                     if !v.is_null() {
                         into.insert(k, v);
                     }
                 }
             }
-            (slot, value) => *slot = value,
+            (slot, value) => *slot = value.into_owned(),
         },
         FoldAction::Append => {
-            let Json::String(text) = value else { return };
+            let Json::String(text) = &*value else { return };
             if slot.is_null() {
                 *slot = Json::String(String::new());
             }
             if let Json::String(existing) = slot {
-                append_capped(existing, &text, state);
+                append_capped(existing, text, state);
             }
         }
         FoldAction::Push => {
@@ -366,7 +394,7 @@ fn act(
             }
             let Json::Array(array) = slot else { return };
             if let (Some(key), Some(Json::Object(last)), Json::Object(new)) =
-                (coalesce, array.last_mut(), &value)
+                (coalesce, array.last_mut(), &*value)
             {
                 let joinable = matches!(
                     (last.get(key), new.get(key)),
@@ -382,7 +410,7 @@ fn act(
                 }
             }
             if array.len() <= MAX_INDEX {
-                array.push(value);
+                array.push(value.into_owned());
             }
         }
     }

@@ -2,6 +2,8 @@
 //! `data:` fields, `:` comments, `\n`, `\r\n` and `\r` line endings, and (unlike a browser) a
 //! final event without a trailing blank line.
 
+use std::borrow::Cow;
+
 use super::Frame;
 
 /// Longest line kept; a longer one is dropped and counted.
@@ -56,10 +58,15 @@ impl SseParser {
                 bytes = rest;
             }
         }
-        while let Some(i) = bytes.iter().position(|b| *b == b'\r' || *b == b'\n') {
+        while let Some(i) = memchr::memchr2(b'\r', b'\n', bytes) {
             let (head, tail) = bytes.split_at(i);
-            self.extend_line(head);
-            self.end_line(out);
+            if self.line.is_empty() && !self.overlong && head.len() <= MAX_LINE {
+                // The whole line is in this push: read it in place.
+                self.line_done(head, out);
+            } else {
+                self.extend_line(head);
+                self.end_line(out);
+            }
             match tail {
                 [b'\r', b'\n', rest @ ..] => bytes = rest,
                 [b'\r'] => {
@@ -110,34 +117,48 @@ impl SseParser {
             return;
         }
         let line = std::mem::take(&mut self.line);
+        self.line_done(&line, out);
+        self.line = line;
+        self.line.clear();
+    }
+
+    /// Reads one complete line.
+    fn line_done(&mut self, line: &[u8], out: &mut Vec<Frame>) {
         if line.is_empty() {
             self.dispatch(out);
             return;
         }
-        let text = String::from_utf8_lossy(&line);
-        if text.starts_with(':') {
+        if line.starts_with(b":") {
             return;
         }
-        let (field, value) = match text.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (text.as_ref(), ""),
+        // Split on the bytes: `:` and the space after it are ASCII, so this is the split of the
+        // decoded text.
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(i) => {
+                let value = line.get(i + 1..).unwrap_or_default();
+                (
+                    line.get(..i).unwrap_or_default(),
+                    value.strip_prefix(b" ").unwrap_or(value),
+                )
+            }
+            None => (line, &[][..]),
         };
         match field {
-            "data" => {
+            b"data" => {
+                let value = text(value);
                 if self.data.len() + value.len() > MAX_LINE {
                     // An event's data is capped like a line: the event is dropped.
                     self.data_overflow = true;
                 } else {
-                    self.data.push_str(value);
+                    self.data.reserve(value.len() + 1);
+                    self.data.push_str(&value);
                     self.data.push('\n');
                 }
                 self.has_data = true;
             }
-            "event" => self.event = Some(value.to_string()),
+            b"event" => self.event = Some(text(value).into_owned()),
             _ => {}
         }
-        self.line = line;
-        self.line.clear();
     }
 
     fn dispatch(&mut self, out: &mut Vec<Frame>) {
@@ -160,6 +181,14 @@ impl SseParser {
             data: data.into_bytes(),
             exception: false,
         });
+    }
+}
+
+/// Bytes as text, invalid UTF-8 replaced (checked at full speed first: streams are valid UTF-8).
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
