@@ -206,7 +206,9 @@ fn setup() -> Setup {
 }
 
 /// specter's work for one non-streaming exchange: parse both bodies, run the request and response
-/// phases with all rules, render the semconv attributes.
+/// phases with all rules, render the semconv attributes the way the gateway and the library do
+/// when they finish a span (`dialect::render_taking`: the record's attributes are moved into
+/// the result, not copied).
 fn extract(s: &Setup, request: &[u8], response: &[u8]) -> BTreeMap<String, Json> {
     let mut problems = Vec::new();
     let request_body = engine::parse_body(request, "request", &mut problems);
@@ -225,7 +227,7 @@ fn extract(s: &Setup, request: &[u8], response: &[u8]) -> BTreeMap<String, Json>
     };
     engine::response_phase(&s.op, &mut record, &req, &resp);
     record.problems.extend(problems);
-    dialect::semconv(&record, true)
+    dialect::render_taking(&mut record, &[Dialect::Semconv])
 }
 
 /// The same without rendering: parse both bodies and run both phases (the `Record` the dialects
