@@ -210,23 +210,7 @@ fn setup() -> Setup {
 /// when they finish a span (`dialect::render_taking`: the record's attributes are moved into
 /// the result, not copied).
 fn extract(s: &Setup, request: &[u8], response: &[u8]) -> BTreeMap<String, Json> {
-    let mut problems = Vec::new();
-    let request_body = engine::parse_body(request, "request", &mut problems);
-    let req = Request {
-        target: &s.target,
-        headers: &s.request_headers,
-        body: &request_body,
-        captures: &s.captures,
-    };
-    let mut record = engine::request_phase(&s.op, &req);
-    let response_body = engine::parse_body(response, "response", &mut problems);
-    let resp = Response {
-        status: Some(200),
-        headers: &s.response_headers,
-        body: &response_body,
-    };
-    engine::response_phase(&s.op, &mut record, &req, &resp);
-    record.problems.extend(problems);
+    let mut record = record(s, request, response);
     dialect::render_taking(&mut record, &[Dialect::Semconv])
 }
 
