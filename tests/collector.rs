@@ -81,6 +81,17 @@ async fn silent_collector() -> (SocketAddr, Arc<AtomicUsize>) {
     (address, accepted)
 }
 
+/// Resident set size of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A port with nothing listening.
 async fn closed_port() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -173,7 +184,7 @@ async fn a_collector_refusing_connections_costs_spans_not_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_collector_fills_the_bounded_queue_and_drops_are_counted() {
+async fn a_silent_collector_fills_the_bounded_queue_drops_are_counted_and_memory_stays_flat() {
     let (upstream, upstream_calls) = http_server(upstream_answer).await;
     let (collector, accepted) = silent_collector().await;
     let served = gateway(
@@ -187,9 +198,18 @@ async fn a_silent_collector_fills_the_bounded_queue_and_drops_are_counted() {
     )
     .await;
     // Every call completes while the collector holds every export: export never blocks traffic.
-    drive(&served, 300, 16).await;
+    drive(&served, 500, 16).await;
+    let warm = rss_kib(served.pid());
+    drive(&served, 5_000, 16).await;
+    let after = rss_kib(served.pid());
+    eprintln!("silent collector: RSS {warm} KiB after 500 calls, {after} KiB after 5,500");
+    // 5,000 more spans held in memory would take several MiB; the bounded queue holds 16.
+    assert!(
+        after <= warm + 3 * 1024,
+        "memory stays bounded while the collector is silent: {warm} KiB, then {after} KiB"
+    );
     let lines = served.stop_async().await;
-    assert_eq!(upstream_calls.load(Ordering::Relaxed), 300);
+    assert_eq!(upstream_calls.load(Ordering::Relaxed), 5_500);
     assert!(
         accepted.load(Ordering::Relaxed) > 0,
         "exports were attempted"
@@ -198,11 +218,11 @@ async fn a_silent_collector_fills_the_bounded_queue_and_drops_are_counted() {
     assert_eq!(exported, 0, "{lines:#?}");
     assert_eq!(
         failed + dropped,
-        300,
+        5_500,
         "every span accounted for: {lines:#?}"
     );
     assert!(
-        dropped >= 300 - 16 * 8,
+        dropped >= 5_500 - 16 * 64,
         "the queue holds 16 spans; the rest are dropped and counted: {lines:#?}"
     );
 }
