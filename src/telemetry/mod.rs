@@ -37,12 +37,48 @@ pub struct Timings {
     pub chunk_gaps: Vec<Duration>,
 }
 
+/// A 64-bit fingerprint of an attribute (key and value), to tell whether the end of a span
+/// changed what its start set.
+fn fingerprint(key: &str, value: &serde_json::Value) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    fn feed(value: &serde_json::Value, hasher: &mut std::hash::DefaultHasher) {
+        use serde_json::Value as Json;
+        match value {
+            Json::Null => 0u8.hash(hasher),
+            Json::Bool(b) => (1u8, b).hash(hasher),
+            Json::Number(n) => {
+                (2u8, n.as_i64(), n.as_u64(), n.as_f64().map(f64::to_bits)).hash(hasher)
+            }
+            Json::String(s) => (3u8, s).hash(hasher),
+            Json::Array(items) => {
+                (4u8, items.len()).hash(hasher);
+                for item in items {
+                    feed(item, hasher);
+                }
+            }
+            Json::Object(map) => {
+                (5u8, map.len()).hash(hasher);
+                for (k, v) in map {
+                    k.hash(hasher);
+                    feed(v, hasher);
+                }
+            }
+        }
+    }
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    feed(value, &mut hasher);
+    hasher.finish()
+}
+
 /// A span in flight.
 pub struct ActiveSpan {
     span: BoxedSpan,
     context: Context,
-    /// Attributes set when the span started, not set again at its end (OTLP keys are unique).
-    initial: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Fingerprints of the attributes set when the span started, which are not set again at its
+    /// end (OTLP keys are unique). Fingerprints rather than a copy: a gateway holds one span per
+    /// stream in flight.
+    initial: Vec<u64>,
 }
 
 impl std::fmt::Debug for ActiveSpan {
@@ -156,7 +192,11 @@ impl Telemetry {
         ActiveSpan {
             span,
             context,
-            initial: record.attributes.clone(),
+            initial: record
+                .attributes
+                .iter()
+                .map(|(key, value)| fingerprint(key, value))
+                .collect(),
         }
     }
 
@@ -222,7 +262,7 @@ impl Telemetry {
         let initial = &active.initial;
         let changed = rendered
             .into_iter()
-            .filter(|(key, value)| initial.get(key) != Some(value));
+            .filter(|(key, value)| !initial.contains(&fingerprint(key, value)));
         active.span.set_attributes(into_key_values(changed));
         if !event_content.is_empty() {
             let attrs = event_content
