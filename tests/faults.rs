@@ -11,6 +11,9 @@
     clippy::indexing_slicing
 )]
 
+#[path = "common/in_process.rs"]
+mod in_process;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,17 +29,12 @@ use hyper::{Request, Response};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry::global::BoxedTracer;
-use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry::trace::{Status, TracerProvider as _};
+use opentelemetry::trace::Status;
 use opentelemetry::Value;
-use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use specter::content::ContentPolicy;
 use specter::dialect::Dialect;
-use specter::gateway::{self, GatewayConfig, Proxy};
-use specter::instrument::Instrumentor;
-use specter::telemetry::Telemetry;
+use specter::gateway::GatewayConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -387,23 +385,6 @@ struct Gateway {
 
 /// A gateway whose `openai` upstream is `upstream`, with `tweak` applied to its configuration.
 async fn gateway(upstream: &str, tweak: impl FnOnce(&mut GatewayConfig)) -> Gateway {
-    let spans = InMemorySpanExporter::default();
-    let tracer_provider = SdkTracerProvider::builder()
-        .with_simple_exporter(spans.clone())
-        .build();
-    let meter_provider = SdkMeterProvider::builder().build();
-    let telemetry = Telemetry::new(
-        BoxedTracer::new(Box::new(tracer_provider.tracer("specter"))),
-        &meter_provider.meter("specter"),
-        vec![Dialect::Semconv],
-        ContentPolicy::default(),
-    );
-    let catalog = specter::Catalog::bundled().unwrap();
-    let instrumentor = Instrumentor::builder()
-        .catalog(catalog.clone())
-        .telemetry(telemetry)
-        .build()
-        .unwrap();
     let mut config = GatewayConfig {
         upstreams: BTreeMap::from([("openai".to_string(), upstream.to_string())]),
         max_request_bytes: LIMIT,
@@ -411,22 +392,11 @@ async fn gateway(upstream: &str, tweak: impl FnOnce(&mut GatewayConfig)) -> Gate
         ..GatewayConfig::default()
     };
     tweak(&mut config);
-    let client = gateway::upstream_client(&config).unwrap();
-    let routing = Arc::new(std::sync::RwLock::new(Arc::new(catalog)));
-    let proxy = Arc::new(Proxy {
-        config,
-        instrumentor: Some(instrumentor),
-        catalog: routing,
-        client,
-        in_flight: Default::default(),
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(gateway::serve(listener, proxy, std::future::pending()));
+    let g = in_process::start(config, vec![Dialect::Semconv], ContentPolicy::default()).await;
     Gateway {
-        address,
-        spans,
-        tracer_provider,
+        address: g.address,
+        spans: g.spans,
+        tracer_provider: g.tracer_provider,
     }
 }
 

@@ -9,6 +9,9 @@
     clippy::indexing_slicing
 )]
 
+#[path = "common/in_process.rs"]
+mod in_process;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::Write as _;
@@ -22,17 +25,12 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use opentelemetry::global::BoxedTracer;
-use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry::trace::{Status, TracerProvider as _};
+use opentelemetry::trace::Status;
 use opentelemetry::Value;
-use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use specter::content::ContentPolicy;
 use specter::dialect::Dialect;
-use specter::gateway::{self, GatewayConfig, Proxy};
-use specter::instrument::Instrumentor;
-use specter::telemetry::Telemetry;
+use specter::gateway::{self, GatewayConfig};
 use tokio::sync::{mpsc, Notify};
 
 type MockBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -161,40 +159,13 @@ async fn setup_with(upstream: Option<String>) -> Setup {
         gate: Notify::new(),
     });
     let mock_address = serve_mock(mock.clone()).await;
-    let spans = InMemorySpanExporter::default();
-    let tracer_provider = SdkTracerProvider::builder()
-        .with_simple_exporter(spans.clone())
-        .build();
-    let meter_provider = SdkMeterProvider::builder().build();
-    let telemetry = Telemetry::new(
-        BoxedTracer::new(Box::new(tracer_provider.tracer("specter"))),
-        &meter_provider.meter("specter"),
-        vec![Dialect::Semconv],
-        ContentPolicy::default(),
-    );
-    let catalog = specter::Catalog::bundled().unwrap();
-    let instrumentor = Instrumentor::builder()
-        .catalog(catalog.clone())
-        .telemetry(telemetry)
-        .build()
-        .unwrap();
     let mut config = GatewayConfig::default();
     let upstream = upstream.unwrap_or_else(|| format!("http://{mock_address}"));
     config.upstreams = BTreeMap::from([("openai".to_string(), upstream)]);
     config.max_request_bytes = 64 * 1024;
-    let client = gateway::upstream_client(&config).unwrap();
-    let routing = Arc::new(std::sync::RwLock::new(Arc::new(catalog)));
-    let in_flight = gateway::InFlight::default();
-    let proxy = Arc::new(Proxy {
-        config,
-        instrumentor: Some(instrumentor),
-        catalog: routing,
-        client,
-        in_flight: in_flight.clone(),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway_address = listener.local_addr().unwrap();
-    tokio::spawn(gateway::serve(listener, proxy, std::future::pending()));
+    let g = in_process::start(config, vec![Dialect::Semconv], ContentPolicy::default()).await;
+    let (gateway_address, in_flight, spans, tracer_provider) =
+        (g.address, g.in_flight, g.spans, g.tracer_provider);
     Setup {
         gateway: gateway_address,
         in_flight,

@@ -13,6 +13,9 @@
     clippy::indexing_slicing
 )]
 
+#[path = "common/in_process.rs"]
+mod in_process;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::BufRead as _;
@@ -27,16 +30,12 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use opentelemetry::global::BoxedTracer;
-use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry::trace::{Status, TracerProvider as _};
-use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use opentelemetry::trace::Status;
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use specter::content::{Capture, ContentPolicy};
 use specter::dialect::Dialect;
-use specter::gateway::{self, GatewayConfig, Proxy};
-use specter::instrument::Instrumentor;
-use specter::telemetry::Telemetry;
+use specter::gateway::GatewayConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -237,34 +236,15 @@ struct Gateway {
 }
 
 async fn gateway(upstreams: &[(&str, String)]) -> Gateway {
-    let spans = InMemorySpanExporter::default();
-    let metrics = InMemoryMetricExporter::default();
-    let tracer_provider = SdkTracerProvider::builder()
-        .with_simple_exporter(spans.clone())
-        .build();
-    let meter_provider = SdkMeterProvider::builder()
-        .with_reader(PeriodicReader::builder(metrics.clone()).build())
-        .build();
     let content = ContentPolicy {
         capture: Capture::SpanAndEvent,
         ..ContentPolicy::default()
     };
-    let telemetry = Telemetry::new(
-        BoxedTracer::new(Box::new(tracer_provider.tracer("specter"))),
-        &meter_provider.meter("specter"),
-        // Every dialect: none may copy a credential.
-        ["otel", "openinference", "agentops"]
-            .into_iter()
-            .map(|d| Dialect::named(d).unwrap())
-            .collect(),
-        content,
-    );
-    let catalog = specter::Catalog::bundled().unwrap();
-    let instrumentor = Instrumentor::builder()
-        .catalog(catalog.clone())
-        .telemetry(telemetry)
-        .build()
-        .unwrap();
+    // Every dialect: none may copy a credential.
+    let dialects = ["otel", "openinference", "agentops"]
+        .into_iter()
+        .map(|d| Dialect::named(d).unwrap())
+        .collect();
     let config = GatewayConfig {
         upstreams: upstreams
             .iter()
@@ -273,24 +253,13 @@ async fn gateway(upstreams: &[(&str, String)]) -> Gateway {
         connect_timeout: Duration::from_secs(2),
         ..GatewayConfig::default()
     };
-    let client = gateway::upstream_client(&config).unwrap();
-    let routing = Arc::new(std::sync::RwLock::new(Arc::new(catalog)));
-    let proxy = Arc::new(Proxy {
-        config,
-        instrumentor: Some(instrumentor),
-        catalog: routing,
-        client,
-        in_flight: Default::default(),
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(gateway::serve(listener, proxy, std::future::pending()));
+    let g = in_process::start(config, dialects, content).await;
     Gateway {
-        address,
-        spans,
-        metrics,
-        tracer_provider,
-        meter_provider,
+        address: g.address,
+        spans: g.spans,
+        metrics: g.metrics,
+        tracer_provider: g.tracer_provider,
+        meter_provider: g.meter_provider,
     }
 }
 
