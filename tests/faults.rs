@@ -122,6 +122,16 @@ struct Mock {
 }
 
 impl Mock {
+    /// An upstream that answers once with the recorded chat response.
+    async fn chat() -> Mock {
+        Mock::start(vec![Step::Write(full(
+            "200 OK",
+            "application/json",
+            &chat_response(),
+        ))])
+        .await
+    }
+
     /// Serves `script` on every connection, one request per connection.
     async fn start(script: Vec<Step>) -> Mock {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1001,12 +1011,7 @@ async fn body_problems_are_counted_on_the_span() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_body_that_is_not_json_is_forwarded_and_the_span_ends() {
     let request = b"model=gpt-4o-mini&prompt=hello {".to_vec();
-    let mock = Mock::start(vec![Step::Write(full(
-        "200 OK",
-        "application/json",
-        &chat_response(),
-    ))])
-    .await;
+    let mock = Mock::chat().await;
     let g = gateway(&mock.url(), |_| {}).await;
     let response = send(post(&g.url("/openai/v1/chat/completions"), request.clone())).await;
     assert_eq!(response.status(), 200);
@@ -1201,12 +1206,7 @@ async fn a_client_leaving_mid_body_ends_the_span_once_and_closes_the_upstream() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_leaving_mid_request_reaches_no_upstream() {
-    let mock = Mock::start(vec![Step::Write(full(
-        "200 OK",
-        "application/json",
-        &chat_response(),
-    ))])
-    .await;
+    let mock = Mock::chat().await;
     let g = gateway(&mock.url(), |_| {}).await;
     let body = chat_request();
     let partial = format!(
@@ -1252,12 +1252,7 @@ async fn a_client_leaving_mid_request_reaches_no_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_request_bodies_get_413_without_an_upstream_call() {
-    let mock = Mock::start(vec![Step::Write(full(
-        "200 OK",
-        "application/json",
-        &chat_response(),
-    ))])
-    .await;
+    let mock = Mock::chat().await;
     let g = gateway(&mock.url(), |_| {}).await;
     // With a content length.
     let response = send(post(
@@ -1308,12 +1303,7 @@ fn chunked_post(url: &str, size: usize) -> Request<ClientBody> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_oversized_bodies_still_get_their_413() {
-    let mock = Mock::start(vec![Step::Write(full(
-        "200 OK",
-        "application/json",
-        &chat_response(),
-    ))])
-    .await;
+    let mock = Mock::chat().await;
     let g = gateway(&mock.url(), |_| {}).await;
     let url = g.url("/openai/v1/chat/completions");
     let mut failures = Vec::new();
@@ -1344,12 +1334,7 @@ async fn large_oversized_bodies_still_get_their_413() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declared_length_over_the_limit_is_refused_before_the_body_arrives() {
-    let mock = Mock::start(vec![Step::Write(full(
-        "200 OK",
-        "application/json",
-        &chat_response(),
-    ))])
-    .await;
+    let mock = Mock::chat().await;
     let g = gateway(&mock.url(), |_| {}).await;
     let mut client = raw_request(
         g.address,
@@ -1364,12 +1349,7 @@ async fn a_declared_length_over_the_limit_is_refused_before_the_body_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_providers_get_404_json_without_an_upstream_call() {
-    let mock = Mock::start(vec![Step::Write(full(
-        "200 OK",
-        "application/json",
-        &chat_response(),
-    ))])
-    .await;
+    let mock = Mock::chat().await;
     let g = gateway(&mock.url(), |_| {}).await;
     let cases = [
         ("GET", "/", "unknown_route"),
