@@ -136,8 +136,9 @@ async fn drive(served: &Served, calls: usize, concurrency: usize) {
     }
 }
 
-/// `(exported, failed, dropped)` from the report `stopped (N span(s) exported, M lost to
-/// export failures, K dropped by a full queue)`.
+/// `(exported, failed, dropped)` from the report `stopped (C call(s), E span(s) ended; N span(s)
+/// exported, M lost to export failures, K dropped by a full queue)`, checking that every call
+/// ended its span.
 fn report(lines: &[String]) -> (usize, usize, usize) {
     let line = lines
         .iter()
@@ -148,8 +149,9 @@ fn report(lines: &[String]) -> (usize, usize, usize) {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().unwrap())
         .collect();
-    assert_eq!(numbers.len(), 3, "{line}");
-    (numbers[0], numbers[1], numbers[2])
+    assert_eq!(numbers.len(), 5, "{line}");
+    assert_eq!(numbers[0], numbers[1], "every call ends its span: {line}");
+    (numbers[2], numbers[3], numbers[4])
 }
 
 async fn gateway(upstream: SocketAddr, envs: Vec<(&'static str, String)>) -> Served {

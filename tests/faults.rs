@@ -1621,3 +1621,67 @@ async fn a_compression_bomb_does_not_cost_more_memory_than_the_caps() {
         "a 1 MiB cap on kept bytes, yet decoding a bomb grew the peak by {decoded} MiB"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Framing.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_content_length_beside_chunked_framing_never_truncates_the_body() {
+    // RFC 9112 section 6.3: with both, the transfer coding frames the body. The stale length
+    // must not reach the client, or it would cut the answer short.
+    let answer = chat_response();
+    let mut bytes = head(
+        "200 OK",
+        &[
+            ("content-type", "application/json"),
+            ("content-length", "10"),
+            ("transfer-encoding", "chunked"),
+            ("connection", "close"),
+        ],
+    );
+    let (first, rest) = answer.split_at(answer.len() / 2);
+    bytes.extend(chunk(first));
+    bytes.extend(chunk(rest));
+    bytes.extend_from_slice(b"0\r\n\r\n");
+    let mock = Mock::start(vec![Step::Write(bytes)]).await;
+    let g = gateway(&mock.url(), |_| {}).await;
+    let response = send(post(&g.url("/openai/v1/chat/completions"), chat_request())).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers().get("content-length").is_none(),
+        "{:?}",
+        response.headers()
+    );
+    assert_eq!(whole(response).await, answer);
+    assert_ok(&g.the_span().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_and_connect_are_answered_405_and_never_forwarded() {
+    let mock = Mock::chat().await;
+    let g = gateway(&mock.url(), |_| {}).await;
+    for method in ["TRACE", "CONNECT"] {
+        let target = if method == "CONNECT" {
+            g.address.to_string()
+        } else {
+            g.url("/openai/v1/chat/completions")
+        };
+        let mut stream = TcpStream::connect(g.address).await.unwrap();
+        let head = format!(
+            "{method} {target} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer sk-trace-test\r\nconnection: close\r\n\r\n",
+            g.address
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(BOUND, stream.read_to_end(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 405"), "{method}: {answer}");
+        assert!(answer.contains("method_not_allowed"), "{method}: {answer}");
+        assert!(!answer.contains("sk-trace-test"), "{method}: {answer}");
+    }
+    assert_eq!(mock.connections(), 0, "nothing reaches the upstream");
+    g.no_span().await;
+}

@@ -1084,7 +1084,7 @@ async fn the_binary_keeps_api_keys_out_of_stderr_and_the_traces_file() {
     assert!(status.success(), "{status:?}\n{stderr}");
     assert!(
         stderr.contains(&format!(
-            "specter: stopped (file: {calls} span(s) exported, 0 lost to export failures, 0 dropped by a full queue; stderr: {calls} span(s) exported"
+            "specter: stopped ({calls} call(s), {calls} span(s) ended; file: {calls} span(s) exported, 0 lost to export failures, 0 dropped by a full queue; stderr: {calls} span(s) exported"
         )),
         "{stderr}"
     );

@@ -309,7 +309,7 @@ async fn soak_with_reloads_under_load_loses_no_call_and_no_span() {
     assert!(
         lines.iter().any(|l| l
             == &format!(
-                "specter: stopped ({calls} span(s) exported, 0 lost to export failures, 0 dropped by a full queue)"
+                "specter: stopped ({calls} call(s), {calls} span(s) ended; {calls} span(s) exported, 0 lost to export failures, 0 dropped by a full queue)"
             )),
         "{lines:#?}"
     );

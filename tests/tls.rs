@@ -328,7 +328,7 @@ async fn an_upstream_certificate_from_an_unknown_authority_is_refused_with_502()
     );
     assert!(
         lines.iter().any(|l| l.ends_with(
-            "stopped (1 span(s) exported, 0 lost to export failures, 0 dropped by a full queue)"
+            "stopped (1 call(s), 1 span(s) ended; 1 span(s) exported, 0 lost to export failures, 0 dropped by a full queue)"
         )),
         "{lines:#?}"
     );
@@ -370,7 +370,7 @@ async fn exports_to_https_collector(name: &str, protocol: &str) {
     let lines = served.stop_async().await;
     assert!(
         lines.iter().any(|l| l.ends_with(
-            "stopped (1 span(s) exported, 0 lost to export failures, 0 dropped by a full queue)"
+            "stopped (1 call(s), 1 span(s) ended; 1 span(s) exported, 0 lost to export failures, 0 dropped by a full queue)"
         )),
         "{lines:#?}"
     );

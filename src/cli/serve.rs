@@ -77,6 +77,8 @@ pub fn run(args: &Args) -> ExitCode {
 }
 
 fn serve(args: &Args) -> anyhow::Result<()> {
+    // First, so that everything opened later counts against the raised limit.
+    let fd_limit = gateway::raise_fd_limit();
     let file = match &args.config {
         Some(path) => ConfigFile::read(path)?,
         None => ConfigFile::default(),
@@ -123,6 +125,21 @@ fn serve(args: &Args) -> anyhow::Result<()> {
     config.idle_timeout = ms(file.idle_timeout_ms, config.idle_timeout);
     config.request_body_timeout = ms(file.request_body_timeout_ms, config.request_body_timeout);
     config.shutdown_grace = ms(file.shutdown_grace_ms, config.shutdown_grace);
+    config.max_connections = file.max_connections.unwrap_or(config.max_connections);
+    config.header_read_timeout = ms(file.header_read_timeout_ms, config.header_read_timeout);
+    config.keep_alive_timeout = ms(file.keep_alive_timeout_ms, config.keep_alive_timeout);
+    config.http2_keep_alive_interval =
+        ms(file.http2_keep_alive_interval_ms, config.http2_keep_alive_interval);
+    config.http2_keep_alive_timeout =
+        ms(file.http2_keep_alive_timeout_ms, config.http2_keep_alive_timeout);
+    config.http2_max_concurrent_streams = file
+        .http2_max_concurrent_streams
+        .unwrap_or(config.http2_max_concurrent_streams);
+    config.max_buffered_request_bytes = file
+        .max_buffered_request_bytes
+        .unwrap_or(config.max_buffered_request_bytes);
+    config.max_connections =
+        gateway::connection_cap(config.max_connections, fd_limit.map(|l| l.soft));
     config.propagate_trace_context =
         args.propagate_trace_context || file.propagate_trace_context == Some(true);
     config.instrument = !args.no_instrument && file.instrument != Some(false);
@@ -254,7 +271,7 @@ fn serve(args: &Args) -> anyhow::Result<()> {
             None => None,
         };
         let client = gateway::upstream_client(&config)?;
-        let proxy = Arc::new(Proxy { config: config.clone(), instrumentor, catalog: routing, client, in_flight: Default::default() });
+        let proxy = Arc::new(Proxy::new(config.clone(), instrumentor, routing, client));
         let mut outputs = Vec::new();
         if let Some(protocol) = settings.otlp {
             outputs.push(format!("OTLP ({})", if protocol == OtlpProtocol::Grpc { "grpc" } else { "http/protobuf" }));
@@ -271,6 +288,7 @@ fn serve(args: &Args) -> anyhow::Result<()> {
             catalog.providers().len(),
             if config.instrument { "on" } else { "off" },
         );
+        eprintln!("specter: {}", limits_line(fd_limit, &config));
         for (id, signing) in &config.aws_signing {
             eprintln!("specter: re-signing `{id}` requests with AWS SigV4 for service `{}` in {}", signing.service, signing.region);
         }
@@ -296,6 +314,32 @@ fn serve(args: &Args) -> anyhow::Result<()> {
             .map_or(one.clone(), |(_, rest)| rest.to_string()),
         _ => summary.join("; "),
     };
-    eprintln!("specter: stopped ({summary})");
+    eprintln!("specter: stopped ({}; {summary})", calls_summary(&pipeline.calls));
     Ok(())
+}
+
+/// `N call(s), N span(s) ended`, and the calls whose span never ended when there are any.
+fn calls_summary(calls: &specter::telemetry::CallCounts) -> String {
+    let (started, ended) = (calls.started(), calls.ended());
+    let mut text = format!("{started} call(s), {ended} span(s) ended");
+    if started > ended {
+        text.push_str(&format!(", {} without an ended span", started - ended));
+    }
+    text
+}
+
+/// The start-up line on descriptors, connections and buffered bytes.
+fn limits_line(fd_limit: Option<gateway::FdLimit>, config: &GatewayConfig) -> String {
+    let files = match fd_limit {
+        Some(l) if l.soft > l.before => {
+            format!("open-file limit {} (raised from {})", l.soft, l.before)
+        }
+        Some(l) => format!("open-file limit {}", l.soft),
+        None => "open-file limit unknown".to_string(),
+    };
+    format!(
+        "{files}; up to {} client connections at once; {} MiB of request bodies buffered at once",
+        config.max_connections,
+        config.max_buffered_request_bytes >> 20
+    )
 }

@@ -56,6 +56,34 @@ pub struct ConfigFile {
     /// Time in-flight requests get to finish on shutdown. Default 10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_grace_ms: Option<u64>,
+    /// Most client connections served at once. Past it, new connections get a 503 (`/healthz`
+    /// still answers) up to a small overflow allowance, then wait in the listen backlog; open
+    /// connections are unaffected. The effective cap is also bounded by the open-file limit
+    /// (two descriptors per connection: client and upstream). Default 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// Time a client gets to send a complete HTTP/1 request head, counted from the moment the
+    /// connection is ready for one (idle time included). Default 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// How long a client connection with no request in progress and nothing received is kept
+    /// open. Default 60000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive_timeout_ms: Option<u64>,
+    /// Interval of HTTP/2 PING frames on client connections, to find dead peers. Default 20000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2_keep_alive_interval_ms: Option<u64>,
+    /// Time an HTTP/2 PING may go unanswered before its connection is closed. Default 20000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2_keep_alive_timeout_ms: Option<u64>,
+    /// Most concurrent streams on one HTTP/2 client connection. Default 256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2_max_concurrent_streams: Option<u32>,
+    /// Request body bytes buffered across all requests at once. A request that would pass it is
+    /// answered 503 (`overloaded`, with `Retry-After`) instead of being read. Default 268435456
+    /// (256 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_buffered_request_bytes: Option<usize>,
     /// Add the gateway span's W3C `traceparent` to upstream requests. Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub propagate_trace_context: Option<bool>,
@@ -181,6 +209,20 @@ pub struct GatewayConfig {
     pub request_body_timeout: Duration,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
+    /// Most client connections served at once (before the open-file limit is applied).
+    pub max_connections: usize,
+    /// HTTP/1 request head deadline.
+    pub header_read_timeout: Duration,
+    /// Idle client connection lifetime.
+    pub keep_alive_timeout: Duration,
+    /// HTTP/2 PING interval.
+    pub http2_keep_alive_interval: Duration,
+    /// HTTP/2 PING answer deadline.
+    pub http2_keep_alive_timeout: Duration,
+    /// HTTP/2 streams per connection.
+    pub http2_max_concurrent_streams: u32,
+    /// Request body bytes buffered at once across requests.
+    pub max_buffered_request_bytes: usize,
     /// Inject `traceparent` upstream.
     pub propagate_trace_context: bool,
     /// Instrument traffic.
@@ -204,6 +246,13 @@ impl Default for GatewayConfig {
             idle_timeout: Duration::from_secs(300),
             request_body_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(60),
+            http2_keep_alive_interval: Duration::from_secs(20),
+            http2_keep_alive_timeout: Duration::from_secs(20),
+            http2_max_concurrent_streams: 256,
+            max_buffered_request_bytes: 256 << 20,
             propagate_trace_context: false,
             instrument: true,
             upstream_ca: Vec::new(),

@@ -1,8 +1,9 @@
 //! Requests in flight: counted from the moment a request arrives until its response body is
 //! finished or dropped and its span is finished. `/healthz` reports the count, and shutdown
-//! waits for it to reach zero so that no span is lost.
+//! waits for it to reach zero so that no span is lost; once the grace period is over the count is
+//! closed, and responses dropped after that end their spans as cut by the shutdown.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,22 +17,38 @@ use std::time::Duration;
 /// assert_eq!(in_flight.count(), 0);
 /// ```
 #[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<AtomicUsize>);
+pub struct InFlight(Arc<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    count: AtomicUsize,
+    closed: AtomicBool,
+}
 
 /// One unit of the count, released when dropped.
 #[derive(Debug)]
-pub struct Guard(Arc<AtomicUsize>);
+pub struct Guard(Arc<Counts>);
 
 impl InFlight {
     /// Counts one more until the returned guard is dropped.
     pub fn enter(&self) -> Guard {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.count.fetch_add(1, Ordering::Relaxed);
         Guard(self.0.clone())
     }
 
     /// The count now.
     pub fn count(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+        self.0.count.load(Ordering::Relaxed)
+    }
+
+    /// Marks the end of the shutdown grace: whatever is still in flight is being cut.
+    pub fn close(&self) {
+        self.0.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the shutdown grace is over.
+    pub fn is_closed(&self) -> bool {
+        self.0.closed.load(Ordering::Relaxed)
     }
 
     /// Waits until the count is zero or `timeout` has passed; returns whether it reached zero.
@@ -49,6 +66,6 @@ impl InFlight {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.count.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -5,24 +5,22 @@
 //! It keeps no state between requests, so several can run behind a load balancer.
 
 pub mod config;
+mod connections;
 mod decode;
 mod in_flight;
+mod limits;
 pub mod proxy;
 mod reload;
 pub mod sign;
 mod tee;
 
-use std::convert::Infallible;
-use std::sync::Arc;
-
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioExecutor;
 
 pub use config::{config_schema, ConfigFile, GatewayConfig};
 pub use decode::{DecodeError, Decoder};
+pub use connections::{serve, ConnectionCount, OVERFLOW_CONNECTIONS};
 pub use in_flight::InFlight;
+pub use limits::{connection_cap, raise_fd_limit, FdLimit, RequestBudget};
 pub use proxy::{Proxy, Upstream};
 pub use reload::watch_providers;
 
@@ -39,43 +37,6 @@ pub fn upstream_client(config: &GatewayConfig) -> Result<Upstream, crate::tls::T
             .pool_max_idle_per_host(256)
             .build(https),
     )
-}
-
-/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests (and the
-/// finishing of their spans) complete for the grace period, and returns.
-pub async fn serve(
-    listener: TcpListener,
-    proxy: Arc<Proxy>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let grace = proxy.config.shutdown_grace;
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let proxy = proxy.clone();
-                let service = service_fn(move |request| proxy.clone().handle(request));
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let watched = graceful.watch(connection);
-                tokio::spawn(async move {
-                    let _ = watched.await;
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    let started = tokio::time::Instant::now();
-    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
-    // Spans of the last responses are finished off the response path: wait for them too.
-    let _ = proxy
-        .in_flight
-        .drained(grace.saturating_sub(started.elapsed()))
-        .await;
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -100,5 +61,3 @@ pub async fn shutdown_signal() {
     }
 }
 
-#[allow(dead_code)]
-fn _assert_infallible(_: Infallible) {}

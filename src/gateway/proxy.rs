@@ -9,7 +9,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
-use hyper::{Request, Response, StatusCode, Uri};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 
 use super::config::GatewayConfig;
@@ -37,6 +37,32 @@ pub struct Proxy {
     pub client: Upstream,
     /// Requests whose response or span has not ended yet (streams included).
     pub in_flight: InFlight,
+    /// Client connections open and allowed.
+    pub connections: super::ConnectionCount,
+    /// Request body bytes buffered at once across requests.
+    pub budget: super::RequestBudget,
+}
+
+impl Proxy {
+    /// A proxy with `config`'s limits; `config.max_connections` is taken as the effective cap.
+    pub fn new(
+        config: GatewayConfig,
+        instrumentor: Option<Instrumentor>,
+        catalog: Arc<std::sync::RwLock<Arc<crate::Catalog>>>,
+        client: Upstream,
+    ) -> Proxy {
+        let connections = super::ConnectionCount::new(config.max_connections);
+        let budget = super::RequestBudget::new(config.max_buffered_request_bytes);
+        Proxy {
+            config,
+            instrumentor,
+            catalog,
+            client,
+            in_flight: InFlight::default(),
+            connections,
+            budget,
+        }
+    }
 }
 
 /// Headers that belong to one connection and are never forwarded.
@@ -61,8 +87,10 @@ fn forwardable(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &Heade
         .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
         .collect();
     headers.iter().filter(move |(k, _)| {
+        // The body is forwarded whole, so the client's framing goes and hyper frames it anew.
         !HOP_BY_HOP.contains(&k.as_str())
             && k.as_str() != "host"
+            && **k != hyper::header::CONTENT_LENGTH
             && !named.iter().any(|n| n == k.as_str())
     })
 }
@@ -76,6 +104,23 @@ fn pairs(headers: &HeaderMap) -> Vec<(String, String)> {
                 .map(|v| (k.as_str().to_string(), v.to_string()))
         })
         .collect()
+}
+
+/// Removes the upstream response's hop-by-hop headers. A `content-length` beside a
+/// `transfer-encoding` is stale (RFC 9112 section 6.3: the transfer coding wins) and would cut
+/// the body short on its way to the client, so it goes too; hyper frames the body anew.
+fn strip_framing(headers: &mut HeaderMap) {
+    if headers.contains_key(hyper::header::TRANSFER_ENCODING) {
+        headers.remove(hyper::header::CONTENT_LENGTH);
+    }
+    let named: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| HOP_BY_HOP.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for k in named {
+        headers.remove(k);
+    }
 }
 
 /// A JSON error answered by the gateway itself (never by the upstream).
@@ -126,19 +171,26 @@ impl Proxy {
         }))
     }
 
-    /// `GET /healthz`: `ok`, or with `Accept: application/json` the requests in flight.
-    fn health(&self, request: &Request<Incoming>) -> Response<ResponseBody> {
+    /// `GET /healthz`: `ok`, or with `Accept: application/json` the requests in flight, the
+    /// client connections open and their cap, and the request body bytes buffered.
+    pub(crate) fn health(&self, request: &Request<Incoming>) -> Response<ResponseBody> {
         let json = request
             .headers()
             .get(hyper::header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("application/json"));
         let (body, content_type) = if json {
-            let in_flight = self.in_flight.count();
-            (
-                Bytes::from(format!("{{\"status\":\"ok\",\"in_flight\":{in_flight}}}")),
-                "application/json",
-            )
+            let report = serde_json::json!({
+                "status": "ok",
+                "in_flight": self.in_flight.count(),
+                "connections": self.connections.open(),
+                "max_connections": self.connections.cap(),
+                "refused_connections": self.connections.refused(),
+                "accept_errors": self.connections.accept_errors(),
+                "buffered_request_bytes": self.budget.in_use(),
+                "max_buffered_request_bytes": self.budget.total(),
+            });
+            (Bytes::from(report.to_string()), "application/json")
         } else {
             (Bytes::from_static(b"ok\n"), "text/plain")
         };
@@ -150,6 +202,18 @@ impl Proxy {
 
     async fn forward(&self, request: Request<Incoming>) -> Response<ResponseBody> {
         let arrived = (std::time::Instant::now(), std::time::SystemTime::now());
+        if matches!(request.method(), &Method::TRACE | &Method::CONNECT) {
+            // TRACE echoes the request (credentials included) back; CONNECT opens a tunnel.
+            let mut response = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                &format!("{} requests are not forwarded", request.method()),
+            );
+            response
+                .headers_mut()
+                .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"));
+            return response;
+        }
         let path = request.uri().path().to_string();
         let Some((provider_id, rest)) = split_route(&path) else {
             return error_response(
@@ -203,9 +267,22 @@ impl Proxy {
             drain(body).await;
             return too_large(limit);
         }
-        let body = match read_body(body, limit, self.config.request_body_timeout).await {
+        let mut reserved = super::RequestBudget::none();
+        let read = read_body(
+            body,
+            BodyLimits {
+                limit,
+                declared,
+                deadline: self.config.request_body_timeout,
+                budget: &self.budget,
+            },
+            &mut reserved,
+        )
+        .await;
+        let body = match read {
             Ok(body) => body,
             Err(BodyError::TooLarge) => return too_large(limit),
+            Err(BodyError::OverBudget) => return self.over_budget(),
             Err(BodyError::Timeout) => {
                 let mut response = error_response(
                     StatusCode::REQUEST_TIMEOUT,
@@ -300,10 +377,15 @@ impl Proxy {
         if let Some(start) = start.take() {
             call = Some(start(&body));
         }
+        let mut waiting = Waiting {
+            call: call.take(),
+            in_flight: &self.in_flight,
+        };
         let sent = match early {
             Some(sent) => sent,
             None => sending.await,
         };
+        let call = waiting.call.take();
         let response = match sent {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
@@ -353,15 +435,7 @@ impl Proxy {
                 },
             },
         };
-        let named: Vec<HeaderName> = head
-            .headers
-            .keys()
-            .filter(|k| HOP_BY_HOP.contains(&k.as_str()))
-            .cloned()
-            .collect();
-        for k in named {
-            head.headers.remove(k);
-        }
+        strip_framing(&mut head.headers);
         let body = TeeBody::new(
             upstream_body,
             observer,
@@ -372,41 +446,104 @@ impl Proxy {
     }
 }
 
+/// A call waiting for its upstream's answer. If the wait is cut at the end of the shutdown grace
+/// period, the call's span ends as cut by the shutdown.
+struct Waiting<'a> {
+    call: Option<crate::instrument::Call>,
+    in_flight: &'a InFlight,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            if self.in_flight.is_closed() {
+                call.fail(
+                    super::tee::SHUTDOWN,
+                    "the gateway shut down before the upstream answered",
+                );
+            }
+        }
+    }
+}
+
 enum BodyError {
     TooLarge,
+    OverBudget,
     Timeout,
     Read(hyper::Error),
+}
+
+/// What bounds the reading of one request body.
+struct BodyLimits<'a> {
+    /// Most bytes of this body.
+    limit: usize,
+    /// Its declared `content-length`.
+    declared: Option<u64>,
+    /// Time to read it all.
+    deadline: std::time::Duration,
+    /// Bytes buffered across requests.
+    budget: &'a super::RequestBudget,
 }
 
 /// Bytes drained after the limit so the client can finish sending and read the 413.
 const DRAIN_LIMIT: usize = 64 << 20;
 
-/// Reads a request body up to `limit` bytes within `deadline`; past the limit the rest is drained
-/// (see [`drain`]) so that a client still sending receives the 413.
+/// Reads a request body up to `limits.limit` bytes within its deadline, holding its bytes in
+/// `reserved` from the budget shared by all requests; past the limit or the budget the rest is
+/// drained (see [`drain`]) so that a client still sending receives the error.
 async fn read_body(
     mut body: Incoming,
-    limit: usize,
-    deadline: std::time::Duration,
+    limits: BodyLimits<'_>,
+    reserved: &mut super::limits::Reserved,
 ) -> Result<Bytes, BodyError> {
+    let limit = limits.limit;
+    let budget = limits.budget;
+    // A declared length is reserved at once and read into one allocation of that size.
+    let declared = limits
+        .declared
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n <= limit);
+    if let Some(n) = declared {
+        if !budget.reserve(reserved, n) {
+            drain(body).await;
+            return Err(BodyError::OverBudget);
+        }
+    }
     let read = async {
+        // A body in one frame is kept as it is; more frames are gathered in one buffer.
+        let mut first: Option<Bytes> = None;
         let mut buffer = bytes::BytesMut::new();
+        let mut read = 0usize;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(BodyError::Read)?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            if buffer.len() + data.len() > limit {
-                return Ok(None);
+            if read + data.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            let fresh = (read + data.len()).saturating_sub(read.max(declared.unwrap_or(0)));
+            if !budget.reserve(reserved, fresh) {
+                return Err(BodyError::OverBudget);
+            }
+            read += data.len();
+            if first.is_none() && buffer.is_empty() {
+                first = Some(data);
+                continue;
+            }
+            if let Some(first) = first.take() {
+                buffer.reserve(declared.unwrap_or(0).max(first.len() + data.len()));
+                buffer.extend_from_slice(&first);
             }
             buffer.extend_from_slice(&data);
         }
-        Ok(Some(buffer.freeze()))
+        Ok(first.unwrap_or_else(|| buffer.freeze()))
     };
-    match tokio::time::timeout(deadline, read).await {
-        Ok(Ok(Some(bytes))) => Ok(bytes),
-        Ok(Ok(None)) => {
+    match tokio::time::timeout(limits.deadline, read).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e @ (BodyError::TooLarge | BodyError::OverBudget))) => {
             drain(body).await;
-            Err(BodyError::TooLarge)
+            Err(e)
         }
         Ok(Err(e)) => Err(e),
         Err(_) => Err(BodyError::Timeout),
@@ -426,6 +563,24 @@ async fn drain(mut body: Incoming) {
         }
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), discard).await;
+}
+
+impl Proxy {
+    /// `503 overloaded`: the request bodies buffered now leave no room for this one.
+    fn over_budget(&self) -> Response<ResponseBody> {
+        let mut response = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            &format!(
+                "the gateway is buffering its maximum of {} request bytes; retry shortly",
+                self.budget.total()
+            ),
+        );
+        let headers = response.headers_mut();
+        headers.insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    }
 }
 
 fn too_large(limit: usize) -> Response<ResponseBody> {

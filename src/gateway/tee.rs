@@ -185,7 +185,23 @@ pin_project_lite::pin_project! {
         timer: Option<Pin<Box<tokio::time::Sleep>>>,
         in_flight: InFlight,
     }
+
+    impl<B> PinnedDrop for TeeBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // Dropped before its end: the client left (the call's own drop records that), or
+            // the shutdown grace ran out and the gateway cut the response.
+            if this.in_flight.is_closed() {
+                if let Some(observer) = this.observer.take() {
+                    observer.fail(SHUTDOWN, "the gateway shut down before the response ended");
+                }
+            }
+        }
+    }
 }
+
+/// The `error.type` of calls cut by the end of the shutdown grace period.
+pub const SHUTDOWN: &str = "gateway_shutdown";
 
 impl<B: Body> TeeBody<B> {
     /// Tees `inner` to `observer`; a body that sends nothing for `idle` is ended with an error.

@@ -7,6 +7,8 @@ pub mod export;
 mod metrics;
 pub mod pipeline;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::global::{BoxedSpan, BoxedTracer};
@@ -132,6 +134,27 @@ pub struct Telemetry {
     instruments: Instruments,
     dialects: Vec<Dialect>,
     content: ContentPolicy,
+    calls: Arc<CallCounts>,
+}
+
+/// Calls whose span started and ended, for the shutdown report: every call that starts must
+/// end its span, whatever becomes of the span in the exporters.
+#[derive(Debug, Default)]
+pub struct CallCounts {
+    started: AtomicU64,
+    ended: AtomicU64,
+}
+
+impl CallCounts {
+    /// Calls whose span started.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Calls whose span ended.
+    pub fn ended(&self) -> u64 {
+        self.ended.load(Ordering::Relaxed)
+    }
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -166,7 +189,19 @@ impl Telemetry {
             instruments: Instruments::new(meter),
             dialects,
             content,
+            calls: Arc::default(),
         }
+    }
+
+    /// Counts calls into `calls` (shared with whoever reports them).
+    pub fn with_call_counts(mut self, calls: Arc<CallCounts>) -> Telemetry {
+        self.calls = calls;
+        self
+    }
+
+    /// Calls started and ended so far.
+    pub fn call_counts(&self) -> &Arc<CallCounts> {
+        &self.calls
     }
 
     /// The content policy.
@@ -189,6 +224,7 @@ impl Telemetry {
             .with_attributes(key_values(&record.attributes))
             .start_with_context(&self.tracer, parent);
         let context = parent.with_remote_span_context(span.span_context().clone());
+        self.calls.started.fetch_add(1, Ordering::Relaxed);
         ActiveSpan {
             span,
             context,
@@ -298,5 +334,6 @@ impl Telemetry {
             active.span.set_status(Status::error(message));
         }
         active.span.end_with_timestamp(timings.end);
+        self.calls.ended.fetch_add(1, Ordering::Relaxed);
     }
 }

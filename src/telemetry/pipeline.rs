@@ -290,6 +290,8 @@ pub struct Pipeline {
     pub file_stats: Arc<ExportStats>,
     /// What the stderr lines exporter wrote or lost.
     pub console_stats: Arc<ExportStats>,
+    /// Calls whose span started and ended through this pipeline's telemetry.
+    pub calls: Arc<super::CallCounts>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -380,6 +382,7 @@ impl Pipeline {
             otlp_stats,
             file_stats,
             console_stats,
+            calls: Arc::default(),
         })
     }
 
@@ -388,6 +391,7 @@ impl Pipeline {
         let tracer =
             opentelemetry::global::BoxedTracer::new(Box::new(self.tracer_provider.tracer(SCOPE)));
         Telemetry::new(tracer, &self.meter_provider.meter(SCOPE), dialects, content)
+            .with_call_counts(self.calls.clone())
     }
 
     /// Flushes and stops the exporters.

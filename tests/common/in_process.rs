@@ -61,14 +61,13 @@ pub async fn start(
         .build()
         .unwrap();
     let client = gateway::upstream_client(&config).unwrap();
-    let in_flight = InFlight::default();
-    let proxy = Arc::new(Proxy {
+    let proxy = Arc::new(Proxy::new(
         config,
-        instrumentor: Some(instrumentor),
-        catalog: Arc::new(std::sync::RwLock::new(Arc::new(catalog))),
+        Some(instrumentor),
+        Arc::new(std::sync::RwLock::new(Arc::new(catalog))),
         client,
-        in_flight: in_flight.clone(),
-    });
+    ));
+    let in_flight = proxy.in_flight.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(gateway::serve(listener, proxy, std::future::pending()));

@@ -157,7 +157,7 @@ def test_phoenix_receives_the_gateways_span(protocol, phoenix, mock_upstream, tm
     # (With a traces file beside OTLP, the count covers both exporters: one span reads "2 span(s)".)
     # Both outputs report apart: OTLP delivered the span, and so did the local file.
     assert re.search(
-        r"stopped \(OTLP: 1 span\(s\) exported, 0 lost to export failures, 0 dropped by a full queue; "
+        r"stopped \(1 call\(s\), 1 span\(s\) ended; OTLP: 1 span\(s\) exported, 0 lost to export failures, 0 dropped by a full queue; "
         r"file: 1 span\(s\) exported, 0 lost to export failures, 0 dropped by a full queue\)",
         gateway.stderr(),
     ), gateway.stderr()

@@ -122,7 +122,7 @@ def the_only_span(gateway) -> dict:
     assert API_KEY not in gateway.stderr(), "the API key appears on the gateway's stderr"
     spans = read_spans(gateway.traces)
     assert len(spans) == 1, f"expected exactly one span, got {[s['name'] for s in spans]}"
-    assert "stopped (1 span(s) exported, 0 lost to export failures, 0 dropped by a full queue)" in gateway.stderr(), gateway.stderr()
+    assert "stopped (1 call(s), 1 span(s) ended; 1 span(s) exported, 0 lost to export failures, 0 dropped by a full queue)" in gateway.stderr(), gateway.stderr()
     return spans[0]
 
 
