@@ -125,21 +125,28 @@ fn serve(args: &Args) -> anyhow::Result<()> {
     config.idle_timeout = ms(file.idle_timeout_ms, config.idle_timeout);
     config.request_body_timeout = ms(file.request_body_timeout_ms, config.request_body_timeout);
     config.shutdown_grace = ms(file.shutdown_grace_ms, config.shutdown_grace);
-    config.max_connections = file.max_connections.unwrap_or(config.max_connections);
     config.header_read_timeout = ms(file.header_read_timeout_ms, config.header_read_timeout);
     config.keep_alive_timeout = ms(file.keep_alive_timeout_ms, config.keep_alive_timeout);
-    config.http2_keep_alive_interval =
-        ms(file.http2_keep_alive_interval_ms, config.http2_keep_alive_interval);
-    config.http2_keep_alive_timeout =
-        ms(file.http2_keep_alive_timeout_ms, config.http2_keep_alive_timeout);
+    config.http2_keep_alive_interval = ms(
+        file.http2_keep_alive_interval_ms,
+        config.http2_keep_alive_interval,
+    );
+    config.http2_keep_alive_timeout = ms(
+        file.http2_keep_alive_timeout_ms,
+        config.http2_keep_alive_timeout,
+    );
     config.http2_max_concurrent_streams = file
         .http2_max_concurrent_streams
         .unwrap_or(config.http2_max_concurrent_streams);
     config.max_buffered_request_bytes = file
         .max_buffered_request_bytes
         .unwrap_or(config.max_buffered_request_bytes);
-    config.max_connections =
-        gateway::connection_cap(config.max_connections, fd_limit.map(|l| l.soft));
+    // A cap set in the configuration is taken as it is; the default one is bounded by what the
+    // open-file limit allows.
+    let fd_allowed = gateway::connection_cap(usize::MAX, fd_limit.map(|l| l.soft));
+    config.max_connections = file
+        .max_connections
+        .unwrap_or(config.max_connections.min(fd_allowed));
     config.propagate_trace_context =
         args.propagate_trace_context || file.propagate_trace_context == Some(true);
     config.instrument = !args.no_instrument && file.instrument != Some(false);
@@ -289,6 +296,9 @@ fn serve(args: &Args) -> anyhow::Result<()> {
             if config.instrument { "on" } else { "off" },
         );
         eprintln!("specter: {}", limits_line(fd_limit, &config));
+        if config.max_connections > fd_allowed {
+            eprintln!("specter: warning: max_connections {} is more than the {fd_allowed} the open-file limit allows; past that, new connections wait until descriptors free up", config.max_connections);
+        }
         for (id, signing) in &config.aws_signing {
             eprintln!("specter: re-signing `{id}` requests with AWS SigV4 for service `{}` in {}", signing.service, signing.region);
         }
@@ -314,7 +324,10 @@ fn serve(args: &Args) -> anyhow::Result<()> {
             .map_or(one.clone(), |(_, rest)| rest.to_string()),
         _ => summary.join("; "),
     };
-    eprintln!("specter: stopped ({}; {summary})", calls_summary(&pipeline.calls));
+    eprintln!(
+        "specter: stopped ({}; {summary})",
+        calls_summary(&pipeline.calls)
+    );
     Ok(())
 }
 

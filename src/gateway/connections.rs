@@ -37,6 +37,7 @@ pub struct ConnectionCount {
     normal: Arc<Semaphore>,
     overflow: Arc<Semaphore>,
     cap: usize,
+    served: AtomicUsize,
     refused: AtomicU64,
     accept_errors: AtomicU64,
 }
@@ -49,6 +50,7 @@ impl ConnectionCount {
             normal: Arc::new(Semaphore::new(cap)),
             overflow: Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS)),
             cap,
+            served: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
         }
@@ -61,7 +63,7 @@ impl ConnectionCount {
 
     /// Connections served now (not counting the overflow).
     pub fn open(&self) -> usize {
-        self.cap.saturating_sub(self.normal.available_permits())
+        self.served.load(Ordering::Relaxed)
     }
 
     /// Requests answered `503 overloaded` because the connection cap was reached.
@@ -154,7 +156,10 @@ fn is_resource_exhaustion(error: &std::io::Error) -> bool {
         const ENFILE: i32 = 23;
         const ENOBUFS: i32 = 105;
         const ENOMEM: i32 = 12;
-        matches!(error.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
+        matches!(
+            error.raw_os_error(),
+            Some(EMFILE | ENFILE | ENOBUFS | ENOMEM)
+        )
     }
     #[cfg(not(unix))]
     {
@@ -180,6 +185,7 @@ fn serve_connection(
     configure(&mut builder, config, overflow);
     let keep_alive = config.keep_alive_timeout;
     let tracked = activity.clone();
+    let count = (!overflow).then(|| Served::count(&proxy));
     let service = service_fn(move |request: Request<Incoming>| {
         let busy = tracked.busy();
         let proxy = proxy.clone();
@@ -198,10 +204,27 @@ fn serve_connection(
     let watched = graceful.watch(connection);
     async move {
         let _slot = slot;
+        let _count = count;
         tokio::select! {
             _ = watched => {}
             () = idle_watch(&activity, keep_alive) => {}
         }
+    }
+}
+
+/// One connection served under the cap, counted until it closes.
+struct Served(Arc<Proxy>);
+
+impl Served {
+    fn count(proxy: &Arc<Proxy>) -> Served {
+        proxy.connections.served.fetch_add(1, Ordering::Relaxed);
+        Served(proxy.clone())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.0.connections.served.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -252,11 +275,7 @@ fn overloaded(proxy: &Proxy, request: &Request<Incoming>) -> Response<ResponseBo
 
 /// Keeps `guard` alive until the body is finished or dropped.
 fn hold<G: Send + Sync + 'static>(body: ResponseBody, guard: G) -> ResponseBody {
-    body.map_frame(move |frame| {
-        let _held = &guard;
-        frame
-    })
-    .boxed()
+    super::guarded::Guarded::new(body, guard).boxed()
 }
 
 /// Milliseconds since the first call, on a monotonic clock.

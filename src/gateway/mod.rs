@@ -7,6 +7,7 @@
 pub mod config;
 mod connections;
 mod decode;
+mod guarded;
 mod in_flight;
 mod limits;
 pub mod proxy;
@@ -17,8 +18,8 @@ mod tee;
 use hyper_util::rt::TokioExecutor;
 
 pub use config::{config_schema, ConfigFile, GatewayConfig};
-pub use decode::{DecodeError, Decoder};
 pub use connections::{serve, ConnectionCount, OVERFLOW_CONNECTIONS};
+pub use decode::{DecodeError, Decoder};
 pub use in_flight::InFlight;
 pub use limits::{connection_cap, raise_fd_limit, FdLimit, RequestBudget};
 pub use proxy::{Proxy, Upstream};
@@ -60,4 +61,3 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
 }
-

@@ -162,13 +162,7 @@ impl Proxy {
         let in_flight = self.in_flight.enter();
         let response = self.forward(request).await;
         // The count drops when hyper drops the body: at its end, or when the client leaves.
-        Ok(response.map(|body| {
-            body.map_frame(move |frame| {
-                let _counted = &in_flight;
-                frame
-            })
-            .boxed()
-        }))
+        Ok(response.map(|body| super::guarded::Guarded::new(body, in_flight).boxed()))
     }
 
     /// `GET /healthz`: `ok`, or with `Accept: application/json` the requests in flight, the
@@ -209,9 +203,10 @@ impl Proxy {
                 "method_not_allowed",
                 &format!("{} requests are not forwarded", request.method()),
             );
-            response
-                .headers_mut()
-                .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"));
+            response.headers_mut().insert(
+                hyper::header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
             return response;
         }
         let path = request.uri().path().to_string();

@@ -48,7 +48,19 @@ impl Served {
     /// Starts `specter serve --listen 127.0.0.1:0 ARGS` with `envs` and waits (up to 20 s) for
     /// its "listening on" line.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Served {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_specter"));
+        Served::start_wrapped(&[], args, envs)
+    }
+
+    /// [`Served::start`] run through `wrapper`, e.g. `["prlimit", "--nofile=256", "--"]`.
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Served {
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(env!("CARGO_BIN_EXE_specter"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_specter")),
+        };
         command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
