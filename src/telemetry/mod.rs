@@ -17,6 +17,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 
 use crate::compile::rules::Operation;
 use crate::content::ContentPolicy;
+use crate::credentials::Credentials;
 use crate::dialect::{self, Dialect};
 use crate::engine::Record;
 use convert::{into_key_values, key_values};
@@ -79,6 +80,8 @@ pub struct ActiveSpan {
     /// end (OTLP keys are unique). Fingerprints rather than a copy: a gateway holds one span per
     /// stream in flight.
     initial: Vec<u64>,
+    /// The call's credential values, scrubbed from everything the span exports.
+    credentials: Credentials,
 }
 
 impl std::fmt::Debug for ActiveSpan {
@@ -176,6 +179,26 @@ impl Telemetry {
 
     /// Starts the span of a call from its request-phase record, as a child of `parent`.
     pub fn start(&self, record: &Record, parent: &Context, start: SystemTime) -> ActiveSpan {
+        self.start_scrubbed(record, parent, start, Credentials::default())
+    }
+
+    /// [`Telemetry::start`] for a call whose request carried `credentials`: they are replaced by
+    /// `[REDACTED]` in every string the span exports, now and when it finishes.
+    pub fn start_scrubbed(
+        &self,
+        record: &Record,
+        parent: &Context,
+        start: SystemTime,
+        credentials: Credentials,
+    ) -> ActiveSpan {
+        let mut scrubbed;
+        let record = if credentials.is_empty() {
+            record
+        } else {
+            scrubbed = record.clone();
+            credentials.scrub_record(&mut scrubbed);
+            &scrubbed
+        };
         let kind = if record.client_span {
             SpanKind::Client
         } else {
@@ -197,11 +220,13 @@ impl Telemetry {
                 .iter()
                 .map(|(key, value)| fingerprint(key, value))
                 .collect(),
+            credentials,
         }
     }
 
     /// Ends a call's span with its final record and records its metrics. Consumes the span, so
-    /// it ends exactly once.
+    /// it ends exactly once. Everything exported (attributes, events, status, metric attributes)
+    /// is rendered from the record here, after the call's credentials are scrubbed from it.
     pub fn finish(
         &self,
         mut active: ActiveSpan,
@@ -209,6 +234,7 @@ impl Telemetry {
         op: &Operation,
         timings: &Timings,
     ) {
+        active.credentials.scrub_record(&mut record);
         let content_on_event = self.content.capture.on_event();
         let event_content = if content_on_event {
             let mut copy = record.clone();
