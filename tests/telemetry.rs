@@ -670,9 +670,14 @@ fn credentials_echoed_by_the_upstream_or_the_client_are_scrubbed() {
             body: reply.to_string().into_bytes(),
         })
     });
-    // The client's own error quotes the URL; the key is in `x-api-key`.
+    // The client's own error quotes the URL; the key is in `x-api-key` and, by mistake, in the
+    // model name (an attribute set when the span starts).
     let headers = vec![("x-api-key".to_string(), key.to_string())];
-    let _ = h.instrumentor.instrument_blocking(request(headers), |r| {
+    let mut misplaced = request(headers);
+    misplaced.body = serde_json::json!({"model": format!("gpt-4o {key}"), "messages": []})
+        .to_string()
+        .into_bytes();
+    let _ = h.instrumentor.instrument_blocking(misplaced, |r| {
         Err::<HttpResponse, _>(format!("connection refused: {} ({key})", r.url))
     });
 
@@ -690,6 +695,10 @@ fn credentials_echoed_by_the_upstream_or_the_client_are_scrubbed() {
         Status::error(
             "connection refused: https://api.openai.com/v1/chat/completions?key=[REDACTED] ([REDACTED])"
         )
+    );
+    assert_eq!(
+        attr(failed, "gen_ai.request.model"),
+        Some(Value::from("gpt-4o [REDACTED]"))
     );
     for span in &spans {
         let text = exported_text(span);

@@ -191,14 +191,13 @@ impl Telemetry {
         start: SystemTime,
         credentials: Credentials,
     ) -> ActiveSpan {
-        let mut scrubbed;
-        let record = if credentials.is_empty() {
-            record
-        } else {
-            scrubbed = record.clone();
-            credentials.scrub_record(&mut scrubbed);
-            &scrubbed
-        };
+        // Only the name and the attributes are exported at the start: scrub copies of those.
+        let mut name = record.span_name.clone();
+        credentials.scrub_in_place(&mut name);
+        let mut attributes = record.attributes.clone();
+        attributes
+            .values_mut()
+            .for_each(|v| credentials.scrub_json(v));
         let kind = if record.client_span {
             SpanKind::Client
         } else {
@@ -206,17 +205,16 @@ impl Telemetry {
         };
         let span = self
             .tracer
-            .span_builder(record.span_name.clone())
+            .span_builder(name)
             .with_kind(kind)
             .with_start_time(start)
-            .with_attributes(key_values(&record.attributes))
+            .with_attributes(key_values(&attributes))
             .start_with_context(&self.tracer, parent);
         let context = parent.with_remote_span_context(span.span_context().clone());
         ActiveSpan {
             span,
             context,
-            initial: record
-                .attributes
+            initial: attributes
                 .iter()
                 .map(|(key, value)| fingerprint(key, value))
                 .collect(),
