@@ -20,24 +20,86 @@ pub enum Capture {
     SpanAndEvent,
 }
 
+/// The variable that sets [`Capture`] from the environment.
+pub const CAPTURE_VARIABLE: &str = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT";
+
+/// The values [`Capture`] accepts, case-insensitively, as listed in error messages.
+pub const CAPTURE_VALUES: &str = "true, false, NO_CONTENT, SPAN_ONLY, EVENT_ONLY, SPAN_AND_EVENT \
+     (also 1, on, yes for the default SPAN_ONLY and 0, off, no, none, disabled for NO_CONTENT)";
+
+/// A content capture value that is none of [`CAPTURE_VALUES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{}` is not a content capture mode; accepted (case-insensitive): {CAPTURE_VALUES}", crate::printable::escape_controls(.value))]
+pub struct CaptureError {
+    /// The value as given.
+    pub value: String,
+}
+
+/// The content capture variable holds a value that is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{CAPTURE_VARIABLE}: {0}")]
+pub struct ContentEnvError(#[from] pub CaptureError);
+
+impl std::str::FromStr for Capture {
+    type Err = CaptureError;
+
+    /// Parses a capture value strictly: the documented values, and the common spellings of on
+    /// and off; anything else is an error (content is never captured by mistake).
+    fn from_str(value: &str) -> Result<Capture, CaptureError> {
+        match value.trim().to_ascii_uppercase().as_str() {
+            "TRUE" | "1" | "ON" | "YES" | "SPAN_ONLY" => Ok(Capture::SpanOnly),
+            "FALSE" | "0" | "OFF" | "NO" | "NONE" | "DISABLED" | "NO_CONTENT" => {
+                Ok(Capture::NoContent)
+            }
+            "EVENT_ONLY" => Ok(Capture::EventOnly),
+            "SPAN_AND_EVENT" => Ok(Capture::SpanAndEvent),
+            _ => Err(CaptureError {
+                value: value.to_string(),
+            }),
+        }
+    }
+}
+
 impl Capture {
-    /// Parses the environment variable's values: `true`/`false` and the named modes
-    /// (case-insensitive). `None` for anything else.
+    /// Parses a capture value ([`CAPTURE_VALUES`], case-insensitive); `None` for anything else.
+    /// [`str::parse`] gives the error instead.
     ///
     /// ```
     /// use specter::content::Capture;
     /// assert_eq!(Capture::parse("false"), Some(Capture::NoContent));
+    /// assert_eq!(Capture::parse("off"), Some(Capture::NoContent));
     /// assert_eq!(Capture::parse("SPAN_AND_EVENT"), Some(Capture::SpanAndEvent));
     /// assert_eq!(Capture::parse("maybe"), None);
+    /// assert!("maybe".parse::<Capture>().is_err());
     /// ```
     pub fn parse(value: &str) -> Option<Capture> {
-        match value.trim().to_ascii_uppercase().as_str() {
-            "TRUE" | "SPAN_ONLY" => Some(Capture::SpanOnly),
-            "FALSE" | "NO_CONTENT" => Some(Capture::NoContent),
-            "EVENT_ONLY" => Some(Capture::EventOnly),
-            "SPAN_AND_EVENT" => Some(Capture::SpanAndEvent),
-            _ => None,
+        value.parse().ok()
+    }
+
+    /// The capture mode the environment asks for: `None` when
+    /// [`CAPTURE_VARIABLE`] is unset or empty.
+    ///
+    /// # Errors
+    /// When the variable holds a value that is not accepted.
+    pub fn from_env() -> Result<Option<Capture>, ContentEnvError> {
+        Capture::from_env_value(std::env::var_os(CAPTURE_VARIABLE).as_deref())
+    }
+
+    /// [`Capture::from_env`] for a given value of the variable.
+    ///
+    /// # Errors
+    /// When the value is not accepted.
+    pub fn from_env_value(
+        value: Option<&std::ffi::OsStr>,
+    ) -> Result<Option<Capture>, ContentEnvError> {
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let text = value.to_string_lossy();
+        if text.trim().is_empty() {
+            return Ok(None);
         }
+        Ok(Some(text.parse()?))
     }
 
     /// Whether content goes on span attributes.
@@ -83,16 +145,17 @@ impl Default for ContentPolicy {
 
 impl ContentPolicy {
     /// The default policy, with `capture` from `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`
-    /// when it is set to a known value.
-    pub fn from_env() -> ContentPolicy {
-        let capture = std::env::var("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
-            .ok()
-            .and_then(|v| Capture::parse(&v))
-            .unwrap_or(Capture::SpanOnly);
-        ContentPolicy {
+    /// when it is set (an empty value counts as unset).
+    ///
+    /// # Errors
+    /// When the variable holds a value that is not accepted: content is then neither captured nor
+    /// silently left out.
+    pub fn from_env() -> Result<ContentPolicy, ContentEnvError> {
+        let capture = Capture::from_env()?.unwrap_or(Capture::SpanOnly);
+        Ok(ContentPolicy {
             capture,
             ..ContentPolicy::default()
-        }
+        })
     }
 
     /// Applies truncation and redaction to the record's message content in place (the JSON stays
@@ -229,6 +292,61 @@ mod tests {
         policy.apply(&mut r);
         let messages: Json = serde_json::from_str(&r.input_messages.unwrap()).unwrap();
         assert_eq!(messages[0]["parts"][0]["content"], "my key is [R…");
+    }
+
+    #[test]
+    fn capture_values_parse_strictly() {
+        use std::ffi::OsStr;
+        for (value, expected) in [
+            ("true", Capture::SpanOnly),
+            ("TRUE", Capture::SpanOnly),
+            ("1", Capture::SpanOnly),
+            ("on", Capture::SpanOnly),
+            ("Yes", Capture::SpanOnly),
+            ("span_only", Capture::SpanOnly),
+            ("false", Capture::NoContent),
+            ("0", Capture::NoContent),
+            ("off", Capture::NoContent),
+            ("OFF", Capture::NoContent),
+            ("no", Capture::NoContent),
+            ("none", Capture::NoContent),
+            ("disabled", Capture::NoContent),
+            (" NO_CONTENT ", Capture::NoContent),
+            ("event_only", Capture::EventOnly),
+            ("Span_And_Event", Capture::SpanAndEvent),
+        ] {
+            assert_eq!(value.parse::<Capture>(), Ok(expected), "{value}");
+            assert_eq!(
+                Capture::from_env_value(Some(OsStr::new(value))),
+                Ok(Some(expected)),
+                "{value}"
+            );
+        }
+        for value in ["maybe", "2", "enabled", "SPAN", "off please", "\u{1b}[31m"] {
+            let error = value.parse::<Capture>().unwrap_err();
+            assert_eq!(error.value, value);
+            let message = ContentEnvError(error).to_string();
+            assert!(
+                message.starts_with("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: `"),
+                "{message}"
+            );
+            for accepted in [
+                "true",
+                "false",
+                "NO_CONTENT",
+                "SPAN_ONLY",
+                "EVENT_ONLY",
+                "SPAN_AND_EVENT",
+                "off",
+            ] {
+                assert!(message.contains(accepted), "{message}");
+            }
+            assert!(!message.contains('\u{1b}'), "{message}");
+        }
+        assert_eq!(Capture::from_env_value(None), Ok(None));
+        assert_eq!(Capture::from_env_value(Some(OsStr::new(""))), Ok(None));
+        assert_eq!(Capture::from_env_value(Some(OsStr::new("  "))), Ok(None));
+        assert!(Capture::from_env_value(Some(OsStr::new("maybe"))).is_err());
     }
 
     #[test]

@@ -33,15 +33,18 @@ pub struct Diagnostic {
     pub help: Option<String>,
 }
 
+/// Quoted file content is printed with its control characters escaped: one diagnostic is one
+/// line (two with its help), whatever the spec holds.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.line, self.col)?;
+        let escape = crate::printable::escape_controls;
+        write!(f, "{}:{}:{}: ", escape(&self.file), self.line, self.col)?;
         if !self.location.is_empty() {
-            write!(f, "{}: ", self.location)?;
+            write!(f, "{}: ", escape(&self.location))?;
         }
-        write!(f, "{}", self.message)?;
+        write!(f, "{}", escape(&self.message))?;
         if let Some(help) = &self.help {
-            write!(f, "\n  help: {help}")?;
+            write!(f, "\n  help: {}", escape(help))?;
         }
         Ok(())
     }
@@ -135,6 +138,22 @@ mod tests {
         );
         assert_eq!(location_of(""), "");
         assert_eq!(location_of("/a~1b"), "\"a/b\"");
+    }
+
+    #[test]
+    fn quoted_content_cannot_add_lines_or_escapes() {
+        let d = Diagnostic {
+            file: "x.yaml".into(),
+            line: 1,
+            col: 2,
+            location: "operations[0].\"a\nb\"".into(),
+            message: "unknown key `k\nx.yaml:9:9: forged`\u{1b}[2J".into(),
+            help: Some("did you mean `\u{9b}1m`?".into()),
+        };
+        assert_eq!(
+            d.to_string(),
+            "x.yaml:1:2: operations[0].\"a\\nb\": unknown key `k\\nx.yaml:9:9: forged`\\u{1b}[2J\n  help: did you mean `\\u{9b}1m`?"
+        );
     }
 
     #[test]

@@ -609,3 +609,103 @@ fn the_span_is_a_child_of_the_current_context_and_traceparent_is_propagated() {
         )
     );
 }
+
+/// Everything a span exports, as text.
+fn exported_text(span: &SpanData) -> String {
+    let mut text = format!("{}\n", span.name);
+    for kv in &span.attributes {
+        text.push_str(&format!("{}={}\n", kv.key, kv.value));
+    }
+    for event in span.events.iter() {
+        for kv in &event.attributes {
+            text.push_str(&format!("{} {}={}\n", event.name, kv.key, kv.value));
+        }
+    }
+    if let Status::Error { description } = &span.status {
+        text.push_str(description);
+    }
+    text
+}
+
+#[test]
+fn credentials_echoed_by_the_upstream_or_the_client_are_scrubbed() {
+    let h = harness_with(
+        vec![Dialect::Semconv],
+        ContentPolicy {
+            capture: Capture::SpanAndEvent,
+            ..ContentPolicy::default()
+        },
+        Options::default(),
+    );
+    let key = "sk-proj-echo-0123456789abcdef";
+    let google = "AIzaSy-query-key-0123";
+    let request = |headers: Vec<(String, String)>| HttpRequest {
+        method: "POST".into(),
+        url: format!("https://api.openai.com/v1/chat/completions?key={google}"),
+        headers,
+        body: fixture("chat_plain", "request.json"),
+    };
+    let bearer = vec![("Authorization".to_string(), format!("Bearer {key}"))];
+    // The upstream echoes the key (whole and masked) in its error; the reply echoes it as content.
+    let echo = serde_json::json!({"error": {
+        "message": format!("Incorrect API key provided: {key}. Or sk-proj-****cdef. Query {google}."),
+        "code": "invalid_api_key",
+    }});
+    let _ = h
+        .instrumentor
+        .instrument_blocking(request(bearer.clone()), |_| {
+            Ok::<_, std::io::Error>(HttpResponse {
+                status: 401,
+                headers: vec![],
+                body: echo.to_string().into_bytes(),
+            })
+        });
+    let mut reply: serde_json::Value =
+        serde_json::from_slice(&fixture("chat_plain", "response.json")).unwrap();
+    reply["choices"][0]["message"]["content"] = format!("your key is {key}").into();
+    let _ = h.instrumentor.instrument_blocking(request(bearer), |_| {
+        Ok::<_, std::io::Error>(HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: reply.to_string().into_bytes(),
+        })
+    });
+    // The client's own error quotes the URL; the key is in `x-api-key` and, by mistake, in the
+    // model name (an attribute set when the span starts).
+    let headers = vec![("x-api-key".to_string(), key.to_string())];
+    let mut misplaced = request(headers);
+    misplaced.body = serde_json::json!({"model": format!("gpt-4o {key}"), "messages": []})
+        .to_string()
+        .into_bytes();
+    let _ = h.instrumentor.instrument_blocking(misplaced, |r| {
+        Err::<HttpResponse, _>(format!("connection refused: {} ({key})", r.url))
+    });
+
+    let spans = h.finished();
+    assert_eq!(spans.len(), 3);
+    let [refused, echoed, failed] = [&spans[0], &spans[1], &spans[2]];
+    assert_eq!(
+        refused.status,
+        Status::error("Incorrect API key provided: [REDACTED]. Or [REDACTED]. Query [REDACTED].")
+    );
+    let output = attr(echoed, "gen_ai.output.messages").unwrap().to_string();
+    assert!(output.contains("your key is [REDACTED]"), "{output}");
+    assert_eq!(
+        failed.status,
+        Status::error(
+            "connection refused: https://api.openai.com/v1/chat/completions?key=[REDACTED] ([REDACTED])"
+        )
+    );
+    assert_eq!(
+        attr(failed, "gen_ai.request.model"),
+        Some(Value::from("gpt-4o [REDACTED]"))
+    );
+    for span in &spans {
+        let text = exported_text(span);
+        assert!(!text.contains(key) && !text.contains(google), "{text}");
+        assert!(!text.contains("****cdef"), "{text}");
+    }
+    h.meter_provider.force_flush().unwrap();
+    let metrics = format!("{:?}", h.metrics.get_finished_metrics().unwrap());
+    assert!(!metrics.contains(key), "{metrics}");
+}

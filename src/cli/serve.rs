@@ -70,7 +70,13 @@ pub fn run(args: &Args) -> ExitCode {
     match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Quoted values keep the message's own lines but lose their control characters.
+            let message = format!("{e:#}");
+            let lines: Vec<_> = message
+                .split('\n')
+                .map(specter::printable::escape_controls)
+                .collect();
+            eprintln!("error: {}", lines.join("\n"));
             ExitCode::from(2)
         }
     }
@@ -241,9 +247,11 @@ fn serve(args: &Args) -> anyhow::Result<()> {
         .iter()
         .map(|n| Dialect::named(n))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut content = ContentPolicy::from_env();
+    let mut content = ContentPolicy::from_env()?;
     if let Some(capture) = &file.capture_content {
-        content.capture = Capture::parse(capture).with_context(|| format!("capture_content `{capture}` is not true, false, NO_CONTENT, SPAN_ONLY, EVENT_ONLY or SPAN_AND_EVENT"))?;
+        content.capture = capture
+            .parse::<Capture>()
+            .context("capture_content in the configuration file")?;
     }
     content.max_length = file.max_content_length;
     for r in &file.redact {

@@ -142,8 +142,8 @@ pub enum ConfigError {
         /// The cause.
         source: std::io::Error,
     },
-    /// Invalid content.
-    #[error("{path}:{line}:{col}: {message}")]
+    /// Invalid content (quoted content with its control characters escaped).
+    #[error("{}:{line}:{col}: {}", path.display(), crate::printable::escape_controls(message))]
     Invalid {
         /// The file.
         path: PathBuf,

@@ -100,9 +100,10 @@ fn reload(
             );
         }
         Err(e) => {
+            // Diagnostics escape the file content they quote.
             eprintln!(
                 "specter: rejected the change to {}; the previous rules stay active:\n{e}",
-                dir.display()
+                crate::printable::escape_controls(&dir.display().to_string())
             );
         }
     }

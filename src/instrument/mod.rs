@@ -39,7 +39,8 @@ pub use call::{Call, HttpRequest, HttpResponse};
 pub use stream::{StreamCall, ABANDONED};
 pub use wrap::{InstrumentedChunks, InstrumentedStream};
 
-use crate::content::ContentPolicy;
+use crate::content::{ContentEnvError, ContentPolicy};
+use crate::credentials::Credentials;
 use crate::dialect::Dialect;
 use crate::engine::{self, HttpTarget, Request};
 use crate::telemetry::Telemetry;
@@ -95,8 +96,19 @@ pub struct InstrumentorBuilder {
     catalog: Option<Catalog>,
     telemetry: Option<Telemetry>,
     dialects: Vec<Dialect>,
-    content: ContentPolicy,
+    content: Option<ContentPolicy>,
     options: Options,
+}
+
+/// Why an [`Instrumentor`] cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The provider specs cannot be loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The content capture variable holds a value that is not accepted.
+    #[error(transparent)]
+    Content(#[from] ContentEnvError),
 }
 
 impl Default for InstrumentorBuilder {
@@ -106,7 +118,7 @@ impl Default for InstrumentorBuilder {
             catalog: None,
             telemetry: None,
             dialects: vec![Dialect::Semconv],
-            content: ContentPolicy::from_env(),
+            content: None,
             options: Options::default(),
         }
     }
@@ -141,7 +153,7 @@ impl InstrumentorBuilder {
     /// The content policy (default: from `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`,
     /// content on the span).
     pub fn content(mut self, content: ContentPolicy) -> Self {
-        self.content = content;
+        self.content = Some(content);
         self
     }
 
@@ -151,16 +163,23 @@ impl InstrumentorBuilder {
         self
     }
 
-    /// Builds; fails only when provider files cannot be loaded.
-    pub fn build(self) -> Result<Instrumentor, LoadError> {
+    /// Builds.
+    ///
+    /// # Errors
+    /// When provider files cannot be loaded, or when neither a telemetry nor a content policy is
+    /// given and `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` holds a value that is not
+    /// accepted.
+    pub fn build(self) -> Result<Instrumentor, BuildError> {
         let catalog = match (self.catalog, self.providers) {
             (Some(c), _) => c,
             (None, Some(paths)) => Catalog::load(&paths)?,
             (None, None) => Catalog::bundled()?,
         };
-        let telemetry = self
-            .telemetry
-            .unwrap_or_else(|| Telemetry::global(self.dialects, self.content));
+        let telemetry = match (self.telemetry, self.content) {
+            (Some(telemetry), _) => telemetry,
+            (None, Some(content)) => Telemetry::global(self.dialects, content),
+            (None, None) => Telemetry::global(self.dialects, ContentPolicy::from_env()?),
+        };
         Ok(Instrumentor {
             catalog: Arc::new(RwLock::new(Arc::new(catalog))),
             shared: Arc::new(Shared {
@@ -260,7 +279,11 @@ impl Instrumentor {
         };
         let mut record = engine::request_phase(&found.operation, &request);
         record.problems.extend(problems);
-        let span = self.shared.telemetry.start(&record, parent, start_time);
+        let credentials = Credentials::of_request(headers, &target.query);
+        let span = self
+            .shared
+            .telemetry
+            .start_scrubbed(&record, parent, start_time, credentials);
         Call {
             parts: Some(Box::new(call::CallParts {
                 shared: self.shared.clone(),

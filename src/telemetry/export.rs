@@ -61,7 +61,9 @@ fn get<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
 }
 
 /// The console line of a span:
-/// `openai chat gpt-4o-mini in=12 out=5 1.234s ttfc=0.120s ok`.
+/// `openai chat gpt-4o-mini in=12 out=5 1.234s ttfc=0.120s ok`. Control characters in the
+/// upstream's text (model name, error message) are escaped: the line stays one line and no
+/// escape sequence reaches the terminal.
 pub fn console_line(span: &SpanData) -> String {
     let mut line = String::new();
     let text = |key: &str| get(span, key).map(|v| v.to_string());
@@ -94,7 +96,7 @@ pub fn console_line(span: &SpanData) -> String {
         }
         _ => line.push_str(" ok"),
     }
-    line
+    crate::printable::escape_controls(&line).into_owned()
 }
 
 impl SpanExporter for ConsoleExporter {

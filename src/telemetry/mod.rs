@@ -19,6 +19,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 
 use crate::compile::rules::Operation;
 use crate::content::ContentPolicy;
+use crate::credentials::Credentials;
 use crate::dialect::{self, Dialect};
 use crate::engine::Record;
 use convert::{into_key_values, key_values};
@@ -81,6 +82,8 @@ pub struct ActiveSpan {
     /// end (OTLP keys are unique). Fingerprints rather than a copy: a gateway holds one span per
     /// stream in flight.
     initial: Vec<u64>,
+    /// The call's credential values, scrubbed from everything the span exports.
+    credentials: Credentials,
 }
 
 impl std::fmt::Debug for ActiveSpan {
@@ -211,6 +214,25 @@ impl Telemetry {
 
     /// Starts the span of a call from its request-phase record, as a child of `parent`.
     pub fn start(&self, record: &Record, parent: &Context, start: SystemTime) -> ActiveSpan {
+        self.start_scrubbed(record, parent, start, Credentials::default())
+    }
+
+    /// [`Telemetry::start`] for a call whose request carried `credentials`: they are replaced by
+    /// `[REDACTED]` in every string the span exports, now and when it finishes.
+    pub fn start_scrubbed(
+        &self,
+        record: &Record,
+        parent: &Context,
+        start: SystemTime,
+        credentials: Credentials,
+    ) -> ActiveSpan {
+        // Only the name and the attributes are exported at the start: scrub copies of those.
+        let mut name = record.span_name.clone();
+        credentials.scrub_in_place(&mut name);
+        let mut attributes = record.attributes.clone();
+        attributes
+            .values_mut()
+            .for_each(|v| credentials.scrub_json(v));
         let kind = if record.client_span {
             SpanKind::Client
         } else {
@@ -218,26 +240,27 @@ impl Telemetry {
         };
         let span = self
             .tracer
-            .span_builder(record.span_name.clone())
+            .span_builder(name)
             .with_kind(kind)
             .with_start_time(start)
-            .with_attributes(key_values(&record.attributes))
+            .with_attributes(key_values(&attributes))
             .start_with_context(&self.tracer, parent);
         let context = parent.with_remote_span_context(span.span_context().clone());
         self.calls.started.fetch_add(1, Ordering::Relaxed);
         ActiveSpan {
             span,
             context,
-            initial: record
-                .attributes
+            initial: attributes
                 .iter()
                 .map(|(key, value)| fingerprint(key, value))
                 .collect(),
+            credentials,
         }
     }
 
     /// Ends a call's span with its final record and records its metrics. Consumes the span, so
-    /// it ends exactly once.
+    /// it ends exactly once. Everything exported (attributes, events, status, metric attributes)
+    /// is rendered from the record here, after the call's credentials are scrubbed from it.
     pub fn finish(
         &self,
         mut active: ActiveSpan,
@@ -245,6 +268,7 @@ impl Telemetry {
         op: &Operation,
         timings: &Timings,
     ) {
+        active.credentials.scrub_record(&mut record);
         let content_on_event = self.content.capture.on_event();
         let event_content = if content_on_event {
             let mut copy = record.clone();
