@@ -11,6 +11,7 @@ pub mod proxy;
 mod reload;
 pub mod sign;
 mod tee;
+mod upgrade;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -59,7 +60,7 @@ pub async fn serve(
                 let proxy = proxy.clone();
                 let service = service_fn(move |request| proxy.clone().handle(request));
                 let builder = auto::Builder::new(TokioExecutor::new());
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                 let watched = graceful.watch(connection);
                 tokio::spawn(async move {
                     let _ = watched.await;

@@ -6,6 +6,7 @@ mod convert;
 pub mod export;
 mod metrics;
 pub mod pipeline;
+mod plain;
 
 use std::time::{Duration, SystemTime};
 
@@ -21,6 +22,7 @@ use crate::dialect::{self, Dialect};
 use crate::engine::Record;
 use convert::{into_key_values, key_values};
 pub use metrics::{points, Instruments, Point};
+pub use plain::PlainSpan;
 
 /// When a call happened and how its stream flowed.
 #[derive(Debug, Clone, PartialEq)]
