@@ -8,7 +8,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::result_large_err
 )]
 
 #[path = "common/in_process.rs"]
@@ -151,8 +152,10 @@ fn pki() -> Pki {
 
 /// An in-process gateway whose `openai` upstream is `upstream`.
 async fn gateway(upstream: String, configure: impl FnOnce(&mut GatewayConfig)) -> InProcess {
-    let mut config = GatewayConfig::default();
-    config.upstreams = BTreeMap::from([("openai".to_string(), upstream)]);
+    let mut config = GatewayConfig {
+        upstreams: BTreeMap::from([("openai".to_string(), upstream)]),
+        ..GatewayConfig::default()
+    };
     configure(&mut config);
     in_process::start(config, vec![Dialect::Semconv], ContentPolicy::default()).await
 }

@@ -62,21 +62,21 @@ struct Route {
 
 /// Routes `/{provider}/{path}` to the provider's upstream, with the same answers as an ordinary
 /// request when there is none.
-fn route(proxy: &Proxy, uri: &Uri) -> Result<Route, Response<ResponseBody>> {
+fn route(proxy: &Proxy, uri: &Uri) -> Result<Route, Box<Response<ResponseBody>>> {
     let Some((provider_id, rest)) = split_route(uri.path()) else {
-        return Err(error_response(
+        return Err(Box::new(error_response(
             StatusCode::NOT_FOUND,
             "unknown_route",
             "routes are /{provider}/{path of the provider's API}; GET /healthz checks the gateway",
-        ));
+        )));
     };
     let catalog = proxy.catalog();
     let Some(provider) = catalog.provider(provider_id) else {
-        return Err(error_response(
+        return Err(Box::new(error_response(
             StatusCode::NOT_FOUND,
             "unknown_provider",
             &format!("no provider `{provider_id}` is loaded"),
-        ));
+        )));
     };
     let base = proxy
         .config
@@ -85,21 +85,21 @@ fn route(proxy: &Proxy, uri: &Uri) -> Result<Route, Response<ResponseBody>> {
         .cloned()
         .or_else(|| provider.base_url.clone());
     let Some(base) = base else {
-        return Err(error_response(
+        return Err(Box::new(error_response(
             StatusCode::BAD_GATEWAY,
             "no_upstream",
             &format!("provider `{provider_id}` has no upstream; set one with --upstream {provider_id}=URL"),
-        ));
+        )));
     };
     let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     let url = format!("{}{rest}{query}", base.trim_end_matches('/'));
     let parsed = url.parse::<Uri>().ok().zip(HttpTarget::parse(&url));
     let Some((uri, target)) = parsed else {
-        return Err(error_response(
+        return Err(Box::new(error_response(
             StatusCode::BAD_REQUEST,
             "bad_request",
             "the request path is not a valid URL path",
-        ));
+        )));
     };
     Ok(Route {
         provider_name: provider.provider_name.to_string(),
@@ -113,7 +113,7 @@ pub(super) async fn relay(proxy: &Proxy, mut request: Request<Incoming>) -> Resp
     let arrived = SystemTime::now();
     let route = match route(proxy, request.uri()) {
         Ok(route) => route,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let client_side = hyper::upgrade::on(&mut request);
     let mut session = Session::start(proxy, &request, &route, arrived);
