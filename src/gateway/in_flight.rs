@@ -19,10 +19,21 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default)]
 pub struct InFlight(Arc<Counts>);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counts {
     count: AtomicUsize,
     closed: AtomicBool,
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Counts {
+            count: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            closing: tokio::sync::watch::Sender::new(false),
+        }
+    }
 }
 
 /// One unit of the count, released when dropped.
@@ -44,6 +55,14 @@ impl InFlight {
     /// Marks the end of the shutdown grace: whatever is still in flight is being cut.
     pub fn close(&self) {
         self.0.closed.store(true, Ordering::Relaxed);
+        self.0.closing.send_replace(true);
+    }
+
+    /// Resolves once [`InFlight::close`] was called: what runs on its own (a spliced upgrade)
+    /// ends then, so that its span ends before the exporters flush.
+    pub async fn closed(&self) {
+        let mut closing = self.0.closing.subscribe();
+        let _ = closing.wait_for(|closed| *closed).await;
     }
 
     /// Whether the shutdown grace is over.

@@ -14,6 +14,7 @@ pub mod proxy;
 mod reload;
 pub mod sign;
 mod tee;
+mod upgrade;
 
 use hyper_util::rt::TokioExecutor;
 

@@ -66,7 +66,7 @@ impl Proxy {
 }
 
 /// Headers that belong to one connection and are never forwarded.
-const HOP_BY_HOP: [&str; 9] = [
+pub(super) const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -78,7 +78,9 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-fn forwardable(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+pub(super) fn forwardable(
+    headers: &HeaderMap,
+) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
     // Headers named by `Connection` are hop-by-hop too.
     let named: Vec<String> = headers
         .get_all("connection")
@@ -95,7 +97,7 @@ fn forwardable(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &Heade
     })
 }
 
-fn pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+pub(super) fn pairs(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .filter_map(|(k, v)| {
@@ -141,7 +143,7 @@ pub fn error_response(status: StatusCode, kind: &str, message: &str) -> Response
 }
 
 impl Proxy {
-    fn catalog(&self) -> Arc<crate::Catalog> {
+    pub(super) fn catalog(&self) -> Arc<crate::Catalog> {
         match &self.instrumentor {
             Some(i) => i.catalog(),
             None => match self.catalog.read() {
@@ -160,7 +162,11 @@ impl Proxy {
             return Ok(self.health(&request));
         }
         let in_flight = self.in_flight.enter();
-        let response = self.forward(request).await;
+        let response = if super::upgrade::requested(&request) {
+            super::upgrade::relay(&self, request).await
+        } else {
+            self.forward(request).await
+        };
         // The count drops when hyper drops the body: at its end, or when the client leaves.
         Ok(response.map(|body| super::guarded::Guarded::new(body, in_flight).boxed()))
     }
@@ -591,7 +597,7 @@ fn too_large(limit: usize) -> Response<ResponseBody> {
 }
 
 /// `/openai/v1/chat/completions` → (`openai`, `/v1/chat/completions`).
-fn split_route(path: &str) -> Option<(&str, &str)> {
+pub(super) fn split_route(path: &str) -> Option<(&str, &str)> {
     let rest = path.strip_prefix('/')?;
     let (provider, tail) = match rest.find('/') {
         Some(i) => (rest.get(..i)?, rest.get(i..)?),
@@ -604,7 +610,7 @@ fn split_route(path: &str) -> Option<(&str, &str)> {
     valid.then_some((provider, tail))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

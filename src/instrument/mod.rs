@@ -204,6 +204,11 @@ impl Instrumentor {
         }
     }
 
+    /// The telemetry the instrumentor emits through.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.shared.telemetry
+    }
+
     /// Replaces the catalog (hot reload); calls already started keep the rules they started with.
     pub fn set_catalog(&self, catalog: Catalog) {
         let mut slot = match self.catalog.write() {

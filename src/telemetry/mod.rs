@@ -6,6 +6,7 @@ mod convert;
 pub mod export;
 mod metrics;
 pub mod pipeline;
+mod plain;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::dialect::{self, Dialect};
 use crate::engine::Record;
 use convert::{into_key_values, key_values};
 pub use metrics::{points, Instruments, Point};
+pub use plain::PlainSpan;
 
 /// When a call happened and how its stream flowed.
 #[derive(Debug, Clone, PartialEq)]
