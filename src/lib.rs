@@ -27,6 +27,7 @@ pub mod gateway;
 pub mod instrument;
 pub mod offline;
 pub mod printable;
+pub mod render;
 pub mod spec;
 pub mod telemetry;
 pub mod tls;

@@ -4,6 +4,8 @@
 use serde_json::{json, Value as Json};
 
 use crate::content::ContentPolicy;
+use crate::credentials::Credentials;
+use crate::render::Prepared;
 use crate::dialect::Dialect;
 use crate::engine::{self, HttpTarget, Request, Response};
 use crate::Catalog;
@@ -52,6 +54,9 @@ pub struct ExtractOptions {
     pub dialects: Vec<Dialect>,
     /// The content policy (message attributes kept, truncated, redacted or left out).
     pub content: ContentPolicy,
+    /// Match the exchange against this provider's operations only (as the gateway does for
+    /// `/{provider}/...`), whatever the URL's host. Default: by host, else by path alone.
+    pub provider: Option<String>,
 }
 
 impl Default for ExtractOptions {
@@ -59,6 +64,7 @@ impl Default for ExtractOptions {
         ExtractOptions {
             dialects: vec![Dialect::Semconv],
             content: ContentPolicy::default(),
+            provider: None,
         }
     }
 }
@@ -93,9 +99,11 @@ pub fn extract(
     let target =
         HttpTarget::parse(exchange.url).ok_or_else(|| ExtractError::BadUrl(exchange.url.into()))?;
     let method = exchange.method.to_ascii_uppercase();
-    let found = catalog
-        .find(&method, Some(&target.host), &target.path, &target.query)
-        .ok_or_else(|| ExtractError::NoMatch {
+    let found = match &options.provider {
+        Some(provider) => catalog.find_in(provider, &method, &target.path, &target.query),
+        None => catalog.find(&method, Some(&target.host), &target.path, &target.query),
+    };
+    let found = found.ok_or_else(|| ExtractError::NoMatch {
             method: method.clone(),
             url: exchange.url.into(),
         })?;
@@ -140,42 +148,20 @@ pub fn extract(
         engine::record_fold(&mut record, &outcome, dropped);
     }
     record.problems.extend(problems);
-    let metrics = crate::telemetry::points(&record, op, None);
-    options.content.apply(&mut record);
-    let mut attributes = crate::dialect::render(&record, &options.dialects);
-    if !options.content.capture.on_span() {
-        for (key, _) in crate::dialect::message_attributes(&record) {
-            attributes.remove(key);
-        }
-    }
-    let status = match &record.error {
-        Some(e) => {
-            json!({"code": "error", "message": e.message.clone().unwrap_or_else(|| e.error_type.clone())})
-        }
-        None => json!({"code": "unset"}),
-    };
-    let events: Vec<Json> = record
-        .error
-        .iter()
-        .map(|e| {
-            json!({"name": "exception", "attributes": {
-                "exception.type": e.error_type,
-                "exception.message": e.message.clone().unwrap_or_default(),
-            }})
-        })
-        .collect();
+    Credentials::of_request(exchange.request_headers, &target.query).scrub_record(&mut record);
+    let prepared = Prepared::new(record, &options.content);
+    let metrics = crate::telemetry::points(prepared.record(), op, None);
+    let provider = prepared.record().provider.clone();
+    let operation = prepared.record().operation.clone();
+    let stream = prepared.record().stream.clone();
+    let record_problems = prepared.record().problems.clone();
+    let span = prepared.into_span(&options.dialects, None);
     Ok(json!({
-        "provider": &*record.provider,
-        "operation": &*record.operation,
-        "span": {
-            "name": record.span_name,
-            "kind": if record.client_span { "client" } else { "internal" },
-            "status": status,
-            "attributes": attributes,
-            "events": events,
-        },
+        "provider": &*provider,
+        "operation": &*operation,
+        "span": span,
         "metrics": metrics,
-        "stream": record.stream,
-        "problems": record.problems,
+        "stream": stream,
+        "problems": record_problems,
     }))
 }

@@ -829,7 +829,7 @@ proptest! {
             content_type: fixture.content_type.clone(),
             response_headers: fixture.response_headers.clone(),
         };
-        let options = ExtractOptions { dialects: vec![Dialect::Semconv, dialect], content: ContentPolicy::default() };
+        let options = ExtractOptions { dialects: vec![Dialect::Semconv, dialect], content: ContentPolicy::default(), provider: None };
         run_extract(&exchange, &options, &fixture.provider)?;
     }
 }
@@ -1106,6 +1106,7 @@ fn options() -> &'static [ExtractOptions] {
                         replacement: "*".into(),
                     }],
                 },
+                provider: None,
             },
             ExtractOptions {
                 dialects: dialects.clone(),
@@ -1113,6 +1114,7 @@ fn options() -> &'static [ExtractOptions] {
                     capture: Capture::NoContent,
                     ..ContentPolicy::default()
                 },
+                provider: None,
             },
             ExtractOptions {
                 dialects,
@@ -1121,6 +1123,7 @@ fn options() -> &'static [ExtractOptions] {
                     max_length: Some(0),
                     redactions: Vec::new(),
                 },
+                provider: None,
             },
         ]
     })

@@ -98,7 +98,11 @@ pub fn run(args: &Args) -> ExitCode {
     if args.no_content {
         content.capture = Capture::NoContent;
     }
-    let options = ExtractOptions { dialects, content };
+    let options = ExtractOptions {
+        dialects,
+        content,
+        provider: None,
+    };
     let output = match extract(&catalog, &exchange, &options) {
         Ok(output) => output,
         Err(e @ ExtractError::BadUrl(_)) => {

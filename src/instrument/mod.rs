@@ -1,4 +1,4 @@
-//! The library API for Rust applications, in the spirit of the seed's
+//! The library API for Rust applications, in the spirit of the Python instrumentors'
 //! `OpenAIInstrumentor(...).instrument()`: an [`Instrumentor`] recognises provider calls by method
 //! and URL, and wraps them so that each produces one GenAI span and its metrics.
 //!
@@ -49,9 +49,9 @@ use crate::{Catalog, LoadError};
 /// Options of an [`Instrumentor`].
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Record token usage attributes (the seed's `enrich_token_usage`). Default true.
+    /// Record token usage attributes (the Python instrumentors' `enrich_token_usage`). Default true.
     pub enrich_token_usage: bool,
-    /// Add W3C `traceparent`/`tracestate` to outgoing requests (the seed's
+    /// Add W3C `traceparent`/`tracestate` to outgoing requests (the Python instrumentors'
     /// `enable_trace_context_propagation`). Default false.
     pub propagate_trace_context: bool,
     /// Bytes of text a stream may accumulate for its span (default 1 MiB); the rest is counted,

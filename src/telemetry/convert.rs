@@ -71,10 +71,3 @@ fn array(items: &[Json]) -> Option<Value> {
     None
 }
 
-/// A value as text.
-pub fn to_string(value: &Json) -> String {
-    match value {
-        Json::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}

@@ -21,7 +21,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use crate::compile::rules::Operation;
 use crate::content::ContentPolicy;
 use crate::credentials::Credentials;
-use crate::dialect::{self, Dialect};
+use crate::dialect::Dialect;
+use crate::render::{self, Prepared, RenderedSpan};
 use crate::engine::Record;
 use convert::{into_key_values, key_values};
 pub use metrics::{points, Instruments, Point};
@@ -271,95 +272,35 @@ impl Telemetry {
         timings: &Timings,
     ) {
         active.credentials.scrub_record(&mut record);
-        let content_on_event = self.content.capture.on_event();
-        let event_content = if content_on_event {
-            let mut copy = record.clone();
-            self.content.apply(&mut copy);
-            dialect::message_attributes(&copy)
-        } else {
-            Vec::new()
-        };
-        self.content.apply(&mut record);
-        // Metrics first: they read the attributes that the rendering below takes from the record.
-        self.instruments.record(&record, op, timings);
-        let mut rendered = dialect::render_taking(&mut record, &self.dialects);
-        if !self.content.capture.on_span() {
-            for (key, _) in dialect::message_texts(&record) {
-                rendered.remove(key);
-            }
-        }
-        if let Some(ttfc) = timings.first_chunk {
-            rendered.insert(
-                "gen_ai.response.time_to_first_chunk".into(),
-                serde_json::json!(ttfc.as_secs_f64()),
-            );
-        }
-        if !record.problems.is_empty() {
-            // Problems met and skipped (a body that is not JSON, a bad chunk): counted, never fatal.
-            rendered.insert(
-                "specter.problems".into(),
-                serde_json::json!(record.problems.len()),
-            );
-        }
-        if let Some(skipped) = record
-            .stream
-            .as_ref()
-            .map(|s| s.skipped_frames)
-            .filter(|n| *n > 0)
-        {
-            rendered.insert(
-                "specter.stream.skipped_frames".into(),
-                serde_json::json!(skipped),
-            );
-        }
-        if let Some(stream) = &record.stream {
-            rendered.insert(
-                "specter.stream.chunks".into(),
-                serde_json::json!(stream.chunks),
-            );
-            if stream.truncated {
-                rendered.insert("specter.stream.truncated".into(), serde_json::json!(true));
-            }
-        }
-        let initial = &active.initial;
-        let changed = rendered
-            .into_iter()
-            .filter(|(key, value)| !initial.contains(&fingerprint(key, value)));
-        active.span.set_attributes(into_key_values(changed));
-        if !event_content.is_empty() {
-            let attrs = event_content
-                .into_iter()
-                .map(|(k, v)| KeyValue::new(k, convert::to_string(&v)))
-                .collect();
-            active.span.add_event_with_timestamp(
-                "gen_ai.client.inference.operation.details",
-                timings.end,
-                attrs,
-            );
-        }
-        for problem in record.problems.iter().take(8) {
-            active.span.add_event_with_timestamp(
-                "specter.problem",
-                timings.end,
-                vec![KeyValue::new("message", problem.clone())],
-            );
-        }
-        if let Some(error) = &record.error {
-            let message = error
-                .message
-                .clone()
-                .unwrap_or_else(|| error.error_type.clone());
-            active.span.add_event_with_timestamp(
-                "exception",
-                timings.end,
-                vec![
-                    KeyValue::new("exception.type", error.error_type.clone()),
-                    KeyValue::new("exception.message", message.clone()),
-                ],
-            );
-            active.span.set_status(Status::error(message));
-        }
+        let prepared = Prepared::new(record, &self.content);
+        self.instruments.record(prepared.record(), op, timings);
+        let rendered = prepared.into_span(&self.dialects, timings.first_chunk);
+        copy_onto(&mut active, rendered, timings.end);
         active.span.end_with_timestamp(timings.end);
         self.calls.ended.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Copies a rendered span onto the open span: the attributes not already set at its start, the
+/// events at `end`, the status.
+fn copy_onto(active: &mut ActiveSpan, rendered: RenderedSpan, end: SystemTime) {
+    let initial = &active.initial;
+    let changed = rendered
+        .attributes
+        .into_iter()
+        .filter(|(key, value)| !initial.contains(&fingerprint(key, value)));
+    active.span.set_attributes(into_key_values(changed));
+    for event in rendered.events {
+        let attributes = event
+            .attributes
+            .into_iter()
+            .map(|(k, v)| KeyValue::new(k, v))
+            .collect();
+        active
+            .span
+            .add_event_with_timestamp(event.name, end, attributes);
+    }
+    if let render::Status::Error { message } = rendered.status {
+        active.span.set_status(Status::error(message));
     }
 }
