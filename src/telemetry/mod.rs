@@ -6,6 +6,7 @@ mod convert;
 pub mod export;
 mod metrics;
 pub mod pipeline;
+pub mod traces_file;
 
 use std::time::{Duration, SystemTime};
 
