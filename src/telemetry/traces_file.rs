@@ -364,17 +364,30 @@ impl TracesFile {
         }
         self.file = None;
         shift_backups(&self.path, self.rotation.max_files);
-        std::fs::rename(&self.path, rotated_path(&self.path, 1))
-            .map_err(|e| io_error("rotate", &self.path, e))?;
+        match std::fs::rename(&self.path, rotated_path(&self.path, 1)) {
+            // Removed by someone else: there is nothing to keep.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_error("rotate", &self.path, e))
+            }
+            _ => {}
+        }
         self.reopen().map(|_| ())
     }
 }
 
-/// Deletes backup `max_files` and renames each older backup `n` to `n + 1`. Failures are left:
-/// at worst a backup is overwritten by the next one.
+/// Renames each backup `n` to `n + 1`, up to the first missing number, deleting backup
+/// `max_files` when the run reaches it; only existing files are touched, whatever `max_files`.
+/// Failures are left: at worst a backup is overwritten by the next one.
 fn shift_backups(path: &Path, max_files: u32) {
-    let _ = std::fs::remove_file(rotated_path(path, max_files));
-    for n in (1..max_files).rev() {
+    let mut top = 1;
+    while top <= max_files && rotated_path(path, top).exists() {
+        top += 1;
+    }
+    if top > max_files {
+        let _ = std::fs::remove_file(rotated_path(path, max_files));
+        top = max_files;
+    }
+    for n in (1..top).rev() {
         let _ = std::fs::rename(rotated_path(path, n), rotated_path(path, n + 1));
     }
 }
@@ -404,7 +417,8 @@ fn gone() -> std::io::Error {
 }
 
 /// Cuts a torn last line (one without its newline) off the file at `path`; returns the length
-/// kept and the bytes removed. A missing file is empty.
+/// kept and the bytes removed. A missing file is empty. A file whose unterminated tail does not
+/// start like a JSON object is not a traces file: it is left alone, as an error.
 pub fn repair(path: &Path) -> std::io::Result<(u64, u64)> {
     let mut file = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(file) => file,
@@ -414,6 +428,15 @@ pub fn repair(path: &Path) -> std::io::Result<(u64, u64)> {
     let len = file.metadata()?.len();
     let kept = last_line_end(&mut file, len)?;
     if kept < len {
+        let mut first = [0u8];
+        file.seek(SeekFrom::Start(kept))?;
+        file.read_exact(&mut first)?;
+        if first != [b'{'] {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "its last line is not a JSON object and has no newline; not a traces file",
+            ));
+        }
         file.set_len(kept)?;
     }
     Ok((kept, len - kept))
@@ -692,6 +715,17 @@ mod tests {
             expected.push(20);
             assert_eq!(numbers(&path), expected, "case {i}");
         }
+        let foreign = dir.join("notes.txt");
+        std::fs::write(&foreign, "line one\nnot json").unwrap();
+        let refused = TracesFile::open(&foreign, UNLIMITED).unwrap_err();
+        assert!(
+            refused.to_string().contains("not a traces file"),
+            "{refused}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&foreign).unwrap(),
+            "line one\nnot json"
+        );
         let missing = dir.join("missing.jsonl");
         let file = TracesFile::open(&missing, UNLIMITED).unwrap();
         assert_eq!(file.repaired_bytes(), 0);
@@ -744,6 +778,41 @@ mod tests {
         assert_eq!(file.append(&lines(13..14)).written, 1);
         assert_eq!(numbers(&path), [13]);
         assert_eq!(numbers(&file.rotated_path(1)), [10, 11, 12]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn rotation_touches_only_the_backups_that_exist() {
+        let dir = scratch("many");
+        let path = dir.join("traces.jsonl");
+        // Millions of renames per rotation if every number up to the limit were tried.
+        let rotation = Rotation {
+            max_bytes: 50,
+            max_files: u32::MAX,
+        };
+        let mut file = TracesFile::open(&path, rotation).unwrap();
+        assert_eq!(file.append(&lines(10..14)).written, 4);
+        assert_eq!(numbers(&path), [13]);
+        assert_eq!(numbers(&dir.join("traces.1.jsonl")), [12]);
+        assert_eq!(numbers(&dir.join("traces.3.jsonl")), [10]);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 4);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_removed_by_someone_else_is_created_again_at_rotation() {
+        let dir = scratch("removed");
+        let path = dir.join("traces.jsonl");
+        let rotation = Rotation {
+            max_bytes: 50,
+            max_files: 1,
+        };
+        let mut file = TracesFile::open(&path, rotation).unwrap();
+        assert_eq!(file.append(&lines(10..11)).written, 1);
+        std::fs::remove_file(&path).unwrap();
+        let appended = file.append(&lines(11..12));
+        assert_eq!((appended.written, appended.error.is_none()), (1, true));
+        assert_eq!(numbers(&path), [11]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
