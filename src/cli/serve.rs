@@ -13,6 +13,7 @@ use specter::dialect::Dialect;
 use specter::gateway::{self, ConfigFile, GatewayConfig, Proxy};
 use specter::instrument::{Instrumentor, Options};
 use specter::telemetry::pipeline::{otlp_configured, ExportSettings, OtlpProtocol, Pipeline};
+use specter::telemetry::traces_file::Rotation;
 use specter::Catalog;
 
 /// Arguments of `specter serve`. Flags override the configuration file; every flag can also be
@@ -222,6 +223,10 @@ fn serve(args: &Args) -> anyhow::Result<()> {
         otlp,
         console: !args.quiet && file.console.unwrap_or(console_default),
         traces_file: traces_file.clone(),
+        traces_file_rotation: Rotation::configured(
+            file.traces_file_max_bytes,
+            file.traces_file_max_files,
+        ),
         // The standard batch processor variable; a larger default than the SDK's 2048, since a
         // gateway ends many spans at once.
         max_queue: std::env::var("OTEL_BSP_MAX_QUEUE_SIZE")
@@ -237,6 +242,13 @@ fn serve(args: &Args) -> anyhow::Result<()> {
         let _entered = runtime.enter();
         Pipeline::start(&settings)?
     };
+    if let (Some(path), 1..) = (&traces_file, pipeline.traces_file_repaired) {
+        eprintln!(
+            "specter: cut a torn last line ({} bytes) from {}",
+            pipeline.traces_file_repaired,
+            path.display()
+        );
+    }
 
     let names = if args.dialects.is_empty() {
         file.dialects.clone().unwrap_or_else(|| vec!["otel".into()])

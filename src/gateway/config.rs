@@ -31,6 +31,14 @@ pub struct ConfigFile {
     /// is configured. Default `specter-traces.jsonl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traces_file: Option<PathBuf>,
+    /// Size in bytes past which the traces file is rotated (renamed `NAME.1.EXT`, older ones
+    /// shifted up); 0 never rotates. Default 104857600 (100 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traces_file_max_bytes: Option<u64>,
+    /// Rotated traces files kept (`NAME.1.EXT` the newest); older ones are deleted. 0 keeps none:
+    /// the file starts over when full. Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traces_file_max_files: Option<u32>,
     /// Print one line per finished span on stderr. Default: on when no OTLP endpoint is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console: Option<bool>,

@@ -1,22 +1,25 @@
 //! The embedded exporters of the gateway's default setup, which needs nothing else running: one
 //! readable line per finished GenAI span on stderr, and a JSON-lines file in the OTLP JSON
-//! encoding (one `ExportTraceServiceRequest` per line) that any collector can take later.
+//! encoding (one `ExportTraceServiceRequest` per span and line) that any collector can take
+//! later.
 
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use opentelemetry::trace::Status;
 use opentelemetry::Value;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
+
+use super::traces_file::{Appended, Lines, Rotation, TracesFile, TracesFileError};
 
 /// Counts what became of the spans of one output, for the shutdown report.
 #[derive(Debug, Default)]
@@ -109,44 +112,289 @@ impl SpanExporter for ConsoleExporter {
     }
 }
 
-/// Appends spans to a JSON-lines file in the OTLP JSON encoding.
+/// Appends spans to the traces file in the OTLP JSON encoding, one span per line.
+///
+/// Each line is a complete `ExportTraceServiceRequest` holding one resource, one scope and one
+/// span, so every line stands alone: `jq`, `grep` and a collector's OTLP JSON reader take any
+/// line by itself, a line's size is bounded by one span rather than a whole batch, and losing a
+/// line (a full disk) loses one span, not a batch. The resource and scope are repeated on every
+/// line; that costs bytes, not correctness. A batch's lines are written together, whole, by
+/// [`TracesFile`]. The exporter counts what it wrote and lost itself, since a batch can be
+/// partly written.
 #[derive(Debug)]
 pub struct JsonLinesExporter {
-    file: Mutex<File>,
+    file: Mutex<TracesFile>,
     resource: ResourceAttributesWithSchema,
+    stats: Arc<ExportStats>,
 }
 
 impl JsonLinesExporter {
-    /// Opens (creating or appending to) the file.
-    pub fn create(path: &Path, resource: &Resource) -> std::io::Result<JsonLinesExporter> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(JsonLinesExporter {
+    /// Opens (creating or appending to) the file, cutting away a torn last line; counts into
+    /// `stats`.
+    ///
+    /// # Errors
+    /// When the file cannot be repaired or opened.
+    pub fn create(
+        path: &Path,
+        rotation: Rotation,
+        resource: &Resource,
+        stats: Arc<ExportStats>,
+    ) -> Result<JsonLinesExporter, TracesFileError> {
+        Ok(JsonLinesExporter::over(
+            TracesFile::open(path, rotation)?,
+            resource,
+            stats,
+        ))
+    }
+
+    /// The exporter over an opened traces file.
+    pub fn over(file: TracesFile, resource: &Resource, stats: Arc<ExportStats>) -> Self {
+        JsonLinesExporter {
             file: Mutex::new(file),
             resource: resource.into(),
-        })
+            stats,
+        }
     }
+
+    /// Bytes of a torn last line cut away when the file was opened.
+    pub fn repaired_bytes(&self) -> u64 {
+        self.file.lock().map_or(0, |file| file.repaired_bytes())
+    }
+
+    /// Writes the lines, counting the spans written and lost.
+    fn write(&self, lines: &Lines, spans: usize) -> Result<(), String> {
+        let appended = self
+            .file
+            .lock()
+            .map(|mut file| file.append(lines))
+            .map_err(|_| "file lock poisoned".to_string());
+        let written = appended.as_ref().map_or(0, |a| a.written);
+        self.stats
+            .exported
+            .fetch_add(written as u64, Ordering::Relaxed);
+        self.stats
+            .failed
+            .fetch_add(spans.saturating_sub(written) as u64, Ordering::Relaxed);
+        match appended? {
+            Appended { error: Some(e), .. } => Err(e.to_string()),
+            Appended { error: None, .. } if written < spans => {
+                Err(format!("{} span(s) could not be encoded", spans - written))
+            }
+            Appended { error: None, .. } => Ok(()),
+        }
+    }
+}
+
+/// Encodes each span of `batch` as one `ExportTraceServiceRequest` line; spans that cannot be
+/// encoded are left out.
+pub fn encode_lines(batch: Vec<SpanData>, resource: &ResourceAttributesWithSchema) -> Lines {
+    let mut lines = Lines::default();
+    for resource_spans in group_spans_by_resource_and_scope(batch, resource) {
+        encode_resource(resource_spans, &mut lines);
+    }
+    lines
+}
+
+/// One line per span of `resource_spans`, each carrying its resource and scope. One request is
+/// reused, its single span swapped line by line, so nothing is cloned.
+fn encode_resource(mut resource_spans: ResourceSpans, lines: &mut Lines) {
+    let scopes = std::mem::take(&mut resource_spans.scope_spans);
+    let mut request = ExportTraceServiceRequest {
+        resource_spans: vec![resource_spans],
+    };
+    for mut scope in scopes {
+        let spans = std::mem::take(&mut scope.spans);
+        if let Some(resource) = request.resource_spans.first_mut() {
+            resource.scope_spans = vec![scope];
+        }
+        for span in spans {
+            if let Some(slot) = only_scope(&mut request) {
+                *slot = vec![span];
+            }
+            let _ = lines.push(&request);
+        }
+    }
+}
+
+/// The span list of the request's single scope.
+fn only_scope(request: &mut ExportTraceServiceRequest) -> Option<&mut Vec<Span>> {
+    request
+        .resource_spans
+        .first_mut()
+        .and_then(|r| r.scope_spans.first_mut())
+        .map(|s| &mut s.spans)
 }
 
 impl SpanExporter for JsonLinesExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let request = ExportTraceServiceRequest {
-            resource_spans: group_spans_by_resource_and_scope(batch, &self.resource),
-        };
-        let written = serde_json::to_string(&request)
-            .map_err(|e| e.to_string())
-            .and_then(|line| {
-                let mut file = self
-                    .file
-                    .lock()
-                    .map_err(|_| "file lock poisoned".to_string())?;
-                writeln!(file, "{line}")
-                    .and_then(|_| file.flush())
-                    .map_err(|e| e.to_string())
-            });
-        written.map_err(OTelSdkError::InternalFailure)
+        let spans = batch.len();
+        let lines = encode_lines(batch, &self.resource);
+        self.write(&lines, spans)
+            .map_err(OTelSdkError::InternalFailure)
     }
 
     fn set_resource(&mut self, resource: &Resource) {
         self.resource = resource.into();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+    use opentelemetry::KeyValue;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_sdk::trace::{
+        InMemorySpanExporter, SdkTracerProvider, SpanData, SpanExporter,
+    };
+    use opentelemetry_sdk::Resource;
+
+    use super::{ExportStats, JsonLinesExporter};
+    use crate::telemetry::traces_file::fault::{opener, Faults};
+    use crate::telemetry::traces_file::{Rotation, TracesFile};
+
+    /// `count` finished spans from two scopes, each span named `call N`.
+    fn spans(count: usize) -> Vec<SpanData> {
+        let memory = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(memory.clone())
+            .build();
+        for n in 0..count {
+            let scope = if n % 2 == 0 { "specter" } else { "other" };
+            let mut span = provider.tracer(scope).start(format!("call {n}"));
+            span.set_attribute(KeyValue::new("gen_ai.request.model", "gpt-4o-mini"));
+            span.end();
+        }
+        memory.get_finished_spans().unwrap()
+    }
+
+    fn resource() -> Resource {
+        Resource::builder_empty()
+            .with_attribute(KeyValue::new("service.name", "specter-test"))
+            .build()
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "specter-export-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The requests of the file, one per line, each holding exactly one resource, scope and span.
+    fn requests(path: &std::path::Path) -> Vec<ExportTraceServiceRequest> {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.is_empty() || text.ends_with('\n'));
+        text.lines()
+            .map(|l| {
+                let request: ExportTraceServiceRequest = serde_json::from_str(l).unwrap();
+                assert_eq!(request.resource_spans.len(), 1, "{l}");
+                assert_eq!(request.resource_spans[0].scope_spans.len(), 1, "{l}");
+                assert_eq!(
+                    request.resource_spans[0].scope_spans[0].spans.len(),
+                    1,
+                    "{l}"
+                );
+                request
+            })
+            .collect()
+    }
+
+    fn name(request: &ExportTraceServiceRequest) -> (String, String) {
+        let resource_spans = &request.resource_spans[0];
+        let scope_spans = &resource_spans.scope_spans[0];
+        (
+            scope_spans.scope.as_ref().unwrap().name.clone(),
+            scope_spans.spans[0].name.clone(),
+        )
+    }
+
+    #[test]
+    fn every_span_is_a_line_of_its_own_with_its_resource_and_scope() {
+        let dir = scratch("lines");
+        let path = dir.join("t.jsonl");
+        let stats = Arc::new(ExportStats::default());
+        let exporter =
+            JsonLinesExporter::create(&path, Rotation::default(), &resource(), stats.clone())
+                .unwrap();
+        futures::executor::block_on(exporter.export(spans(5))).unwrap();
+        let requests = requests(&path);
+        let mut names: Vec<(String, String)> = requests.iter().map(name).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                ("other", "call 1"),
+                ("other", "call 3"),
+                ("specter", "call 0"),
+                ("specter", "call 2"),
+                ("specter", "call 4"),
+            ]
+            .map(|(s, n)| (s.to_string(), n.to_string()))
+        );
+        for request in &requests {
+            let resource = request.resource_spans[0].resource.as_ref().unwrap();
+            assert_eq!(resource.attributes[0].key, "service.name");
+        }
+        assert_eq!(stats.exported.load(Ordering::Relaxed), 5);
+        assert_eq!(stats.failed.load(Ordering::Relaxed), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn spans_that_miss_a_full_disk_are_counted_failed_and_later_ones_exported() {
+        let dir = scratch("full");
+        let path = dir.join("t.jsonl");
+        let faults = Arc::new(Faults::default());
+        let file = TracesFile::open_with(&path, Rotation::default(), opener(&faults)).unwrap();
+        let stats = Arc::new(ExportStats::default());
+        let exporter = JsonLinesExporter::over(file, &resource(), stats.clone());
+        futures::executor::block_on(exporter.export(spans(2))).unwrap();
+        faults.set_room(Some(100));
+        let full = futures::executor::block_on(exporter.export(spans(3)));
+        assert!(full.is_err());
+        assert_eq!(stats.exported.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.failed.load(Ordering::Relaxed), 3);
+        assert_eq!(requests(&path).len(), 2);
+        faults.set_room(None);
+        futures::executor::block_on(exporter.export(spans(4))).unwrap();
+        assert_eq!(stats.exported.load(Ordering::Relaxed), 6);
+        assert_eq!(stats.failed.load(Ordering::Relaxed), 3);
+        assert_eq!(requests(&path).len(), 6);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_batch_split_by_rotation_counts_each_span_once() {
+        let dir = scratch("split");
+        let path = dir.join("t.jsonl");
+        let stats = Arc::new(ExportStats::default());
+        let probe = super::encode_lines(spans(1), &(&resource()).into());
+        assert_eq!(probe.count(), 1);
+        let line = probe.as_bytes().len() as u64;
+        // Two lines per file, two backups: a batch of 5 spans spreads over three files.
+        let rotation = Rotation {
+            max_bytes: 2 * line + line / 2,
+            max_files: 2,
+        };
+        let exporter =
+            JsonLinesExporter::create(&path, rotation, &resource(), stats.clone()).unwrap();
+        futures::executor::block_on(exporter.export(spans(5))).unwrap();
+        assert_eq!(stats.exported.load(Ordering::Relaxed), 5);
+        let counts = [
+            requests(&path).len(),
+            requests(&dir.join("t.1.jsonl")).len(),
+            requests(&dir.join("t.2.jsonl")).len(),
+        ];
+        assert_eq!(counts, [1, 2, 2]);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

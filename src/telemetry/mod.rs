@@ -7,6 +7,7 @@ pub mod export;
 mod metrics;
 pub mod pipeline;
 mod plain;
+pub mod traces_file;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -23,6 +23,7 @@ use opentelemetry_sdk::Resource;
 use rustls::pki_types::CertificateDer;
 
 use super::export::{ConsoleExporter, ExportStats, JsonLinesExporter};
+use super::traces_file::{Rotation, TracesFileError};
 use super::{Telemetry, SCOPE};
 use crate::content::ContentPolicy;
 use crate::dialect::Dialect;
@@ -117,6 +118,8 @@ pub struct ExportSettings {
     pub console: bool,
     /// OTLP JSON lines file.
     pub traces_file: Option<PathBuf>,
+    /// Size-based rotation of the traces file.
+    pub traces_file_rotation: Rotation,
     /// Spans queued before new ones are dropped.
     pub max_queue: usize,
 }
@@ -128,8 +131,8 @@ pub enum PipelineError {
     #[error("cannot set up OTLP export: {0}")]
     Otlp(String),
     /// The traces file cannot be opened.
-    #[error("cannot open the traces file {0}: {1}")]
-    TracesFile(PathBuf, std::io::Error),
+    #[error("{0}")]
+    TracesFile(TracesFileError),
 }
 
 /// Counts what an exporter sent and lost.
@@ -292,6 +295,8 @@ pub struct Pipeline {
     pub console_stats: Arc<ExportStats>,
     /// Calls whose span started and ended through this pipeline's telemetry.
     pub calls: Arc<super::CallCounts>,
+    /// Bytes of a torn last line (left by a crash) cut from the traces file when it was opened.
+    pub traces_file_repaired: u64,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -306,17 +311,28 @@ fn batch<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
     max_queue: usize,
     stats: &Arc<ExportStats>,
 ) -> Tally {
+    let counting = Counting {
+        inner: exporter,
+        stats: stats.clone(),
+    };
+    processor(counting, max_queue, stats)
+}
+
+/// A batch processor over `exporter`, which counts what it exports and loses into `stats`
+/// itself, whose queue holds `max_queue` spans.
+fn processor<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
+    exporter: E,
+    max_queue: usize,
+    stats: &Arc<ExportStats>,
+) -> Tally {
     let config = BatchConfigBuilder::default()
         .with_max_queue_size(max_queue.max(1))
         .with_max_export_batch_size(max_queue.clamp(1, 512))
         .with_scheduled_delay(Duration::from_millis(200))
         .build();
-    let inner = BatchSpanProcessor::builder(Counting {
-        inner: exporter,
-        stats: stats.clone(),
-    })
-    .with_batch_config(config)
-    .build();
+    let inner = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(config)
+        .build();
     Tally {
         inner,
         stats: stats.clone(),
@@ -370,10 +386,14 @@ impl Pipeline {
                 &console_stats,
             ));
         }
+        let mut traces_file_repaired = 0;
         if let Some(path) = &settings.traces_file {
-            let exporter = JsonLinesExporter::create(path, &resource)
-                .map_err(|e| PipelineError::TracesFile(path.clone(), e))?;
-            builder = builder.with_span_processor(batch(exporter, settings.max_queue, &file_stats));
+            let rotation = settings.traces_file_rotation;
+            let exporter = JsonLinesExporter::create(path, rotation, &resource, file_stats.clone())
+                .map_err(PipelineError::TracesFile)?;
+            traces_file_repaired = exporter.repaired_bytes();
+            builder =
+                builder.with_span_processor(processor(exporter, settings.max_queue, &file_stats));
         }
         let meter_provider = meter_builder.build();
         Ok(Pipeline {
@@ -383,6 +403,7 @@ impl Pipeline {
             file_stats,
             console_stats,
             calls: Arc::default(),
+            traces_file_repaired,
         })
     }
 
