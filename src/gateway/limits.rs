@@ -7,8 +7,9 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Descriptors kept back from the connection cap for the listener, the traces file, the
-/// providers directory watch, exporter sockets and the standard streams.
-const RESERVED_FDS: u64 = 64;
+/// providers directory watch, exporter sockets and the standard streams, and for the connections
+/// past the cap that are still accepted to be told `503`.
+const RESERVED_FDS: u64 = 64 + super::connections::OVERFLOW_CONNECTIONS as u64;
 
 /// The open-file limit of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +49,7 @@ pub fn raise_fd_limit() -> Option<FdLimit> {
 ///
 /// ```
 /// use specter::gateway::connection_cap;
-/// assert_eq!(connection_cap(10_000, Some(1024)), 480);
+/// assert_eq!(connection_cap(10_000, Some(1024)), 448);
 /// assert_eq!(connection_cap(100, Some(1_048_576)), 100);
 /// assert_eq!(connection_cap(100, None), 100);
 /// ```
@@ -143,7 +144,7 @@ mod tests {
 
     #[test]
     fn the_cap_leaves_descriptors_for_upstreams_and_files() {
-        assert_eq!(connection_cap(10_000, Some(256)), 96);
+        assert_eq!(connection_cap(10_000, Some(256)), 64);
         assert_eq!(connection_cap(10_000, Some(10)), 1);
     }
 }
