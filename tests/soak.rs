@@ -184,9 +184,15 @@ async fn soak_with_reloads_under_load_loses_no_call_and_no_span() {
     let traces = temp_dir("traces").join("traces.jsonl");
     let mock = upstream().await;
     let (dir_text, traces_text) = (dir.display().to_string(), traces.display().to_string());
+    // Every span stays in the one file, however many the full size makes.
+    let config = traces.with_file_name("specter.yaml");
+    std::fs::write(&config, "traces_file_max_bytes: 0\n").unwrap();
+    let config_text = config.display().to_string();
     let upstream = format!("openai=http://{mock}");
     let served = Served::start_async(
         &[
+            "--config",
+            &config_text,
             "--providers",
             &dir_text,
             "--upstream",
