@@ -5,9 +5,9 @@ use serde_json::{json, Value as Json};
 
 use crate::content::ContentPolicy;
 use crate::credentials::Credentials;
-use crate::render::Prepared;
 use crate::dialect::Dialect;
 use crate::engine::{self, HttpTarget, Request, Response};
+use crate::render::Prepared;
 use crate::Catalog;
 
 /// Why an exchange could not be extracted.
@@ -104,9 +104,9 @@ pub fn extract(
         None => catalog.find(&method, Some(&target.host), &target.path, &target.query),
     };
     let found = found.ok_or_else(|| ExtractError::NoMatch {
-            method: method.clone(),
-            url: exchange.url.into(),
-        })?;
+        method: method.clone(),
+        url: exchange.url.into(),
+    })?;
     let mut problems = Vec::new();
     let request_body = engine::parse_body(exchange.request, "request", &mut problems);
     let op = &found.operation;

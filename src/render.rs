@@ -98,7 +98,11 @@ impl Prepared {
     }
 
     /// The span, in `dialects` (later dialects win on a shared key).
-    pub fn into_span(mut self, dialects: &[Dialect], first_chunk: Option<Duration>) -> RenderedSpan {
+    pub fn into_span(
+        mut self,
+        dialects: &[Dialect],
+        first_chunk: Option<Duration>,
+    ) -> RenderedSpan {
         let record = &mut self.record;
         let mut attributes = dialect::render_taking(record, dialects);
         if !self.content_on_span {

@@ -70,4 +70,3 @@ fn array(items: &[Json]) -> Option<Value> {
     }
     None
 }
-
