@@ -22,6 +22,7 @@ pub mod content;
 pub mod diagnostic;
 pub mod dialect;
 pub mod engine;
+pub mod files;
 pub mod gateway;
 pub mod instrument;
 pub mod offline;
