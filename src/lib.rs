@@ -29,6 +29,7 @@ pub mod offline;
 pub mod spec;
 pub mod telemetry;
 pub mod tls;
+pub mod upstream_check;
 
 pub use catalog::{Catalog, LoadError, Match};
 pub use diagnostic::{Diagnostic, Diagnostics};
