@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::compile::rules::{Operation, Provider};
 use crate::compile::{compile_sources, RouteIndex, Source};
+use crate::files::{ReadError, ReadLimits};
 use crate::Diagnostics;
 
 /// Why providers could not be loaded.
@@ -26,6 +27,9 @@ pub enum LoadError {
     /// Specs have problems.
     #[error("{0}")]
     Invalid(Diagnostics),
+    /// A provider file was refused: not a regular file, or over a size cap.
+    #[error(transparent)]
+    File(#[from] crate::files::ReadError),
 }
 
 /// An operation found for a request, with the captures of its path template.
@@ -69,7 +73,12 @@ impl Catalog {
 
     /// Loads every `*.yaml` file of a directory, or the given files.
     pub fn load(paths: &[PathBuf]) -> Result<Catalog, LoadError> {
-        Catalog::from_sources(&read_sources(paths)?).map_err(LoadError::Invalid)
+        Catalog::load_within(paths, &ReadLimits::default())
+    }
+
+    /// [`Catalog::load`] with the given size caps.
+    pub fn load_within(paths: &[PathBuf], limits: &ReadLimits) -> Result<Catalog, LoadError> {
+        Catalog::from_sources(&read_sources_within(paths, limits)?).map_err(LoadError::Invalid)
     }
 
     /// Compiles sources; all problems are returned at once.
@@ -207,8 +216,56 @@ impl Catalog {
 }
 
 /// Reads provider files: each path is a file, or a directory whose `*.yaml`/`*.yml` files are read
-/// in name order.
+/// in name order. The default size caps apply; see [`read_sources_within`].
 pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<Source>, LoadError> {
+    read_sources_within(paths, &ReadLimits::default())
+}
+
+/// [`read_sources`] with the given size caps. Every file must be a regular file (or a symbolic
+/// link to one) of at most `limits.max_file_bytes`, and all of them together at most
+/// `limits.max_total_bytes`; sizes are checked before anything is read.
+pub fn read_sources_within(
+    paths: &[PathBuf],
+    limits: &ReadLimits,
+) -> Result<Vec<Source>, LoadError> {
+    let files = list_files(paths)?;
+    let mut total = 0u64;
+    for path in &files {
+        let size = crate::files::regular_file_size(path)?;
+        if size > limits.max_file_bytes {
+            return Err(ReadError::TooLarge {
+                path: path.clone(),
+                max: limits.max_file_bytes,
+            }
+            .into());
+        }
+        total = total.saturating_add(size);
+    }
+    if total > limits.max_total_bytes {
+        return Err(ReadError::TotalTooLarge {
+            path: paths.first().cloned().unwrap_or_default(),
+            total,
+            max: limits.max_total_bytes,
+        }
+        .into());
+    }
+    let mut budget = limits.max_total_bytes;
+    let mut sources = Vec::with_capacity(files.len());
+    for path in files {
+        // Files that grew since they were measured still cannot exceed either cap.
+        let text = crate::files::read_text(&path, limits.max_file_bytes.min(budget))?;
+        budget = budget.saturating_sub(text.len() as u64);
+        sources.push(Source {
+            name: path.display().to_string(),
+            text,
+        });
+    }
+    Ok(sources)
+}
+
+/// The files named by `paths`: files as given, directories as their `*.yaml`/`*.yml` entries in
+/// name order.
+fn list_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
     let mut files = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|source| LoadError::Io {
@@ -230,19 +287,7 @@ pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<Source>, LoadError> {
             files.push(path.clone());
         }
     }
-    files
-        .into_iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            Ok(Source {
-                name: path.display().to_string(),
-                text,
-            })
-        })
-        .collect()
+    Ok(files)
 }
 
 fn is_yaml(path: &Path) -> bool {

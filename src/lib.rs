@@ -23,6 +23,7 @@ pub mod credentials;
 pub mod diagnostic;
 pub mod dialect;
 pub mod engine;
+pub mod files;
 pub mod gateway;
 pub mod instrument;
 pub mod offline;
@@ -31,6 +32,7 @@ pub mod render;
 pub mod spec;
 pub mod telemetry;
 pub mod tls;
+pub mod upstream_check;
 
 pub use catalog::{Catalog, LoadError, Match};
 pub use diagnostic::{Diagnostic, Diagnostics};

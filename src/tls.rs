@@ -36,16 +36,23 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
-/// Reads every certificate of a PEM file (a CA bundle or a single certificate).
+/// Reads every certificate of a PEM file (a CA bundle or a single certificate): a regular file of
+/// at most 4 MiB.
 ///
 /// # Errors
-/// When the file cannot be read, is not PEM, or holds no certificate.
+/// When the file cannot be read, is not a regular file, is too large, is not PEM, or holds no
+/// certificate.
 pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let fail = |message: String| TlsError::CaFile {
         path: path.to_path_buf(),
         message,
     };
-    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let bytes = crate::files::read_bytes(path, crate::files::MAX_PEM_FILE_BYTES).map_err(|e| {
+        let text = e.to_string();
+        // The error names the path already.
+        let prefix = format!("cannot read {}: ", path.display());
+        fail(text.strip_prefix(&prefix).unwrap_or(&text).to_string())
+    })?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| fail(format!("not a PEM certificate file ({e})")))?;

@@ -173,3 +173,185 @@ fn serve_refuses_non_loopback_without_allow_remote() {
         text(&unknown.stderr)
     );
 }
+
+/// Runs `specter ARGS` and waits (up to 20 s) for it to end: the exit code and stderr, or `None`
+/// when it had to be killed (it hung, or started serving).
+fn specter_bounded(args: &[&str]) -> Option<(Option<i32>, String)> {
+    use std::io::Read as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_specter"))
+        .args(args)
+        .env_remove("SPECTER_PROVIDERS")
+        .env_remove("SPECTER_CONFIG")
+        .env_remove("SPECTER_ALLOW_METADATA_UPSTREAM")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return Some((status.code(), err));
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("specter-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A directory with the OpenAI spec and `meta.yaml`, a provider extending it whose upstream is
+/// the cloud metadata service.
+fn metadata_dir() -> std::path::PathBuf {
+    let dir = temp_dir("metadata");
+    std::fs::copy("providers/openai.yaml", dir.join("openai.yaml")).unwrap();
+    std::fs::write(
+        dir.join("meta.yaml"),
+        "id: meta\nextends: openai\nprovider_name: meta\nupstream:\n  base_url: http://169.254.169.254/latest\n  hosts: [meta.internal]\npath_prefixes: [/openai/v1]\n",
+    )
+    .unwrap();
+    dir
+}
+
+const METADATA_HELP: &str = "  help: if this upstream is intended, pass --allow-metadata-upstream to `specter serve` or set `allow_metadata_upstreams: true` in its configuration file\n";
+
+#[test]
+fn validate_warns_of_an_upstream_at_a_metadata_address_and_still_passes() {
+    let dir = metadata_dir();
+    let out = specter(&["validate", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("ok: 2 provider(s)"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "warning: {}:5:3: upstream.base_url: `http://169.254.169.254/latest` of provider `meta`: 169.254.169.254 is link-local (169.254.0.0/16), where cloud metadata services answer; `specter serve` refuses to start with it\n{METADATA_HELP}",
+            dir.join("meta.yaml").display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_refuses_an_upstream_at_a_metadata_address() {
+    let dir = metadata_dir();
+    let dir_text = dir.display().to_string();
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--no-traces-file"];
+        args.extend_from_slice(extra);
+        specter_bounded(&args).expect("the gateway refuses to start")
+    };
+    let (code, err) = serve(&["--providers", &dir_text]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "error: provider `meta` ({}) has the upstream `http://169.254.169.254/latest`: 169.254.169.254 is link-local (169.254.0.0/16), where cloud metadata services answer, so requests through the gateway could read the host's cloud credentials\n{METADATA_HELP}",
+            dir.join("meta.yaml").display()
+        )
+    );
+    // An override at the AWS IPv6 metadata address, on the bundled providers.
+    let (code, err) = serve(&["--upstream", "openai=http://[fd00:ec2::254]/v1"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "error: provider `openai` (set by --upstream or `upstreams`) has the upstream `http://[fd00:ec2::254]/v1`: fd00:ec2::254 is the AWS IPv6 metadata address, so requests through the gateway could read the host's cloud credentials\n{METADATA_HELP}"
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(unix)]
+#[test]
+fn validate_and_serve_refuse_fifos_and_oversized_files_without_reading_them() {
+    let dir = temp_dir("files");
+    let fifo = dir.join("x.yaml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let (code, err) = specter_bounded(&["validate", fifo.to_str().unwrap()])
+        .expect("validate does not block on a FIFO");
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "error: cannot read {}: it is a FIFO, not a regular file\nhelp: provider specs must be regular files (or symbolic links to them); remove or rename it\n",
+            fifo.display()
+        )
+    );
+    let (code, err) = specter_bounded(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-traces-file",
+        "--config",
+        fifo.to_str().unwrap(),
+    ])
+    .expect("serve does not block on a FIFO configuration");
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "error: cannot read {}: it is a FIFO, not a regular file\n",
+            fifo.display()
+        )
+    );
+
+    let big = dir.join("big.yaml");
+    std::fs::write(&big, format!("# {}\n", "x".repeat(4 << 20))).unwrap();
+    let (code, err) = specter_bounded(&["validate", big.to_str().unwrap()]).unwrap();
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "error: cannot read {}: it holds more than 4194304 bytes (the limit)\nhelp: provider specs are small; `specter serve` reads bigger ones with `max_spec_file_bytes` in its configuration file\n",
+            big.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_reports_a_deeply_nested_configuration_file_instead_of_crashing() {
+    let dir = temp_dir("deep-config");
+    let config = dir.join("specter.yaml");
+    // 40 KB of nested complex keys, 20,000 levels.
+    std::fs::write(&config, format!("{}a\n", "? ".repeat(20_000))).unwrap();
+    let (code, err) = specter_bounded(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-traces-file",
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .expect("the gateway refuses to start");
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "error: {}:1:3: mapping keys must be plain scalars\n",
+            config.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

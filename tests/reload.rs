@@ -1,6 +1,7 @@
 //! Hot reload of the providers directory: a valid change takes effect, an invalid one is rejected
 //! and the last good rules stay, a deleted file's provider goes away; `specter serve` re-reads
-//! the directory on SIGHUP.
+//! the directory on SIGHUP. Hostile directories (over-deep YAML, a FIFO, a huge file, an upstream
+//! at a cloud metadata address) are rejected the same way, and traffic flows during a reload.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,9 +13,11 @@
 #[path = "common/serve.rs"]
 mod serve;
 
-use std::path::PathBuf;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use specter::gateway::watch_providers;
 use specter::instrument::Instrumentor;
@@ -48,8 +51,13 @@ async fn the_providers_directory_is_reloaded_on_change() {
         .build()
         .unwrap();
     let routing = Arc::new(std::sync::RwLock::new(Arc::new(catalog)));
-    let watcher =
-        watch_providers(dir.clone(), Some(instrumentor.clone()), routing.clone()).unwrap();
+    let watcher = watch_providers(
+        dir.clone(),
+        Some(instrumentor.clone()),
+        routing.clone(),
+        Default::default(),
+    )
+    .unwrap();
 
     let groq = "id: groqx\nextends: openai\nprovider_name: groq\nupstream: { base_url: https://api.groq.com, hosts: [api.groq.com] }\npath_prefixes: [/openai/v1]\n";
     std::fs::write(dir.join("groqx.yaml"), groq).unwrap();
@@ -107,5 +115,356 @@ fn sighup_rereads_the_providers_directory() {
     }
     let (status, lines) = served.stop();
     assert!(status.success(), "the process survives SIGHUP: {lines:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The body every request to [`upstream`] gets.
+const UPSTREAM_BODY: &str =
+    r#"{"id":"c1","object":"chat.completion","model":"gpt-4o","choices":[]}"#;
+
+/// An upstream on a free loopback port answering every request with [`UPSTREAM_BODY`], on a
+/// thread that lives as long as the test process.
+fn upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let _ = read_message(&mut stream);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{UPSTREAM_BODY}",
+                    UPSTREAM_BODY.len()
+                );
+            });
+        }
+    });
+    address
+}
+
+/// Reads one HTTP/1.1 message (head and `content-length` body); returns the head and body.
+fn read_message(stream: &mut TcpStream) -> (String, String) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let n = stream.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            return (String::from_utf8_lossy(&bytes).into_owned(), String::new());
+        }
+        bytes.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&bytes[..head_end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while bytes.len() < head_end + length {
+        let n = stream.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&buf[..n]);
+    }
+    let body = String::from_utf8_lossy(&bytes[head_end..]).into_owned();
+    (head, body)
+}
+
+/// One chat completion through the gateway: the status code and the body.
+fn chat(gateway: SocketAddr) -> (u16, String) {
+    let mut stream = TcpStream::connect(gateway).unwrap();
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+    write!(
+        stream,
+        "POST /openai/v1/chat/completions HTTP/1.1\r\nhost: {gateway}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let (head, body) = read_message(&mut stream);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body)
+}
+
+/// Writes `text` to `dir/name` at once: written beside the directory, then renamed into it, so
+/// the watcher sees one complete file.
+fn put(dir: &Path, name: &str, text: &str) {
+    let staged = dir.with_extension(format!("staged-{name}"));
+    std::fs::write(&staged, text).unwrap();
+    std::fs::rename(&staged, dir.join(name)).unwrap();
+}
+
+fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+/// A providers directory holding the bundled OpenAI spec, and a gateway serving it with OpenAI's
+/// upstream replaced by [`upstream`].
+fn serving(name: &str, extra: &[&str], envs: &[(&str, &str)]) -> (PathBuf, serve::Served) {
+    let dir = temp_dir(name);
+    std::fs::copy("providers/openai.yaml", dir.join("openai.yaml")).unwrap();
+    let upstream = format!("openai=http://{}", upstream());
+    let dir_text = dir.display().to_string();
+    let mut args = vec![
+        "--providers",
+        &dir_text,
+        "--no-traces-file",
+        "--quiet",
+        "--upstream",
+        &upstream,
+    ];
+    args.extend_from_slice(extra);
+    let served = serve::Served::start(&args, envs);
+    assert_eq!(chat(served.address), (200, UPSTREAM_BODY.to_string()));
+    (dir, served)
+}
+
+#[test]
+fn deep_yaml_written_while_serving_is_rejected_and_the_last_good_rules_keep_serving() {
+    let (dir, served) = serving("deep", &[], &[]);
+    // 40 KB of nested complex keys: 20,000 levels.
+    put(&dir, "deep.yaml", &format!("{}a\n", "? ".repeat(20_000)));
+    let rejected = served.wait_for("rejected the change", Duration::from_secs(20));
+    assert!(rejected.is_some(), "{:#?}", served.lines());
+    let wanted = format!(
+        "{}: invalid YAML: mapping keys must be plain scalars",
+        dir.join("deep.yaml:1:3").display()
+    );
+    assert!(served.count(&wanted) == 1, "{:#?}", served.lines());
+    // Flow sequences and aliases that nest deeply are refused the same way.
+    std::fs::remove_file(dir.join("deep.yaml")).unwrap();
+    let mut aliases = String::from("k0: &a0 [0]\n");
+    for k in 1..2_000 {
+        aliases.push_str(&format!("k{k}: &a{k} [[[[[[[[[[*a{}]]]]]]]]]]\n", k - 1));
+    }
+    put(&dir, "aliases.yaml", &aliases);
+    let deep = served.wait_for(
+        "collections nest more than 200 levels",
+        Duration::from_secs(20),
+    );
+    assert!(deep.is_some(), "{:#?}", served.lines());
+    assert_eq!(chat(served.address), (200, UPSTREAM_BODY.to_string()));
+    let (status, lines) = served.stop();
+    assert!(status.success(), "{lines:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `specter ARGS` and waits (up to 20 s) for it to end; `None` when it had to be killed.
+fn run_bounded(args: &[&str]) -> Option<(Option<i32>, String)> {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_specter"))
+        .args(args)
+        .env_remove("SPECTER_PROVIDERS")
+        .env_remove("SPECTER_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return Some((status.code(), err));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_in_the_providers_directory_fails_start_up_with_a_clear_error() {
+    let dir = temp_dir("fifo-start");
+    std::fs::copy("providers/openai.yaml", dir.join("openai.yaml")).unwrap();
+    mkfifo(&dir.join("x.yaml"));
+    let dir_text = dir.display().to_string();
+    let ended = run_bounded(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--providers",
+        &dir_text,
+        "--no-traces-file",
+    ]);
+    let (code, err) = ended.expect("start-up does not hang on a FIFO");
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "error: cannot read {}: it is a FIFO, not a regular file\n  help: provider specs must be regular files (or symbolic links to them); remove or rename it\n",
+            dir.join("x.yaml").display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_created_while_serving_is_rejected_and_sigterm_still_stops_the_gateway() {
+    let (dir, served) = serving("fifo-reload", &[], &[]);
+    mkfifo(&dir.join("x.yaml"));
+    let wanted = format!(
+        "cannot read {}: it is a FIFO, not a regular file",
+        dir.join("x.yaml").display()
+    );
+    assert!(
+        served.wait_for(&wanted, Duration::from_secs(20)).is_some(),
+        "{:#?}",
+        served.lines()
+    );
+    // SIGHUP re-reads the directory: rejected again, still without blocking.
+    served.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while served.count(&wanted) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(served.count(&wanted), 2, "{:#?}", served.lines());
+    assert_eq!(chat(served.address), (200, UPSTREAM_BODY.to_string()));
+    let (status, lines) = served.stop();
+    assert!(status.success(), "{lines:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn traffic_flows_while_a_large_spec_directory_is_reloaded() {
+    // One runtime worker: a reload on it would hold every request until it ends.
+    let config = temp_dir("large-config").join("specter.yaml");
+    std::fs::write(
+        &config,
+        "max_spec_file_bytes: 67108864\nmax_spec_total_bytes: 134217728\n",
+    )
+    .unwrap();
+    let config_text = config.display().to_string();
+    let (dir, served) = serving(
+        "large",
+        &["--config", &config_text],
+        &[("TOKIO_WORKER_THREADS", "1")],
+    );
+    // About 24 MB of YAML: seconds of parsing in a debug build, then rejected (`padding` is not a
+    // spec key).
+    let mut big = String::from("id: big\nprovider_name: big\npadding:\n");
+    let line = format!("  - \"{}\"\n", "x".repeat(90));
+    for _ in 0..250_000 {
+        big.push_str(&line);
+    }
+    put(&dir, "big.yaml", &big);
+    assert!(
+        served
+            .wait_for("reloading the providers of", Duration::from_secs(20))
+            .is_some(),
+        "{:#?}",
+        served.lines()
+    );
+    let mut during = 0;
+    let mut sent = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while served.count("rejected the change") == 0 && sent < 2_000 && Instant::now() < deadline {
+        assert_eq!(chat(served.address), (200, UPSTREAM_BODY.to_string()));
+        sent += 1;
+        if served.count("rejected the change") == 0 {
+            during += 1;
+        }
+    }
+    assert!(
+        served
+            .wait_for("rejected the change", Duration::from_secs(120))
+            .is_some(),
+        "{:#?}",
+        served.lines()
+    );
+    assert!(
+        served.count("big.yaml:3:1: padding: unknown key `padding`") == 1,
+        "{:#?}",
+        served.lines()
+    );
+    // With the reload on the only worker, no request could complete before it ended.
+    assert!(
+        during >= 3,
+        "{during} of {sent} requests completed during the reload"
+    );
+    assert_eq!(chat(served.address), (200, UPSTREAM_BODY.to_string()));
+    let (status, lines) = served.stop();
+    assert!(status.success(), "{lines:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(config.parent().unwrap());
+}
+
+/// A provider extending OpenAI whose upstream is the cloud metadata service.
+const METADATA_SPEC: &str = "id: meta\nextends: openai\nprovider_name: meta\nupstream: { base_url: \"http://169.254.169.254/latest\", hosts: [meta.internal] }\npath_prefixes: [/openai/v1]\n";
+
+#[test]
+fn a_reload_adding_a_metadata_upstream_is_rejected_unless_allowed() {
+    let (dir, served) = serving("metadata", &[], &[]);
+    put(&dir, "meta.yaml", METADATA_SPEC);
+    let wanted = format!(
+        "provider `meta` ({}) has the upstream `http://169.254.169.254/latest`: 169.254.169.254 is link-local (169.254.0.0/16), where cloud metadata services answer, so requests through the gateway could read the host's cloud credentials",
+        dir.join("meta.yaml").display()
+    );
+    assert!(
+        served.wait_for(&wanted, Duration::from_secs(20)).is_some(),
+        "{:#?}",
+        served.lines()
+    );
+    assert_eq!(
+        served.count("--allow-metadata-upstream"),
+        1,
+        "{:#?}",
+        served.lines()
+    );
+    assert_eq!(served.count("reloaded"), 0, "{:#?}", served.lines());
+    assert_eq!(chat(served.address), (200, UPSTREAM_BODY.to_string()));
+    let (status, lines) = served.stop();
+    assert!(status.success(), "{lines:#?}");
+
+    // With the configuration key, the same directory starts and the provider is loaded.
+    let config = dir.with_extension("yaml");
+    std::fs::write(&config, "allow_metadata_upstreams: true\n").unwrap();
+    let config_text = config.display().to_string();
+    let dir_text = dir.display().to_string();
+    let served = serve::Served::start(
+        &[
+            "--providers",
+            &dir_text,
+            "--no-traces-file",
+            "--config",
+            &config_text,
+        ],
+        &[],
+    );
+    assert!(
+        served.lines()[0].contains("(2 providers,"),
+        "{:#?}",
+        served.lines()
+    );
+    let (status, lines) = served.stop();
+    assert!(status.success(), "{lines:#?}");
+    let _ = std::fs::remove_file(&config);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -351,6 +351,10 @@ fn check_spec(dir: &Path, spec_path: &Path, text: &str) -> Result<(), InitError>
         read_sources(&[dir.to_path_buf()]).map_err(|e| match e {
             specter::LoadError::Io { path, source } => InitError::Io { path, source },
             specter::LoadError::Invalid(diags) => InitError::Invalid(diags),
+            specter::LoadError::File(e) => InitError::Io {
+                path: e.path().to_path_buf(),
+                source: std::io::Error::other(e.to_string()),
+            },
         })?
     } else {
         Vec::new()

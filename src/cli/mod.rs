@@ -87,6 +87,28 @@ pub fn report_load_error(error: &specter::LoadError) -> ExitCode {
             eprintln!("help: pass an existing providers directory or YAML file");
             ExitCode::from(2)
         }
+        specter::LoadError::File(e) => {
+            eprintln!("error: {error}");
+            eprintln!("help: {}", file_help(e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// How to get past a refused provider file.
+pub fn file_help(error: &specter::files::ReadError) -> &'static str {
+    use specter::files::ReadError;
+    match error {
+        ReadError::NotRegular { .. } => {
+            "provider specs must be regular files (or symbolic links to them); remove or rename it"
+        }
+        ReadError::TooLarge { .. } => {
+            "provider specs are small; `specter serve` reads bigger ones with `max_spec_file_bytes` in its configuration file"
+        }
+        ReadError::TotalTooLarge { .. } => {
+            "`specter serve` reads more with `max_spec_total_bytes` in its configuration file"
+        }
+        ReadError::Io { .. } => "pass an existing providers directory or YAML file",
     }
 }
 

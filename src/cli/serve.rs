@@ -64,6 +64,11 @@ pub struct Args {
     /// Attribute dialect (repeatable): `otel`, `agentops`, `openinference`.
     #[arg(long = "dialect", value_name = "DIALECT")]
     dialects: Vec<String>,
+    /// Accept upstreams at link-local or cloud metadata addresses (169.254.169.254,
+    /// metadata.google.internal, ...), which are refused by default: through them the gateway
+    /// could hand out the host's cloud credentials.
+    #[arg(long, env = "SPECTER_ALLOW_METADATA_UPSTREAM")]
+    allow_metadata_upstream: bool,
 }
 
 /// Runs the gateway until SIGINT or SIGTERM.
@@ -158,8 +163,18 @@ fn serve(args: &Args) -> anyhow::Result<()> {
         args.propagate_trace_context || file.propagate_trace_context == Some(true);
     config.instrument = !args.no_instrument && file.instrument != Some(false);
 
+    let limits = specter::files::ReadLimits {
+        max_file_bytes: file
+            .max_spec_file_bytes
+            .unwrap_or(specter::files::DEFAULT_MAX_SPEC_FILE_BYTES),
+        max_total_bytes: file
+            .max_spec_total_bytes
+            .unwrap_or(specter::files::DEFAULT_MAX_SPEC_TOTAL_BYTES),
+    };
+    let allow_metadata =
+        args.allow_metadata_upstream || file.allow_metadata_upstreams == Some(true);
     let catalog = match &config.providers {
-        Some(dir) => Catalog::load(std::slice::from_ref(dir)),
+        Some(dir) => Catalog::load_within(std::slice::from_ref(dir), &limits),
         None => Catalog::bundled(),
     };
     let catalog = match catalog {
@@ -167,6 +182,7 @@ fn serve(args: &Args) -> anyhow::Result<()> {
         Err(specter::LoadError::Invalid(diags)) => {
             bail!("{diags}\nthe provider specs have problems; fix them or run without --providers")
         }
+        Err(specter::LoadError::File(e)) => bail!("{e}\n  help: {}", super::file_help(&e)),
         Err(e) => bail!("{e}"),
     };
     for provider in config.upstreams.keys() {
@@ -174,6 +190,11 @@ fn serve(args: &Args) -> anyhow::Result<()> {
             bail!("--upstream names `{provider}`, which is not a loaded provider (see `specter list`)");
         }
     }
+    specter::upstream_check::refuse_metadata_upstreams(
+        &catalog,
+        &config.upstreams,
+        allow_metadata,
+    )?;
 
     let signed = if args.aws_sign.is_empty() {
         &file.aws_sign
@@ -294,7 +315,10 @@ fn serve(args: &Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let address = listener.local_addr()?;
         let _watch = match &config.providers {
-            Some(dir) => Some(gateway::watch_providers(dir.clone(), instrumentor.clone(), routing.clone())?),
+            Some(dir) => {
+                let settings = gateway::ReloadSettings { limits, upstreams: config.upstreams.clone(), allow_metadata_upstreams: allow_metadata, report: Arc::new(report_reload) };
+                Some(gateway::watch_providers(dir.clone(), instrumentor.clone(), routing.clone(), settings)?)
+            }
             None => None,
         };
         let client = gateway::upstream_client(&config)?;
@@ -375,4 +399,31 @@ fn limits_line(fd_limit: Option<gateway::FdLimit>, config: &GatewayConfig) -> St
         config.max_connections,
         config.max_buffered_request_bytes >> 20
     )
+}
+
+/// Prints a reload outcome.
+fn report_reload(event: gateway::ReloadEvent) {
+    match event {
+        gateway::ReloadEvent::Started { dir } => {
+            eprintln!("specter: reloading the providers of {}", printable(&dir));
+        }
+        gateway::ReloadEvent::Reloaded {
+            dir,
+            providers,
+            elapsed,
+        } => eprintln!(
+            "specter: reloaded {providers} provider(s) from {} in {elapsed:?}",
+            printable(&dir)
+        ),
+        gateway::ReloadEvent::Rejected { dir, error } => eprintln!(
+            // Diagnostics escape the file content they quote.
+            "specter: rejected the change to {}; the previous rules stay active:\n{error}",
+            printable(&dir)
+        ),
+    }
+}
+
+/// A path as a line of text, control characters escaped.
+fn printable(path: &std::path::Path) -> String {
+    specter::printable::escape_controls(&path.display().to_string()).into_owned()
 }

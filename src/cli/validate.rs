@@ -32,7 +32,16 @@ pub fn run(args: &Args) -> ExitCode {
         eprintln!("help: pass a providers directory or YAML files");
         return ExitCode::from(2);
     }
-    match specter::Catalog::from_sources(&sources) {
+    let (providers, diags) = specter::compile::compile_sources(&sources);
+    for warning in specter::upstream_check::metadata_warnings(&providers, &sources) {
+        eprintln!("warning: {warning}");
+    }
+    let compiled = if diags.is_empty() {
+        Ok(specter::Catalog::from_providers(providers))
+    } else {
+        Err(diags)
+    };
+    match compiled {
         Ok(catalog) => {
             let operations: usize = catalog.providers().iter().map(|p| p.operations.len()).sum();
             println!(

@@ -121,6 +121,20 @@ pub struct ConfigFile {
     /// Redactions applied to every content value before export.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<RedactSpec>,
+    /// Largest provider spec file read, in bytes; a bigger one is refused (at start-up and on
+    /// reload) without being read. Default 4194304 (4 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_spec_file_bytes: Option<u64>,
+    /// Largest sum of the provider spec files of the directory, in bytes. Default 67108864
+    /// (64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_spec_total_bytes: Option<u64>,
+    /// Accept upstreams at link-local or cloud metadata addresses (169.254.0.0/16, fe80::/10,
+    /// fd00:ec2::254, 100.100.100.200, metadata.google.internal, ...), from provider specs or
+    /// `upstreams`. Default false: the gateway refuses to start with one, and a reload that adds
+    /// one is rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_metadata_upstreams: Option<bool>,
 }
 
 /// One redaction rule.
@@ -150,6 +164,9 @@ pub enum ConfigError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Not a regular file, or larger than 1 MiB.
+    #[error(transparent)]
+    File(#[from] crate::files::ReadError),
     /// Invalid content (quoted content with its control characters escaped).
     #[error("{}:{line}:{col}: {}", path.display(), crate::printable::escape_controls(message))]
     Invalid {
@@ -165,12 +182,9 @@ pub enum ConfigError {
 }
 
 impl ConfigFile {
-    /// Reads a configuration file.
+    /// Reads a configuration file: a regular file of at most 1 MiB.
     pub fn read(path: &std::path::Path) -> Result<ConfigFile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.into(),
-            source,
-        })?;
+        let text = crate::files::read_text(path, crate::files::MAX_CONFIG_FILE_BYTES)?;
         let invalid = |line, col, message| ConfigError::Invalid {
             path: path.into(),
             line,

@@ -25,6 +25,7 @@ pub use in_flight::InFlight;
 pub use limits::{connection_cap, raise_fd_limit, FdLimit, RequestBudget};
 pub use proxy::{Proxy, Upstream};
 pub use reload::watch_providers;
+pub use reload::{ReloadError, ReloadEvent, ReloadReport, ReloadSettings};
 
 /// Builds the upstream client: pooled connections, HTTP/1.1 and HTTP/2 (ALPN), TLS via rustls
 /// with the Mozilla root certificates plus the configured extra certificate authorities.

@@ -59,61 +59,57 @@ pub struct YamlError {
     pub message: String,
 }
 
-/// Deepest nesting accepted: the parser recurses once per level, so deeper documents could
-/// exhaust the stack. Real specs nest fewer than 20 levels.
-const MAX_DEPTH: usize = 200;
+/// Deepest nesting of collections accepted. Nothing here or in the YAML crate recurses while
+/// reading (events are pulled one at a time), but everything that walks the finished value does
+/// (serde, the schema validator, dropping it), so deeper documents are refused as they are read.
+/// Real specs nest fewer than 20 levels.
+pub const MAX_DEPTH: usize = 200;
 
 /// Most nodes a document may expand to, per byte of text (aliases repeat whole subtrees), with a
 /// floor for small files.
 const NODES_PER_BYTE: usize = 64;
 const MIN_NODES: usize = 10_000;
 
-/// An upper bound of the nesting of a line: its indentation, block sequence dashes and open
-/// flow brackets all count one level each.
-fn nesting_bound(text: &str) -> Option<(usize, usize)> {
-    let mut flow = 0usize;
-    for (n, line) in text.lines().enumerate() {
-        let indent = line.len() - line.trim_start_matches([' ', '-']).len();
-        for b in line.bytes() {
-            match b {
-                b'[' | b'{' => flow += 1,
-                b']' | b'}' => flow = flow.saturating_sub(1),
-                _ => {}
-            }
-        }
-        if indent + flow > MAX_DEPTH {
-            return Some((n + 1, indent + flow));
-        }
-    }
-    None
-}
-
-/// Parses one YAML document.
+/// Parses one YAML document (the first of the stream).
+///
+/// Events are pulled from the parser in a loop instead of through its recursive loader, and the
+/// depth of every collection (and of what every alias repeats) is checked before the node is
+/// built, so no input can exhaust the stack.
 pub fn parse(text: &str) -> Result<Document, YamlError> {
-    if let Some((line, depth)) = nesting_bound(text) {
-        return Err(YamlError {
-            pos: Pos { line, col: 1 },
-            message: format!(
-                "the document nests too deeply (about {depth} levels; at most {MAX_DEPTH})"
-            ),
-        });
-    }
     let mut builder = Builder {
         max_nodes: MIN_NODES.max(NODES_PER_BYTE.saturating_mul(text.len())),
         ..Builder::default()
     };
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| YamlError {
-        pos: pos_of(*e.marker()),
-        message: e.info().to_string(),
-    })?;
-    if let Some(error) = builder.error {
-        return Err(error);
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| YamlError {
+            pos: pos_of(*e.marker()),
+            // The scanner looks ahead and has a flow nesting limit of its own (255).
+            message: if e.info() == "recursion limit exceeded" {
+                too_deep_message()
+            } else {
+                e.info().to_string()
+            },
+        })?;
+        if matches!(event, Event::StreamEnd | Event::DocumentEnd) {
+            break;
+        }
+        builder.on_event(event, mark);
+        if let Some(error) = builder.error.take() {
+            return Err(error);
+        }
     }
     Ok(Document {
         value: builder.root.unwrap_or(Value::Null),
         positions: builder.positions,
     })
+}
+
+fn too_deep_message() -> String {
+    format!(
+        "collections nest more than {MAX_DEPTH} levels deep here (aliases count the depth of what \
+         they repeat); real specs need fewer than 20"
+    )
 }
 
 fn pos_of(marker: Marker) -> Pos {
@@ -133,13 +129,24 @@ enum Frame {
         items: Vec<Value>,
         pointer: String,
         anchor: usize,
+        height: usize,
     },
     Map {
         entries: Map<String, Value>,
         pointer: String,
         anchor: usize,
         key: Option<String>,
+        height: usize,
     },
+}
+
+impl Frame {
+    /// The height of the collection so far: 1 plus that of its highest child.
+    fn height_mut(&mut self) -> &mut usize {
+        match self {
+            Frame::Seq { height, .. } | Frame::Map { height, .. } => height,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -147,7 +154,8 @@ struct Builder {
     stack: Vec<Frame>,
     root: Option<Value>,
     positions: HashMap<String, Pos>,
-    anchors: HashMap<usize, (Value, usize)>,
+    /// Anchored values with their node count and collection height.
+    anchors: HashMap<usize, (Value, usize, usize)>,
     error: Option<YamlError>,
     nodes: usize,
     max_nodes: usize,
@@ -186,8 +194,22 @@ impl Builder {
         }
     }
 
-    /// Adds a finished node to its parent.
-    fn add(&mut self, value: Value, mark: Marker) {
+    /// Refuses a node of collection height `height` at the current depth when together they
+    /// nest deeper than [`MAX_DEPTH`].
+    fn too_deep(&mut self, height: usize, mark: Marker) -> bool {
+        if self.stack.len().saturating_add(height) <= MAX_DEPTH {
+            return false;
+        }
+        self.fail(mark, too_deep_message());
+        true
+    }
+
+    /// Adds a finished node of collection height `height` to its parent.
+    fn add(&mut self, value: Value, height: usize, mark: Marker) {
+        if let Some(parent) = self.stack.last_mut() {
+            let own = parent.height_mut();
+            *own = (*own).max(height.saturating_add(1));
+        }
         match self.stack.last_mut() {
             None => self.root = Some(value),
             Some(Frame::Seq { items, .. }) => items.push(value),
@@ -268,14 +290,17 @@ impl MarkedEventReceiver for Builder {
                 let value = scalar(text, style, tag.as_ref());
                 self.nodes += 1;
                 if anchor > 0 {
-                    self.anchors.insert(anchor, (value.clone(), 1));
+                    self.anchors.insert(anchor, (value.clone(), 1, 0));
                 }
-                self.add(value, mark);
+                self.add(value, 0, mark);
             }
             Event::SequenceStart(anchor, _) => {
                 let (pointer, is_key) = self.next_pointer();
                 if is_key {
                     self.fail(mark, "mapping keys must be plain scalars".to_string());
+                    return;
+                }
+                if self.too_deep(1, mark) {
                     return;
                 }
                 self.positions
@@ -285,12 +310,16 @@ impl MarkedEventReceiver for Builder {
                     items: Vec::new(),
                     pointer,
                     anchor,
+                    height: 1,
                 });
             }
             Event::MappingStart(anchor, _) => {
                 let (pointer, is_key) = self.next_pointer();
                 if is_key {
                     self.fail(mark, "mapping keys must be plain scalars".to_string());
+                    return;
+                }
+                if self.too_deep(1, mark) {
                     return;
                 }
                 self.positions
@@ -301,25 +330,37 @@ impl MarkedEventReceiver for Builder {
                     pointer,
                     anchor,
                     key: None,
+                    height: 1,
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let (value, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq { items, anchor, .. }) => (Value::Array(items), anchor),
+                let (value, anchor, height) = match self.stack.pop() {
+                    Some(Frame::Seq {
+                        items,
+                        anchor,
+                        height,
+                        ..
+                    }) => (Value::Array(items), anchor, height),
                     Some(Frame::Map {
-                        entries, anchor, ..
-                    }) => (Value::Object(entries), anchor),
+                        entries,
+                        anchor,
+                        height,
+                        ..
+                    }) => (Value::Object(entries), anchor, height),
                     None => return,
                 };
                 self.nodes += 1;
                 if anchor > 0 {
                     let nodes = size(&value);
-                    self.anchors.insert(anchor, (value.clone(), nodes));
+                    self.anchors.insert(anchor, (value.clone(), nodes, height));
                 }
-                self.add(value, mark);
+                self.add(value, height, mark);
             }
             Event::Alias(anchor) => match self.anchors.get(&anchor).cloned() {
-                Some((value, nodes)) => {
+                Some((value, nodes, height)) => {
+                    if self.too_deep(height, mark) {
+                        return;
+                    }
                     self.nodes += nodes;
                     if self.nodes > self.max_nodes {
                         let message =
@@ -327,7 +368,7 @@ impl MarkedEventReceiver for Builder {
                         self.fail(mark, message);
                         return;
                     }
-                    self.add(value, mark);
+                    self.add(value, height, mark);
                 }
                 None => self.fail(mark, "alias to an unknown anchor".to_string()),
             },
@@ -373,5 +414,68 @@ mod tests {
     fn anchors_and_aliases() {
         let doc = parse("a: &x {k: 1}\nb: *x\n").unwrap();
         assert_eq!(doc.value["b"], serde_json::json!({"k": 1}));
+    }
+
+    fn depth_error(text: &str) -> YamlError {
+        let err = parse(text).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("collections nest more than 200 levels deep here"),
+            "{err:?}"
+        );
+        err
+    }
+
+    #[test]
+    fn two_hundred_levels_are_read_and_one_more_is_refused_where_it_opens() {
+        let ok = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(parse(&ok).is_ok());
+        let deep = format!("{}{}", "[".repeat(201), "]".repeat(201));
+        assert_eq!(depth_error(&deep).pos, Pos { line: 1, col: 201 });
+    }
+
+    #[test]
+    fn thousands_of_levels_of_any_shape_are_refused_without_exhausting_the_stack() {
+        let flow_seq = "[".repeat(20_000);
+        assert_eq!(depth_error(&flow_seq).pos, Pos { line: 1, col: 256 });
+        let flow_map = "{a: ".repeat(20_000);
+        assert_eq!(depth_error(&flow_map).pos, Pos { line: 1, col: 1021 });
+        let block_seq = format!("{}a\n", "- ".repeat(20_000));
+        assert_eq!(depth_error(&block_seq).pos, Pos { line: 1, col: 401 });
+        let mut indented = String::new();
+        for level in 0..300 {
+            indented.push_str(&format!("{}a:\n", " ".repeat(level)));
+        }
+        assert_eq!(depth_error(&indented).pos.line, 201);
+        // Complex keys: the first one is refused, whatever follows.
+        let keys = format!("{}a\n", "? ".repeat(20_000));
+        let err = parse(&keys).unwrap_err();
+        assert_eq!(err.message, "mapping keys must be plain scalars");
+        assert_eq!(err.pos, Pos { line: 1, col: 3 });
+        let mixed = format!("{}a\n", "- ? ".repeat(20_000));
+        assert_eq!(
+            parse(&mixed).unwrap_err().message,
+            "mapping keys must be plain scalars"
+        );
+    }
+
+    #[test]
+    fn aliases_count_the_depth_of_what_they_repeat() {
+        // Each line nests 100 levels around the previous anchor: 400 lines would build a value
+        // 40,000 levels deep from 84 KB of text, with few nodes.
+        let mut text = format!("k0: &a0 {}0{}\n", "[".repeat(100), "]".repeat(100));
+        for k in 1..400 {
+            text.push_str(&format!(
+                "k{k}: &a{k} {}*a{}{}\n",
+                "[".repeat(100),
+                k - 1,
+                "]".repeat(100)
+            ));
+        }
+        let err = depth_error(&text);
+        assert_eq!(err.pos, Pos { line: 2, col: 109 });
+        // Within the limit, an alias is fine.
+        let ok = format!("a: &x {}1{}\nb: *x\n", "[".repeat(150), "]".repeat(150));
+        assert!(parse(&ok).is_ok());
     }
 }

@@ -71,12 +71,8 @@ fn otlp_certificate() -> Result<Option<Certificate>, PipelineError> {
         return Ok(None);
     };
     let path = PathBuf::from(path);
-    let pem = std::fs::read(&path).map_err(|e| {
-        PipelineError::Otlp(format!(
-            "cannot read the certificate file {}: {e}",
-            path.display()
-        ))
-    })?;
+    let pem = crate::files::read_bytes(&path, crate::files::MAX_PEM_FILE_BYTES)
+        .map_err(|e| PipelineError::Otlp(format!("the certificate file: {e}")))?;
     let certs = crate::tls::read_ca_file(&path).map_err(|e| PipelineError::Otlp(e.to_string()))?;
     Ok(Some(Certificate { pem, certs }))
 }
