@@ -726,6 +726,21 @@ fn bedrock_converse_reads_every_content_block() {
             ]}
         ])
     );
+
+    // InvokeModel with a Nova body shares the image rule: the same image block, the same blob.
+    let mut nova = Fixture::load("bedrock", "invoke_model_nova");
+    let mut body = nova.request_json();
+    body["messages"][0]["content"]
+        .as_array_mut()
+        .unwrap()
+        .push(first[1].clone());
+    nova.request = serde_json::to_vec(&body).unwrap();
+    let output = nova.extract(&catalog);
+    assert_eq!(
+        messages(&output, "gen_ai.input.messages")[0]["parts"][1],
+        json!({"type": "blob", "modality": "image", "mime_type": "image/png",
+               "content": first[1]["image"]["source"]["bytes"]})
+    );
 }
 
 #[test]
