@@ -579,3 +579,224 @@ fn errors_inside_a_200_stream_mark_the_span() {
         json!([{"type": "reasoning", "content": "We need to call the tool with invalid parameters first, then second call with valid args. The user wants us to test error handling. So first call should have wrong parameters (e.g., missing required \"name\" or extra param). The tool expects only \"name\". If we send extra property, that might cause error. Or missing \"name\". We'll do a call with missing name: {}. Then second call with name: \"test\". Let's do that."}])
     );
 }
+
+#[test]
+fn openai_responses_finish_reasons_come_from_status_and_output_items() {
+    let catalog = catalog();
+    // (case, what the body says, the finish reason it means)
+    let cases = [
+        // status completed, one `message` output item.
+        ("responses_plain", "stop"),
+        // status completed, a `reasoning` item then a `message` item.
+        ("responses_reasoning", "stop"),
+        // status completed, two `function_call` items.
+        ("responses_tool_call", "tool_call"),
+        // the final `response.completed` event: status completed, one `message` item.
+        ("responses_stream", "stop"),
+        // the final `response.completed` event: status completed, one `function_call` item.
+        ("responses_stream_tool_call", "tool_call"),
+        // the final `response.incomplete` event: incomplete_details.reason max_output_tokens.
+        ("responses_stream_incomplete", "length"),
+    ];
+    for (case, reason) in cases {
+        let output = run(&catalog, "openai", case);
+        assert_eq!(
+            attributes(&output)["gen_ai.response.finish_reasons"],
+            json!([reason]),
+            "{case}"
+        );
+        assert_eq!(
+            messages(&output, "gen_ai.output.messages")[0]["finish_reason"],
+            reason,
+            "{case}"
+        );
+    }
+    let output = run(&catalog, "openai", "responses_stream_incomplete");
+    assert_eq!(
+        messages(&output, "gen_ai.output.messages")[0]["parts"],
+        json!([{"type": "text", "content": "Waves fold into foam,\nsalt wind carries gull cries\ntide pulls the moon"}])
+    );
+    assert_eq!(output["stream"]["completed"], true);
+}
+
+/// The text of a Gemini SSE body's parts, reasoning (`thought: true`) and answer apart, in order.
+fn gemini_texts(body: &[u8]) -> (String, String) {
+    let (mut thoughts, mut answer) = (String::new(), String::new());
+    for line in std::str::from_utf8(body).unwrap().lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        let chunk: Json = serde_json::from_str(data).unwrap();
+        for part in chunk["candidates"][0]["content"]["parts"]
+            .as_array()
+            .unwrap()
+        {
+            let text = part["text"].as_str().unwrap();
+            if part["thought"] == true {
+                thoughts.push_str(text);
+            } else {
+                answer.push_str(text);
+            }
+        }
+    }
+    (thoughts, answer)
+}
+
+#[test]
+fn gemini_and_vertex_streams_keep_thoughts_apart_from_the_answer() {
+    let catalog = catalog();
+    let mut fixture = Fixture::load("gemini", "stream_generate_content_thinking");
+    // Two chunks with `thought: true`, then 30 answer chunks without the flag; the last one is
+    // an empty text part with a `thoughtSignature`.
+    let (thoughts, answer) = gemini_texts(&fixture.response);
+    assert!(thoughts.starts_with("**Defining the Narrative Parameters**"));
+    assert!(answer.starts_with("Here is a cozy, calming bedtime story"));
+    let expected = json!([{
+        "role": "assistant",
+        "parts": [
+            {"type": "reasoning", "content": thoughts},
+            {"type": "text", "content": answer}
+        ],
+        "finish_reason": "stop"
+    }]);
+    let output = fixture.extract(&catalog);
+    assert_eq!(messages(&output, "gen_ai.output.messages"), expected);
+    let a = attributes(&output);
+    // usageMetadata of the last chunk: candidates 703 + thoughts 713.
+    assert_eq!(a["gen_ai.usage.output_tokens"], 1416);
+    assert_eq!(a["gen_ai.usage.reasoning.output_tokens"], 713);
+
+    // The same chunks from Vertex AI, whose spec inherits the stream fold.
+    fixture.url = "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:streamGenerateContent?alt=sse".into();
+    let output = fixture.extract(&catalog);
+    assert_eq!(output["provider"], "vertexai");
+    assert_eq!(messages(&output, "gen_ai.output.messages"), expected);
+}
+
+#[test]
+fn bedrock_converse_reads_every_content_block() {
+    let catalog = catalog();
+
+    // The user's prompt is only `guardContent` blocks; the system prompt is a text block, a
+    // `guardContent` block and a `cachePoint`.
+    let output = run(&catalog, "bedrock", "converse_guard_content");
+    assert_eq!(
+        messages(&output, "gen_ai.input.messages"),
+        json!([{"role": "user", "parts": [
+            {"type": "text", "content": "The 2025 handbook grants 25 vacation days per year to full-time staff."},
+            {"type": "text", "content": "How many vacation days do full-time staff get?"}
+        ]}])
+    );
+    assert_eq!(
+        messages(&output, "gen_ai.system_instructions"),
+        json!([
+            {"type": "text", "content": "Answer only from the handbook."},
+            {"type": "text", "content": "Never disclose salaries."}
+        ])
+    );
+
+    // Every documented block type, in block order; `cachePoint` holds no content, and a block
+    // type no rule reads (`searchResult`) stays visible with its type.
+    let fixture = Fixture::load("bedrock", "converse_content_blocks");
+    let request = fixture.request_json();
+    let first = &request["messages"][0]["content"];
+    let output = fixture.extract(&catalog);
+    assert_eq!(
+        messages(&output, "gen_ai.input.messages"),
+        json!([
+            {"role": "user", "parts": [
+                {"type": "text", "content": "Compare the chart, the report and the clip."},
+                {"type": "blob", "modality": "image", "mime_type": "image/png",
+                 "content": first[1]["image"]["source"]["bytes"]},
+                {"type": "blob", "mime_type": "application/pdf",
+                 "content": first[2]["document"]["source"]["bytes"]},
+                {"type": "uri", "modality": "video", "mime_type": "video/mp4",
+                 "uri": "s3://media-bucket/clips/q3.mp4"}
+            ]},
+            {"role": "assistant", "parts": [
+                {"type": "reasoning", "content": "I need the latest figures first."},
+                {"type": "reasoningContent"},
+                {"type": "tool_call", "id": "tooluse_q3Figures01", "name": "get_figures",
+                 "arguments": {"quarter": "Q3"}}
+            ]},
+            {"role": "user", "parts": [
+                {"type": "tool_call_response", "id": "tooluse_q3Figures01",
+                 "response": [{"json": {"revenue": 1_200_000, "growth": 0.08}}]},
+                {"type": "searchResult"}
+            ]}
+        ])
+    );
+
+    // InvokeModel with a Nova body shares the image rule: the same image block, the same blob.
+    let mut nova = Fixture::load("bedrock", "invoke_model_nova");
+    let mut body = nova.request_json();
+    body["messages"][0]["content"]
+        .as_array_mut()
+        .unwrap()
+        .push(first[1].clone());
+    nova.request = serde_json::to_vec(&body).unwrap();
+    let output = nova.extract(&catalog);
+    assert_eq!(
+        messages(&output, "gen_ai.input.messages")[0]["parts"][1],
+        json!({"type": "blob", "modality": "image", "mime_type": "image/png",
+               "content": first[1]["image"]["source"]["bytes"]})
+    );
+}
+
+#[test]
+fn openai_inline_data_url_images_are_blobs() {
+    let catalog = catalog();
+    let fixture = Fixture::load("openai", "chat_image_data_url");
+    let request = fixture.request_json();
+    let url = request["messages"][0]["content"][1]["image_url"]["url"]
+        .as_str()
+        .unwrap();
+    let data = url.strip_prefix("data:image/png;base64,").unwrap();
+    let output = fixture.extract(&catalog);
+    assert_eq!(
+        messages(&output, "gen_ai.input.messages"),
+        json!([{"role": "user", "parts": [
+            {"type": "text", "content": "Which of these two images is brighter?"},
+            {"type": "blob", "modality": "image", "mime_type": "image/png", "content": data},
+            {"type": "uri", "modality": "image",
+             "uri": "https://upload.wikimedia.org/wikipedia/commons/4/47/PNG_transparency_demonstration_1.png"}
+        ]}])
+    );
+}
+
+#[test]
+fn mistral_embeddings_record_the_response_id() {
+    let catalog = catalog();
+    let output = run(&catalog, "mistral", "embeddings");
+    let a = attributes(&output);
+    assert_eq!(a["gen_ai.response.id"], "cc93a06d10244e07a4b2604c20855c61");
+    assert_eq!(a["gen_ai.operation.name"], "embeddings");
+    // OpenAI's embeddings reply has no id: none is invented.
+    let output = run(&catalog, "openai", "embeddings");
+    assert_eq!(attributes(&output).get("gen_ai.response.id"), None);
+}
+
+#[test]
+fn a_message_rule_selecting_null_or_text_gives_no_message() {
+    let catalog = catalog();
+    // Cohere's 400 reply: `message` is the error text, not a message object.
+    let mut fixture = Fixture::load("cohere", "chat_v2_error_400");
+    let output = fixture.extract(&catalog);
+    assert_eq!(output["span"]["status"]["code"], "error");
+    assert_eq!(attributes(&output).get("gen_ai.output.messages"), None);
+    // `message: null` and no `message` at all read the same: no message.
+    for body in [
+        json!({"id": "3f6c2a1e", "message": null, "finish_reason": "ERROR"}),
+        json!({"id": "3f6c2a1e", "finish_reason": "ERROR"}),
+    ] {
+        fixture.status = 200;
+        fixture.response = serde_json::to_vec(&body).unwrap();
+        let output = fixture.extract(&catalog);
+        assert_eq!(
+            attributes(&output).get("gen_ai.output.messages"),
+            None,
+            "{body}"
+        );
+        assert_eq!(attributes(&output)["gen_ai.response.id"], "3f6c2a1e");
+    }
+}

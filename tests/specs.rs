@@ -164,3 +164,23 @@ fn extends_inherits_and_overrides_operations() {
         "chat"
     );
 }
+
+#[test]
+fn generic_parts_need_kind_and_coalesce_by_needs_coalesce() {
+    let text = "id: odd\nprovider_name: x\noperations:\n  - id: a\n    operation_name: chat\n    match: { path: /a }\n    request:\n      input_messages:\n        - each: $.messages[*]\n          parts:\n            - type: generic\n              each: $.content[*]\n              content: $\n    stream:\n      framing: ndjson\n      done_when: { value: $.done, equals: true }\n      fold:\n        - each: $.parts[*]\n          push: { parts: $ }\n          coalesce_by: [thought]\n";
+    let diags = Catalog::from_sources(&[Source {
+        name: "odd.yaml".into(),
+        text: text.into(),
+    }])
+    .unwrap_err();
+    let rendered = diags.to_string();
+    assert_eq!(diags.len(), 2, "{rendered}");
+    assert!(
+        rendered.contains("a `generic` part needs `kind`"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("`coalesce_by` only applies with `coalesce`"),
+        "{rendered}"
+    );
+}

@@ -709,3 +709,80 @@ fn credentials_echoed_by_the_upstream_or_the_client_are_scrubbed() {
     let metrics = format!("{:?}", h.metrics.get_finished_metrics().unwrap());
     assert!(!metrics.contains(key), "{metrics}");
 }
+
+/// The request, response body and response content type of `tests/fixtures/<provider>/<case>/`.
+fn recorded(provider: &str, case: &str) -> (HttpRequest, Vec<u8>, String) {
+    let dir = format!("tests/fixtures/{provider}/{case}");
+    let meta = std::fs::read_to_string(format!("{dir}/meta.yaml")).unwrap();
+    let meta = specter::spec::yaml::parse(&meta).unwrap().value;
+    let text = |key: &str| meta[key].as_str().unwrap().to_string();
+    let request = HttpRequest {
+        method: text("method"),
+        url: text("url"),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: std::fs::read(format!("{dir}/{}", text("request_file"))).unwrap(),
+    };
+    let body = std::fs::read(format!("{dir}/{}", text("response_file"))).unwrap();
+    let content_type = match meta["response_content_type"].as_str() {
+        Some(c) if c != "null" => c.to_string(),
+        _ => "text/event-stream".to_string(),
+    };
+    (request, body, content_type)
+}
+
+#[tokio::test]
+async fn a_stream_without_an_end_marker_is_complete_once_its_last_chunk_says_so() {
+    use futures::StreamExt;
+    // Streams whose last chunk is their only end signal (`done: true`, `stream-end`, a finish
+    // reason, the invocation metrics), with the finish reason that last chunk carries.
+    let cases = [
+        ("ollama", "chat_stream_ndjson", "stop"),
+        ("ollama", "generate_stream_ndjson", "stop"),
+        ("cohere", "chat_v1_stream_ndjson", "COMPLETE"),
+        ("gemini", "stream_generate_content", "STOP"),
+        ("gemini", "stream_generate_content_thinking", "STOP"),
+        ("vertexai", "stream_generate_content_json_array", "STOP"),
+        ("bedrock", "invoke_model_stream_nova", "max_tokens"),
+        (
+            "bedrock",
+            "invoke_model_stream_claude3_messages",
+            "end_turn",
+        ),
+    ];
+    for (provider, case, finish_reason) in cases {
+        let h = harness();
+        let (mut request, body, content_type) = recorded(provider, case);
+        let call = h
+            .instrumentor
+            .start(&mut request, &Context::current())
+            .unwrap();
+        let call = call
+            .into_stream(200, &[("content-type".to_string(), content_type)])
+            .unwrap();
+        // Every byte arrives, then the connection stays open and the consumer stops reading.
+        let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+            body.chunks(61).map(|c| Ok(c.to_vec())).collect();
+        let count = pieces.len();
+        let inner = futures::stream::iter(pieces).chain(futures::stream::pending());
+        let mut wrapped = Box::pin(InstrumentedStream::new(inner, call, None));
+        for _ in 0..count {
+            wrapped.next().await.unwrap().unwrap();
+        }
+        drop(wrapped);
+        let spans = h.finished();
+        assert_eq!(spans.len(), 1, "{provider}/{case}");
+        let span = &spans[0];
+        assert_eq!(span.status, Status::Unset, "{provider}/{case}");
+        assert_eq!(attr(span, "error.type"), None, "{provider}/{case}");
+        assert_eq!(
+            attr(span, "specter.stream.abandoned"),
+            None,
+            "{provider}/{case}"
+        );
+        assert_eq!(
+            attr(span, "gen_ai.response.finish_reasons").map(|v| v.to_string()),
+            Some(format!("[\"{finish_reason}\"]")),
+            "{provider}/{case}"
+        );
+    }
+}

@@ -685,7 +685,7 @@ impl Lowerer {
     }
 
     fn part(&mut self, spec: &spec::PartRule, pointer: &str) -> PartRule {
-        let candidates: [(&'static str, &Option<ValueSpec>); 11] = [
+        let candidates: [(&'static str, &Option<ValueSpec>); 12] = [
             ("id", &spec.id),
             ("name", &spec.name),
             ("arguments", &spec.arguments),
@@ -697,6 +697,7 @@ impl Lowerer {
             ("file_id", &spec.file_id),
             ("server_tool_call", &spec.server_tool_call),
             ("server_tool_call_response", &spec.server_tool_call_response),
+            ("kind", &spec.kind),
         ];
         let (required, allowed): (&'static str, &[&str]) = match spec.part_type {
             PartType::Text | PartType::Reasoning => ("content", &["content"]),
@@ -707,6 +708,7 @@ impl Lowerer {
             PartType::Blob => ("content", &["modality", "mime_type", "content"]),
             PartType::Uri => ("uri", &["modality", "mime_type", "uri"]),
             PartType::File => ("file_id", &["modality", "mime_type", "file_id"]),
+            PartType::Generic => ("kind", &["kind", "content"]),
         };
         let mut fields = Vec::new();
         for (name, value) in candidates {
@@ -802,6 +804,10 @@ impl Lowerer {
                 .as_ref()
                 .map(|e| e.as_slice().to_vec())
                 .unwrap_or_default(),
+            done_when: spec
+                .done_when
+                .as_ref()
+                .and_then(|c| self.condition(c, &ptr(pointer, "done_when"))),
             payload,
             fold: self.folds(&spec.fold, &ptr(pointer, "fold")),
             finish: self.folds(&spec.finish, &ptr(pointer, "finish")),
@@ -838,6 +844,13 @@ impl Lowerer {
                 }
             }
         }
+        if !spec.coalesce_by.is_empty() && spec.coalesce.is_none() {
+            self.problem(
+                ptr(pointer, "coalesce_by"),
+                "`coalesce_by` only applies with `coalesce`".into(),
+                None,
+            );
+        }
         if spec.coalesce.is_some() && spec.push.is_empty() {
             self.problem(
                 ptr(pointer, "coalesce"),
@@ -869,6 +882,7 @@ impl Lowerer {
             at,
             actions,
             coalesce: spec.coalesce.clone(),
+            coalesce_by: spec.coalesce_by.clone(),
             remove,
             fold: self.folds(&spec.fold, &ptr(pointer, "fold")),
         }

@@ -271,6 +271,8 @@ pub struct Stream {
     pub done: Option<String>,
     /// Event names that mark the stream complete.
     pub done_events: Vec<String>,
+    /// A condition on a chunk that marks the stream complete.
+    pub done_when: Option<Cond>,
     /// Payload unwrapping.
     pub payload: Option<(JsonPath, PayloadEncoding)>,
     /// Per-chunk rules.
@@ -294,6 +296,8 @@ pub struct FoldRule {
     pub actions: Vec<(FoldAction, Target, Value)>,
     /// Key joining text in `push`.
     pub coalesce: Option<String>,
+    /// Keys that must agree (absent counts) for `coalesce` to join.
+    pub coalesce_by: Vec<String>,
     /// Targets removed.
     pub remove: Vec<Target>,
     /// Nested rules.

@@ -240,6 +240,13 @@ pub fn coerce(value: Cow<'_, Json>, to: Coercion) -> Option<Cow<'_, Json>> {
             },
             _ => Some(value),
         },
+        Coercion::Key => match &*value {
+            Json::Object(map) if map.len() == 1 => map
+                .keys()
+                .next()
+                .and_then(|k| owned(Json::String(k.clone()))),
+            _ => None,
+        },
     }
 }
 

@@ -4,6 +4,7 @@ use super::eval::{eval, holds, Scope};
 use super::json_text::{build_array, write_key, write_str, write_value};
 use crate::compile::rules::{MessageRule, PartRule, ToolRule};
 use crate::compile::JsonPath;
+use crate::spec::PartType;
 use serde_json::Value as Json;
 
 /// Messages produced by rules, in rule order then document order, as a JSON array; `None` when
@@ -18,6 +19,11 @@ pub fn messages(rules: &[MessageRule], scope: &Scope<'_>) -> Option<String> {
 fn write_messages(out: &mut String, rules: &[MessageRule], scope: &Scope<'_>) {
     for rule in rules {
         for_items(rule.each.as_ref(), scope.doc, &mut |item| {
+            // A message is an object: an `each` that selects text (an error reply's `message`
+            // string) selects no message.
+            if rule.each.is_some() && !item.is_object() {
+                return;
+            }
             let item_scope = scope.with_doc(item);
             if rule.when.as_ref().is_some_and(|c| !holds(c, &item_scope)) {
                 return;
@@ -51,10 +57,15 @@ fn write_messages(out: &mut String, rules: &[MessageRule], scope: &Scope<'_>) {
     }
 }
 
-/// Calls `f` with each item `each` selects, or with the document itself.
+/// Calls `f` with each item `each` selects, or with the document itself. A `null` item is no
+/// item: a key holding `null` yields what an absent key yields (no message, no part).
 fn for_items<'a>(each: Option<&JsonPath>, doc: &'a Json, f: &mut dyn FnMut(&'a Json)) {
     match each {
-        Some(path) => path.for_each(doc, f),
+        Some(path) => path.for_each(doc, &mut |item| {
+            if !item.is_null() {
+                f(item);
+            }
+        }),
         None => f(doc),
     }
 }
@@ -88,9 +99,24 @@ fn write_part(out: &mut String, rule: &PartRule, scope: &Scope<'_>) {
     }
     out.push('{');
     write_key(out, "type");
-    write_str(out, rule.part_type.as_str());
+    if rule.part_type == PartType::Generic {
+        // A generic part is written with its own type, and only when it has one.
+        let kind = rule.fields.iter().find(|(name, _)| *name == "kind");
+        let kind = kind.and_then(|(_, value)| eval(value, scope));
+        let Some(Json::String(kind)) = kind.as_deref() else {
+            out.truncate(start);
+            return;
+        };
+        write_str(out, kind);
+    } else {
+        write_str(out, rule.part_type.as_str());
+    }
     let mut complete = false;
     for (name, value) in &rule.fields {
+        if rule.part_type == PartType::Generic && *name == "kind" {
+            complete = true;
+            continue;
+        }
         if let Some(v) = eval(value, scope) {
             write_key(out, name);
             write_value(out, &v);
@@ -122,7 +148,7 @@ pub fn tool_definitions(rules: &[ToolRule], scope: &Scope<'_>) -> Option<String>
 
 fn write_tools(out: &mut String, rules: &[ToolRule], scope: &Scope<'_>) {
     for rule in rules {
-        rule.each.for_each(scope.doc, &mut |item| {
+        for_items(Some(&rule.each), scope.doc, &mut |item| {
             let item_scope = scope.with_doc(item);
             if rule.when.as_ref().is_some_and(|c| !holds(c, &item_scope)) {
                 return;

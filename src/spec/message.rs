@@ -63,6 +63,9 @@ pub enum PartType {
     ServerToolCall,
     /// The result of a server tool call (`id`, `server_tool_call_response`).
     ServerToolCallResponse,
+    /// Any other kind of part (`kind`, written as the part's `type`): a block no other rule
+    /// reads stays visible, with its type, instead of disappearing.
+    Generic,
 }
 
 impl PartType {
@@ -78,6 +81,7 @@ impl PartType {
             PartType::File => "file",
             PartType::ServerToolCall => "server_tool_call",
             PartType::ServerToolCallResponse => "server_tool_call_response",
+            PartType::Generic => "generic",
         }
     }
 }
@@ -129,6 +133,10 @@ pub struct PartRule {
     /// Server tool call result details (an object; its `type` names the server tool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_tool_call_response: Option<ValueSpec>,
+    /// Generic parts: the part's `type` as written (e.g. `{ path: $, type: key }` for the name
+    /// of a block type that no other rule reads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ValueSpec>,
 }
 
 /// Reads tool definitions: one per item selected by `each`.

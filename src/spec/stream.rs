@@ -41,6 +41,11 @@ pub struct StreamSpec {
     /// still folded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_event: Option<OneOrMany<String>>,
+    /// A chunk for which this holds marks the stream complete; it is still folded. For streams
+    /// without an end marker whose last chunk says it is the last (`done: true`, a finish
+    /// reason), so that a consumer that stops reading right after it ends the call as complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_when: Option<Condition>,
     /// How the JSON chunk is taken out of a frame whose payload wraps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<PayloadSpec>,
@@ -131,12 +136,19 @@ pub struct FoldRule {
     pub append: BTreeMap<String, ValueSpec>,
     /// Push the value onto the target array. With `coalesce`, a value whose `coalesce` key holds
     /// text is appended to the last element instead when that element has text under the same
-    /// key and agrees on every other key the value has (Gemini text parts).
+    /// key and agrees on every other key the value has, or on the `coalesce_by` keys when they are
+    /// given (Gemini text parts).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub push: BTreeMap<String, ValueSpec>,
     /// Key used by `push` to join consecutive text elements.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coalesce: Option<String>,
+    /// With `coalesce`: the keys on which two elements must agree to be joined, a key absent on
+    /// one side counting as a different value (a flag such as `thought: true` set on reasoning
+    /// parts only). Other keys then need not agree, and those the last element lacks are copied
+    /// onto it (a signature sent with the last piece of a text).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coalesce_by: Vec<String>,
     /// Remove these targets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<String>,

@@ -96,6 +96,9 @@ pub enum Coercion {
     Json,
     /// A string holding JSON, parsed into its value (kept as the string when it does not parse).
     ParseJson,
+    /// The key of an object with exactly one key, as a string: a tagged union such as
+    /// `{"guardContent": {...}}` gives `guardContent`. Other values are left out.
+    Key,
 }
 
 /// The JSON type of a value, for `is` conditions.

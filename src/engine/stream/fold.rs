@@ -25,7 +25,10 @@ pub struct Folder {
     rebuilt: Json,
     chunks: u64,
     skipped: u64,
+    /// The stream is complete (an end marker, an end event, or a chunk saying it is the last).
     done: bool,
+    /// The end sentinel was seen: later frames are not folded.
+    closed: bool,
     text_budget: usize,
     truncated: bool,
     slots: usize,
@@ -43,7 +46,7 @@ pub struct FoldOutcome {
     pub skipped: u64,
     /// Whether appended text hit the content cap.
     pub truncated: bool,
-    /// Whether the stream's end sentinel was seen.
+    /// Whether the stream is complete (see [`Folder::is_done`]).
     pub done: bool,
     /// A framing-level exception (AWS event stream): type and message.
     pub exception: Option<(String, Option<String>)>,
@@ -57,6 +60,7 @@ impl Folder {
             chunks: 0,
             skipped: 0,
             done: false,
+            closed: false,
             text_budget: text_cap,
             truncated: false,
             slots: INITIAL_SLOTS,
@@ -71,12 +75,13 @@ impl Folder {
 
     /// Folds one frame; returns whether it was a chunk (JSON applied to the response).
     pub fn frame(&mut self, stream: &Stream, request: &Json, frame: &Frame) -> bool {
-        if self.done {
+        if self.closed {
             return false;
         }
         if let Some(done) = &stream.done {
             if frame.data == done.as_bytes() {
                 self.done = true;
+                self.closed = true;
                 return false;
             }
         }
@@ -111,8 +116,25 @@ impl Folder {
             .is_some_and(|e| stream.done_events.contains(e))
         {
             self.done = true;
+            self.closed = true;
         }
         true
+    }
+
+    /// Whether a chunk says it is the last one (the stream's `done_when`).
+    fn says_done(stream: &Stream, request: &Json, chunk: &Json) -> bool {
+        let Some(cond) = &stream.done_when else {
+            return false;
+        };
+        let scope = Scope {
+            doc: chunk,
+            request,
+            response: &Json::Null,
+            captures: &[],
+            headers: &[],
+            query: &[],
+        };
+        holds(cond, &scope)
     }
 
     /// Folds one already-parsed chunk.
@@ -127,9 +149,13 @@ impl Folder {
         for rule in &stream.fold {
             apply(rule, event, chunk, 0, &mut self.rebuilt, &mut state);
         }
+        if Self::says_done(stream, request, chunk) {
+            self.done = true;
+        }
     }
 
-    /// Whether the end sentinel was seen.
+    /// Whether the stream is complete: its end sentinel or end event was seen, or a chunk said
+    /// it was the last.
     pub fn is_done(&self) -> bool {
         self.done
     }
@@ -235,7 +261,7 @@ fn apply_one(
         let Some(slot) = resolve(base, to, current, pos, state.slots) else {
             continue;
         };
-        act(*action, slot, value, rule.coalesce.as_deref(), state);
+        act(*action, slot, value, rule, state);
     }
     for to in &rule.remove {
         remove(base, to, current, pos);
@@ -348,7 +374,7 @@ fn act(
     action: FoldAction,
     slot: &mut Json,
     value: Cow<'_, Json>,
-    coalesce: Option<&str>,
+    rule: &FoldRule,
     state: &mut State<'_>,
 ) {
     match action {
@@ -394,17 +420,26 @@ fn act(
             }
             let Json::Array(array) = slot else { return };
             if let (Some(key), Some(Json::Object(last)), Json::Object(new)) =
-                (coalesce, array.last_mut(), &*value)
+                (rule.coalesce.as_deref(), array.last_mut(), &*value)
             {
                 let joinable = matches!(
                     (last.get(key), new.get(key)),
                     (Some(Json::String(_)), Some(Json::String(_)))
-                ) && new.iter().all(|(k, v)| k == key || last.get(k) == Some(v));
+                ) && agrees(last, new, key, &rule.coalesce_by);
                 if joinable {
                     if let (Some(Json::String(existing)), Some(Json::String(more))) =
                         (last.get_mut(key), new.get(key))
                     {
                         append_capped(existing, more, state);
+                    }
+                    // With `coalesce_by`, keys the joined element lacks are kept (a signature
+                    // sent with the last piece of a text).
+                    if !rule.coalesce_by.is_empty() {
+                        for (k, v) in new {
+                            if !last.contains_key(k) {
+                                last.insert(k.clone(), v.clone());
+                            }
+                        }
                     }
                     return;
                 }
@@ -413,6 +448,17 @@ fn act(
                 array.push(value.into_owned());
             }
         }
+    }
+}
+
+/// Whether a pushed element may be joined to the last one: without `by`, it restates no key
+/// differently from the last element (the joined `key` aside); with `by`, both agree on each of
+/// these keys, a key absent on one side counting as a different value.
+fn agrees(last: &Map<String, Json>, new: &Map<String, Json>, key: &str, by: &[String]) -> bool {
+    if by.is_empty() {
+        new.iter().all(|(k, v)| k == key || last.get(k) == Some(v))
+    } else {
+        by.iter().all(|k| last.get(k) == new.get(k))
     }
 }
 
