@@ -15,11 +15,12 @@ use super::decode::Decoder;
 use super::in_flight::InFlight;
 use crate::instrument::{Call, StreamCall};
 
-/// Compressed input is decoded this many bytes at a time, so one frame cannot inflate without
-/// bound before the caps are checked (deflate expands at most ~1000x).
+/// Compressed input is handed to the decoder this many bytes at a time, so the decoder holds
+/// little of it and a body that turns out not to be what it claims goes on raw from about where
+/// decoding failed. (What one slice may decode to is bounded by the decoder itself.)
 const DECODE_SLICE: usize = 1024;
 
-/// Decoded bytes of one stream after which its copy is no longer decoded.
+/// Decoded bytes of one stream after which its copy is no longer decoded (nor observed).
 const MAX_DECODED_STREAM: usize = 64 << 20;
 
 /// What watches the body.
@@ -53,6 +54,22 @@ pub enum Observer {
 }
 
 impl Observer {
+    /// Stops the decoder at what this observer keeps of a body: [`MAX_DECODED_STREAM`] for a
+    /// stream, the kept-bytes cap for a buffered body.
+    fn limit_decoding(&mut self) {
+        match self {
+            Observer::Stream {
+                decoder: Some(d), ..
+            } => d.set_limit(MAX_DECODED_STREAM),
+            Observer::Buffer {
+                decoder: Some(d),
+                cap,
+                ..
+            } => d.set_limit(*cap),
+            _ => {}
+        }
+    }
+
     fn data(&mut self, data: &[u8]) {
         match self {
             Observer::None => {}
@@ -61,21 +78,25 @@ impl Observer {
                 decoder,
                 decoded,
             } => {
+                if *decoded >= MAX_DECODED_STREAM {
+                    // A stream that inflates this much is not an LLM response: no longer observed.
+                    return;
+                }
                 if decoder.is_none() {
                     call.bytes(data);
                     return;
                 }
                 for (n, piece) in data.chunks(DECODE_SLICE).enumerate() {
-                    let Some(out) = decode(decoder, piece) else {
+                    let decoded_ok = decode(decoder, piece, |out| {
+                        *decoded += out.len();
+                        call.bytes(out);
+                    });
+                    if !decoded_ok {
                         // Not what it claims to be: the rest goes through as it is.
                         call.bytes(data.get(n * DECODE_SLICE..).unwrap_or_default());
                         return;
-                    };
-                    *decoded += out.len();
-                    call.bytes(&out);
-                    if *decoded > MAX_DECODED_STREAM {
-                        // A stream that inflates this much is not an LLM response: stop decoding.
-                        *decoder = None;
+                    }
+                    if decoder.is_none() {
                         return;
                     }
                 }
@@ -89,12 +110,11 @@ impl Observer {
                     return;
                 }
                 for (n, piece) in data.chunks(DECODE_SLICE).enumerate() {
-                    if body.len() >= *cap {
-                        // Kept bytes are full: decoding further would only cost memory.
-                        *decoder = None;
-                        return;
-                    }
-                    let Some(out) = decode(decoder, piece) else {
+                    let decoded_ok = decode(decoder, piece, |out| {
+                        let room = cap.saturating_sub(body.len());
+                        body.extend_from_slice(out.get(..room.min(out.len())).unwrap_or_default());
+                    });
+                    if !decoded_ok {
                         // Not what it claims to be: keep the rest as it is.
                         let rest = data.get(n * DECODE_SLICE..).unwrap_or_default();
                         let room = cap.saturating_sub(body.len());
@@ -102,9 +122,11 @@ impl Observer {
                             rest.get(..room.min(rest.len())).unwrap_or_default(),
                         );
                         return;
-                    };
-                    let room = cap.saturating_sub(body.len());
-                    body.extend_from_slice(out.get(..room.min(out.len())).unwrap_or_default());
+                    }
+                    if decoder.is_none() {
+                        // Kept bytes are full: decoding further would only cost memory.
+                        return;
+                    }
                 }
             }
         }
@@ -133,16 +155,29 @@ impl Observer {
     }
 }
 
-/// Decodes a piece; on a decoding error the decoder is dropped and the raw bytes are used.
-fn decode(decoder: &mut Option<Decoder>, data: &[u8]) -> Option<Vec<u8>> {
-    let d = decoder.as_mut()?;
-    match d.feed(data) {
-        Ok(out) => Some(out),
-        Err(_) => {
-            *decoder = None;
-            None
+/// Decodes a piece of the body step by step, handing each bounded step of decoded bytes to
+/// `sink`. Returns false when the piece cannot be decoded (the decoder is then dropped and the
+/// raw bytes are used); a decoder that reached its limit is dropped too, having no more to give.
+fn decode(decoder: &mut Option<Decoder>, piece: &[u8], mut sink: impl FnMut(&[u8])) -> bool {
+    let Some(d) = decoder.as_mut() else {
+        return false;
+    };
+    let mut step = d.feed(piece);
+    loop {
+        match step {
+            Ok([]) => break,
+            Ok(out) => sink(out),
+            Err(_) => {
+                *decoder = None;
+                return false;
+            }
         }
+        step = d.next_piece();
     }
+    if d.is_spent() {
+        *decoder = None;
+    }
+    true
 }
 
 /// How an observed body ended.
@@ -207,7 +242,8 @@ impl<B: Body> TeeBody<B> {
     /// Tees `inner` to `observer`; a body that sends nothing for `idle` is ended with an error.
     /// An empty body (which is never polled) ends the observer at once. Spans are finished on
     /// tasks counted in `in_flight`.
-    pub fn new(inner: B, observer: Observer, idle: Duration, in_flight: InFlight) -> Self {
+    pub fn new(inner: B, mut observer: Observer, idle: Duration, in_flight: InFlight) -> Self {
+        observer.limit_decoding();
         let observer = if inner.is_end_stream() {
             finish(observer, Ending::Complete, &in_flight);
             None
