@@ -7,12 +7,14 @@
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use specter::instrument::{HttpRequest, HttpResponse, Instrumentor};
-use specter::telemetry::export::ConsoleExporter;
+use specter::telemetry::export::{ConsoleExporter, LineSink};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Any tracer provider works; the global one is used when none is given.
     let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(ConsoleExporter)
+        .with_simple_exporter(ConsoleExporter::new(LineSink::new(|line| {
+            eprintln!("{line}")
+        })))
         .build();
     opentelemetry::global::set_tracer_provider(provider.clone());
 

@@ -296,3 +296,41 @@ fn is_yaml(path: &Path) -> bool {
         Some("yaml" | "yml")
     )
 }
+
+/// The catalog in force, shared by routing and instrumentation and swapped whole on reload.
+/// Readers take the current catalog (an `Arc`) and keep it for as long as they need it, so a call
+/// that started keeps its rules while a reload installs new ones.
+///
+/// ```
+/// let slot = specter::CatalogSlot::new(specter::Catalog::bundled().unwrap());
+/// let before = slot.current();
+/// slot.replace(specter::Catalog::from_providers(Vec::new()));
+/// assert!(slot.current().providers().is_empty());
+/// assert!(!before.providers().is_empty());
+/// ```
+#[derive(Debug, Clone)]
+pub struct CatalogSlot(Arc<std::sync::RwLock<Arc<Catalog>>>);
+
+impl CatalogSlot {
+    /// A slot holding `catalog`.
+    pub fn new(catalog: Catalog) -> CatalogSlot {
+        CatalogSlot(Arc::new(std::sync::RwLock::new(Arc::new(catalog))))
+    }
+
+    /// The catalog in force now.
+    pub fn current(&self) -> Arc<Catalog> {
+        match self.0.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Installs `catalog`; returns the one it replaces.
+    pub fn replace(&self, catalog: Catalog) -> Arc<Catalog> {
+        let mut slot = match self.0.write() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        std::mem::replace(&mut *slot, Arc::new(catalog))
+    }
+}

@@ -34,5 +34,5 @@ pub mod telemetry;
 pub mod tls;
 pub mod upstream_check;
 
-pub use catalog::{Catalog, LoadError, Match};
+pub use catalog::{Catalog, CatalogSlot, LoadError, Match};
 pub use diagnostic::{Diagnostic, Diagnostics};

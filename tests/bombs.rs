@@ -252,7 +252,7 @@ async fn relay_bombs(bomb: Bomb, calls: usize, streamed: bool, bound_mib: u64) {
     let lines = served.stop_async().await;
     assert!(
         lines.iter().any(|l| l.starts_with(&format!(
-            "specter: stopped ({calls} span(s) exported, 0 lost"
+            "specter: stopped ({calls} call(s), {calls} span(s) ended; {calls} span(s) exported, 0 lost"
         ))),
         "{lines:#?}"
     );

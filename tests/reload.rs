@@ -50,14 +50,8 @@ async fn the_providers_directory_is_reloaded_on_change() {
         .catalog(catalog.clone())
         .build()
         .unwrap();
-    let routing = Arc::new(std::sync::RwLock::new(Arc::new(catalog)));
-    let watcher = watch_providers(
-        dir.clone(),
-        Some(instrumentor.clone()),
-        routing.clone(),
-        Default::default(),
-    )
-    .unwrap();
+    let slot = instrumentor.catalog_slot().clone();
+    let watcher = watch_providers(dir.clone(), slot.clone(), Default::default()).unwrap();
 
     let groq = "id: groqx\nextends: openai\nprovider_name: groq\nupstream: { base_url: https://api.groq.com, hosts: [api.groq.com] }\npath_prefixes: [/openai/v1]\n";
     std::fs::write(dir.join("groqx.yaml"), groq).unwrap();
@@ -65,7 +59,7 @@ async fn the_providers_directory_is_reloaded_on_change() {
         eventually(|| instrumentor.catalog().provider("groqx").is_some()).await,
         "a new provider is picked up"
     );
-    assert!(routing.read().unwrap().provider("groqx").is_some());
+    assert!(slot.current().provider("groqx").is_some());
     let before = instrumentor.catalog();
 
     std::fs::write(

@@ -142,7 +142,8 @@ async fn drive(served: &Served, calls: usize) {
     assert_eq!(answered, calls);
 }
 
-/// The numbers of the clean stop report `stopped (N span(s) exported, M lost …, K dropped …)`.
+/// The numbers of the clean stop report `stopped (C call(s), E span(s) ended; N span(s)
+/// exported, M lost …, K dropped …)`.
 fn report(lines: &[String]) -> Vec<usize> {
     let line = lines
         .iter()
@@ -212,7 +213,7 @@ async fn a_gateway_killed_mid_load_leaves_whole_lines_and_a_restart_appends_vali
     let served = Served::start_async(&args, &[]).await;
     drive(&served, 30).await;
     let stopped = served.stop_async().await;
-    assert_eq!(report(&stopped), [30, 0, 0], "{stopped:#?}");
+    assert_eq!(report(&stopped), [30, 30, 30, 0, 0], "{stopped:#?}");
     let after_restart = span_ids(&traces);
     let cut = format!("cut a torn last line ({} bytes)", torn.len());
     assert_eq!(
@@ -257,7 +258,7 @@ async fn the_traces_file_rotates_by_the_size_and_count_of_the_configuration() {
     .await;
     drive(&served, 100).await;
     let stopped = served.stop_async().await;
-    assert_eq!(report(&stopped), [100, 0, 0], "{stopped:#?}");
+    assert_eq!(report(&stopped), [100, 100, 100, 0, 0], "{stopped:#?}");
 
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()

@@ -12,6 +12,7 @@ use specter::content::{Capture, ContentPolicy, Redaction};
 use specter::dialect::Dialect;
 use specter::gateway::{self, ConfigFile, GatewayConfig, Proxy};
 use specter::instrument::{Instrumentor, Options};
+use specter::telemetry::export::LineSink;
 use specter::telemetry::pipeline::{otlp_configured, ExportSettings, OtlpProtocol, Pipeline};
 use specter::telemetry::traces_file::Rotation;
 use specter::Catalog;
@@ -242,7 +243,8 @@ fn serve(args: &Args) -> anyhow::Result<()> {
     let console_default = otlp.is_none();
     let settings = ExportSettings {
         otlp,
-        console: !args.quiet && file.console.unwrap_or(console_default),
+        console: (!args.quiet && file.console.unwrap_or(console_default))
+            .then(|| LineSink::new(|line| eprintln!("specter: {line}"))),
         traces_file: traces_file.clone(),
         traces_file_rotation: Rotation::configured(
             file.traces_file_max_bytes,
@@ -295,12 +297,12 @@ fn serve(args: &Args) -> anyhow::Result<()> {
             replacement: r.replacement.clone().unwrap_or_else(|| "[REDACTED]".into()),
         });
     }
-    let routing = Arc::new(std::sync::RwLock::new(Arc::new(catalog.clone())));
+    let slot = specter::CatalogSlot::new(catalog.clone());
     let instrumentor = if config.instrument {
         let telemetry = pipeline.telemetry(dialects, content);
         Some(
             Instrumentor::builder()
-                .catalog(catalog.clone())
+                .catalog_slot(slot.clone())
                 .telemetry(telemetry)
                 .options(Options::default())
                 .build()?,
@@ -317,17 +319,17 @@ fn serve(args: &Args) -> anyhow::Result<()> {
         let _watch = match &config.providers {
             Some(dir) => {
                 let settings = gateway::ReloadSettings { limits, upstreams: config.upstreams.clone(), allow_metadata_upstreams: allow_metadata, report: Arc::new(report_reload) };
-                Some(gateway::watch_providers(dir.clone(), instrumentor.clone(), routing.clone(), settings)?)
+                Some(gateway::watch_providers(dir.clone(), slot.clone(), settings)?)
             }
             None => None,
         };
         let client = gateway::upstream_client(&config)?;
-        let proxy = Arc::new(Proxy::new(config.clone(), instrumentor, routing, client));
+        let proxy = Arc::new(Proxy::new(config.clone(), instrumentor, slot, client));
         let mut outputs = Vec::new();
         if let Some(protocol) = settings.otlp {
             outputs.push(format!("OTLP ({})", if protocol == OtlpProtocol::Grpc { "grpc" } else { "http/protobuf" }));
         }
-        if settings.console {
+        if settings.console.is_some() {
             outputs.push("stderr".into());
         }
         if let Some(path) = &traces_file {
@@ -358,7 +360,7 @@ fn serve(args: &Args) -> anyhow::Result<()> {
     if traces_file.is_some() {
         summary.push(format!("file: {}", pipeline.file_stats.summary()));
     }
-    if settings.console {
+    if settings.console.is_some() {
         summary.push(format!("stderr: {}", pipeline.console_stats.summary()));
     }
     let summary = match summary.as_slice() {

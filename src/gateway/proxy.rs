@@ -31,8 +31,8 @@ pub struct Proxy {
     pub config: GatewayConfig,
     /// Instrumentation (`None` when turned off).
     pub instrumentor: Option<Instrumentor>,
-    /// The catalog source when not instrumenting (routing still needs providers).
-    pub catalog: Arc<std::sync::RwLock<Arc<crate::Catalog>>>,
+    /// The catalog in force, shared with the instrumentation and swapped on reload.
+    pub catalog: crate::CatalogSlot,
     /// Upstream client.
     pub client: Upstream,
     /// Requests whose response or span has not ended yet (streams included).
@@ -48,7 +48,7 @@ impl Proxy {
     pub fn new(
         config: GatewayConfig,
         instrumentor: Option<Instrumentor>,
-        catalog: Arc<std::sync::RwLock<Arc<crate::Catalog>>>,
+        catalog: crate::CatalogSlot,
         client: Upstream,
     ) -> Proxy {
         let connections = super::ConnectionCount::new(config.max_connections);
@@ -144,13 +144,7 @@ pub fn error_response(status: StatusCode, kind: &str, message: &str) -> Response
 
 impl Proxy {
     pub(super) fn catalog(&self) -> Arc<crate::Catalog> {
-        match &self.instrumentor {
-            Some(i) => i.catalog(),
-            None => match self.catalog.read() {
-                Ok(c) => c.clone(),
-                Err(p) => p.into_inner().clone(),
-            },
-        }
+        self.catalog.current()
     }
 
     /// Handles one request; never fails (errors become JSON responses).

@@ -15,9 +15,8 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 
 use crate::files::ReadLimits;
-use crate::instrument::Instrumentor;
 use crate::upstream_check::{refuse_metadata_upstreams, MetadataUpstreams};
-use crate::{Catalog, LoadError};
+use crate::{Catalog, CatalogSlot, LoadError};
 
 /// What a reload did, for the caller to report.
 #[derive(Debug)]
@@ -101,13 +100,12 @@ impl std::fmt::Debug for ReloadSettings {
 /// well within 100 ms of the write.
 const DEBOUNCE: Duration = Duration::from_millis(40);
 
-/// Reloads `dir` into `routing` (and the instrumentor) on every change and on SIGHUP, until the
+/// Reloads `dir` into `slot` (read by routing and instrumentation alike) on every change and on SIGHUP, until the
 /// task is dropped, checking and reporting as `settings` say. Returns an error only when the
 /// directory cannot be watched.
 pub fn watch_providers(
     dir: PathBuf,
-    instrumentor: Option<Instrumentor>,
-    routing: Arc<std::sync::RwLock<Arc<Catalog>>>,
+    slot: CatalogSlot,
     settings: ReloadSettings,
 ) -> notify::Result<tokio::task::JoinHandle<()>> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -145,7 +143,7 @@ pub fn watch_providers(
                 }
                 () = hangup => {}
             }
-            reload(&dir, instrumentor.as_ref(), &routing, &settings).await;
+            reload(&dir, &slot, &settings).await;
         }
     });
     Ok(handle)
@@ -166,25 +164,13 @@ fn changes_content(kind: &notify::EventKind) -> bool {
 }
 
 /// One reload: reading, compiling, checking and swapping in the rules on a blocking thread.
-async fn reload(
-    dir: &std::path::Path,
-    instrumentor: Option<&Instrumentor>,
-    routing: &Arc<std::sync::RwLock<Arc<Catalog>>>,
-    settings: &ReloadSettings,
-) {
+async fn reload(dir: &std::path::Path, slot: &CatalogSlot, settings: &ReloadSettings) {
     (settings.report)(ReloadEvent::Started {
         dir: dir.to_path_buf(),
     });
     let job = {
-        let (dir, instrumentor, routing, settings) = (
-            dir.to_path_buf(),
-            instrumentor.cloned(),
-            routing.clone(),
-            settings.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            load_and_swap(&dir, instrumentor.as_ref(), &routing, &settings)
-        })
+        let (dir, slot, settings) = (dir.to_path_buf(), slot.clone(), settings.clone());
+        tokio::task::spawn_blocking(move || load_and_swap(&dir, &slot, &settings))
     };
     let outcome = job
         .await
@@ -208,8 +194,7 @@ async fn reload(
 /// too when nothing else holds them).
 fn load_and_swap(
     dir: &std::path::Path,
-    instrumentor: Option<&Instrumentor>,
-    routing: &std::sync::RwLock<Arc<Catalog>>,
+    slot: &CatalogSlot,
     settings: &ReloadSettings,
 ) -> Result<(usize, Duration), ReloadError> {
     let started = std::time::Instant::now();
@@ -220,13 +205,6 @@ fn load_and_swap(
         settings.allow_metadata_upstreams,
     )?;
     let providers = catalog.providers().len();
-    if let Some(i) = instrumentor {
-        i.set_catalog(catalog.clone());
-    }
-    let previous = match routing.write() {
-        Ok(mut slot) => Some(std::mem::replace(&mut *slot, Arc::new(catalog))),
-        Err(_) => None,
-    };
-    drop(previous);
+    drop(slot.replace(catalog));
     Ok((providers, started.elapsed()))
 }

@@ -30,7 +30,7 @@ mod wrap;
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use opentelemetry::Context;
@@ -44,7 +44,7 @@ use crate::credentials::Credentials;
 use crate::dialect::Dialect;
 use crate::engine::{self, HttpTarget, Request};
 use crate::telemetry::Telemetry;
-use crate::{Catalog, LoadError};
+use crate::{Catalog, CatalogSlot, LoadError};
 
 /// Options of an [`Instrumentor`].
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ pub(crate) struct Shared {
 /// Recognises provider calls and records them.
 #[derive(Clone)]
 pub struct Instrumentor {
-    catalog: Arc<RwLock<Arc<Catalog>>>,
+    catalog: CatalogSlot,
     shared: Arc<Shared>,
 }
 
@@ -94,6 +94,7 @@ impl std::fmt::Debug for Instrumentor {
 pub struct InstrumentorBuilder {
     providers: Option<Vec<PathBuf>>,
     catalog: Option<Catalog>,
+    slot: Option<CatalogSlot>,
     telemetry: Option<Telemetry>,
     dialects: Vec<Dialect>,
     content: Option<ContentPolicy>,
@@ -116,6 +117,7 @@ impl Default for InstrumentorBuilder {
         InstrumentorBuilder {
             providers: None,
             catalog: None,
+            slot: None,
             telemetry: None,
             dialects: vec![Dialect::Semconv],
             content: None,
@@ -134,6 +136,14 @@ impl InstrumentorBuilder {
     /// Uses this catalog.
     pub fn catalog(mut self, catalog: Catalog) -> Self {
         self.catalog = Some(catalog);
+        self
+    }
+
+    /// Reads its catalog from this slot, shared with whoever else routes by it and swapped by
+    /// whoever reloads it (the gateway). Wins over [`InstrumentorBuilder::catalog`] and
+    /// [`InstrumentorBuilder::providers`].
+    pub fn catalog_slot(mut self, slot: CatalogSlot) -> Self {
+        self.slot = Some(slot);
         self
     }
 
@@ -170,10 +180,11 @@ impl InstrumentorBuilder {
     /// given and `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` holds a value that is not
     /// accepted.
     pub fn build(self) -> Result<Instrumentor, BuildError> {
-        let catalog = match (self.catalog, self.providers) {
-            (Some(c), _) => c,
-            (None, Some(paths)) => Catalog::load(&paths)?,
-            (None, None) => Catalog::bundled()?,
+        let catalog = match (self.slot, self.catalog, self.providers) {
+            (Some(slot), _, _) => slot,
+            (None, Some(c), _) => CatalogSlot::new(c),
+            (None, None, Some(paths)) => CatalogSlot::new(Catalog::load(&paths)?),
+            (None, None, None) => CatalogSlot::new(Catalog::bundled()?),
         };
         let telemetry = match (self.telemetry, self.content) {
             (Some(telemetry), _) => telemetry,
@@ -181,7 +192,7 @@ impl InstrumentorBuilder {
             (None, None) => Telemetry::global(self.dialects, ContentPolicy::from_env()?),
         };
         Ok(Instrumentor {
-            catalog: Arc::new(RwLock::new(Arc::new(catalog))),
+            catalog,
             shared: Arc::new(Shared {
                 telemetry,
                 options: self.options,
@@ -198,10 +209,12 @@ impl Instrumentor {
 
     /// The catalog in use.
     pub fn catalog(&self) -> Arc<Catalog> {
-        match self.catalog.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.catalog.current()
+    }
+
+    /// The slot the catalog is read from.
+    pub fn catalog_slot(&self) -> &CatalogSlot {
+        &self.catalog
     }
 
     /// The telemetry the instrumentor emits through.
@@ -211,11 +224,7 @@ impl Instrumentor {
 
     /// Replaces the catalog (hot reload); calls already started keep the rules they started with.
     pub fn set_catalog(&self, catalog: Catalog) {
-        let mut slot = match self.catalog.write() {
-            Ok(slot) => slot,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *slot = Arc::new(catalog);
+        self.catalog.replace(catalog);
     }
 
     /// Starts a call when the request matches an operation: runs the request phase and opens the

@@ -52,9 +52,46 @@ impl ExportStats {
     }
 }
 
-/// Writes one human-readable line per GenAI span to stderr.
-#[derive(Debug, Default)]
-pub struct ConsoleExporter;
+/// Where the console lines go: the application decides (the `specter` binary writes them to
+/// stderr); the library never prints.
+#[derive(Clone)]
+pub struct LineSink(std::sync::Arc<dyn Fn(&str) + Send + Sync>);
+
+impl LineSink {
+    /// A sink calling `write` with each line (without its newline).
+    ///
+    /// ```
+    /// let sink = specter::telemetry::export::LineSink::new(|line| eprintln!("{line}"));
+    /// # let _ = sink;
+    /// ```
+    pub fn new(write: impl Fn(&str) + Send + Sync + 'static) -> LineSink {
+        LineSink(std::sync::Arc::new(write))
+    }
+
+    /// Hands one line to the sink.
+    pub fn write(&self, line: &str) {
+        (self.0)(line);
+    }
+}
+
+impl std::fmt::Debug for LineSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LineSink")
+    }
+}
+
+/// Hands one human-readable line per GenAI span ([`console_line`]) to a [`LineSink`].
+#[derive(Debug, Clone)]
+pub struct ConsoleExporter {
+    sink: LineSink,
+}
+
+impl ConsoleExporter {
+    /// An exporter writing its lines to `sink`.
+    pub fn new(sink: LineSink) -> ConsoleExporter {
+        ConsoleExporter { sink }
+    }
+}
 
 fn get<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
     span.attributes
@@ -104,9 +141,8 @@ pub fn console_line(span: &SpanData) -> String {
 
 impl SpanExporter for ConsoleExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let mut stderr = std::io::stderr().lock();
         for span in &batch {
-            let _ = writeln!(stderr, "specter: {}", console_line(span));
+            self.sink.write(&console_line(span));
         }
         Ok(())
     }

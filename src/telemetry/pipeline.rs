@@ -22,7 +22,7 @@ use opentelemetry_sdk::trace::{
 use opentelemetry_sdk::Resource;
 use rustls::pki_types::CertificateDer;
 
-use super::export::{ConsoleExporter, ExportStats, JsonLinesExporter};
+use super::export::{ConsoleExporter, ExportStats, JsonLinesExporter, LineSink};
 use super::traces_file::{Rotation, TracesFileError};
 use super::{Telemetry, SCOPE};
 use crate::content::ContentPolicy;
@@ -110,8 +110,8 @@ pub struct ExportSettings {
     /// `OTEL_EXPORTER_OTLP_*` variables). The pipeline must be started inside a Tokio runtime,
     /// which then carries the exports.
     pub otlp: Option<OtlpProtocol>,
-    /// One line per span on stderr.
-    pub console: bool,
+    /// One human-readable line per span, handed to this sink.
+    pub console: Option<LineSink>,
     /// OTLP JSON lines file.
     pub traces_file: Option<PathBuf>,
     /// Size-based rotation of the traces file.
@@ -375,9 +375,9 @@ impl Pipeline {
             meter_builder = meter_builder
                 .with_reader(opentelemetry_sdk::metrics::PeriodicReader::builder(metrics).build());
         }
-        if settings.console {
+        if let Some(sink) = &settings.console {
             builder = builder.with_span_processor(batch(
-                ConsoleExporter,
+                ConsoleExporter::new(sink.clone()),
                 settings.max_queue,
                 &console_stats,
             ));

@@ -61,12 +61,8 @@ pub async fn start(
         .build()
         .unwrap();
     let client = gateway::upstream_client(&config).unwrap();
-    let proxy = Arc::new(Proxy::new(
-        config,
-        Some(instrumentor),
-        Arc::new(std::sync::RwLock::new(Arc::new(catalog))),
-        client,
-    ));
+    let slot = instrumentor.catalog_slot().clone();
+    let proxy = Arc::new(Proxy::new(config, Some(instrumentor), slot, client));
     let in_flight = proxy.in_flight.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
