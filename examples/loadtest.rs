@@ -7,12 +7,16 @@
 //! maximum throughput (closed loop over N connections). It reports latency percentiles, time to
 //! first byte of streams, throughput, the latency each gateway adds over the direct path, the
 //! gateway's CPU per request and its peak resident memory; then the memory of a fresh gateway with
-//! 1,000 streams held open at once, and the gateway's startup time.
+//! 1,000 streams held open at once, and the gateway's startup time. With `--fleet N` it also
+//! runs N instrumented gateways behind HAProxy (`deploy/haproxy.cfg` on loopback ports) and
+//! measures the closed loop through HAProxy, with the CPU the replicas and HAProxy spent.
 //!
 //! ```sh
 //! cargo build --release --bin specter
 //! cargo run --release --example loadtest -- [--duration-secs N] [--rates 200,500,1000] \
 //!     [--stream-rates 50,100,200] [--concurrency 64] [--json out.json]
+//! cargo run --release --example loadtest -- --no-load --memory-streams 0 --startup-runs 0 \
+//!     --fleet 3    # HAProxy (`haproxy` on PATH) in front of three replicas
 //! ```
 //!
 //! Every loop is bounded in count and in time, and all traffic stays on 127.0.0.1. The load
@@ -102,6 +106,12 @@ struct Args {
     /// Write every figure as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Also measure N instrumented gateways behind HAProxy (0: not).
+    #[arg(long, default_value_t = 0)]
+    fleet: usize,
+    /// The HAProxy binary of `--fleet`.
+    #[arg(long, value_name = "PATH", default_value = "haproxy")]
+    haproxy: PathBuf,
     /// The specter binary. Default: `specter` in the directory above this example's binary
     /// (`target/release/specter`).
     #[arg(long, value_name = "PATH")]
@@ -947,6 +957,7 @@ struct Report {
     gateway_peak_rss_mb: BTreeMap<&'static str, Option<f64>>,
     streams_memory: Vec<StreamsMemory>,
     budgets: Vec<Budget>,
+    fleet: Vec<FleetPhase>,
     total_seconds: f64,
 }
 
@@ -1817,6 +1828,13 @@ fn main() -> Result<()> {
         }
     }
 
+    let fleet = if args.fleet > 0 {
+        eprintln!("loadtest: {} gateways behind HAProxy", args.fleet);
+        client_runtime.block_on(measure_fleet(&args, &binary, mock_address, &mock, ticks))?
+    } else {
+        Vec::new()
+    };
+
     let _ = stop_tx.send(true);
     let _ = mock_runtime.block_on(mock_task);
     mock_runtime.shutdown_timeout(Duration::from_secs(1));
@@ -1843,16 +1861,231 @@ fn main() -> Result<()> {
         gateway_peak_rss_mb,
         streams_memory: memory,
         budgets: Vec::new(),
+        fleet,
         total_seconds: 0.0,
     };
     report.budgets = budgets(&report, &args.rates);
     report.machine.loadavg_at_end = loadavg();
     report.total_seconds = began.elapsed().as_secs_f64();
     print_report(&report);
+    print_fleet(&report.fleet);
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
         println!("figures written to {}", path.display());
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replicas behind HAProxy
+// ---------------------------------------------------------------------------------------------
+
+/// The load balancer's configuration as deployed.
+const HAPROXY_CFG: &str = include_str!("../deploy/haproxy.cfg");
+
+/// HAProxy running `deploy/haproxy.cfg` on loopback; killed when dropped.
+struct HAProxy {
+    child: Child,
+    address: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Drop for HAProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `deploy/haproxy.cfg` with the frontend on `listen`, the servers `specter-1`... on `replicas`,
+/// and the runtime API socket in `dir`.
+fn haproxy_config(listen: SocketAddr, replicas: &[SocketAddr], dir: &Path) -> Result<String> {
+    let mut config = HAPROXY_CFG
+        .replace("bind :8787", &format!("bind {listen}"))
+        .replace(
+            "/var/lib/haproxy/admin.sock",
+            &dir.join("admin.sock").display().to_string(),
+        );
+    for (i, address) in replicas.iter().enumerate() {
+        let name = format!("specter-{}", i + 1);
+        let line = format!("server {name} {name}:8787");
+        if !config.contains(&line) {
+            bail!("deploy/haproxy.cfg has no line `{line}`");
+        }
+        config = config.replace(&line, &format!("server {name} {address}"));
+    }
+    Ok(config)
+}
+
+fn spawn_haproxy(binary: &Path, replicas: &[SocketAddr]) -> Result<HAProxy> {
+    let dir = std::env::temp_dir().join(format!("specter-loadtest-haproxy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let dir = TempDir(dir);
+    let address = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let config = dir.0.join("haproxy.cfg");
+    std::fs::write(&config, haproxy_config(address, replicas, &dir.0)?)?;
+    let child = Command::new(binary)
+        .arg("-db")
+        .arg("-f")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let mut haproxy = HAProxy {
+        child,
+        address,
+        _dir: dir,
+    };
+    // Up once it answers /healthz through every replica (health checks run each second).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut answered = 0;
+    while answered < replicas.len() * 3 {
+        if let Some(status) = haproxy.child.try_wait()? {
+            bail!("haproxy exited ({status})");
+        }
+        if Instant::now() > deadline {
+            bail!("haproxy did not answer /healthz within 15 s");
+        }
+        if healthz(address) {
+            answered += 1;
+        } else {
+            answered = 0;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Give the health checks time to see every server up.
+    std::thread::sleep(Duration::from_millis(2500));
+    Ok(haproxy)
+}
+
+/// One closed-loop phase through HAProxy.
+#[derive(Debug, Clone, Serialize)]
+struct FleetPhase {
+    workload: &'static str,
+    replicas: usize,
+    connections: usize,
+    requests: usize,
+    errors: usize,
+    throughput_rps: f64,
+    latency: Latency,
+    /// CPU seconds (user + system) of all replicas together, and of HAProxy.
+    replicas_cpu_s: f64,
+    haproxy_cpu_s: f64,
+    /// Requests per second of replica CPU: what one core of gateway serves.
+    requests_per_replica_core_s: Option<f64>,
+    /// Peak resident memory of each replica, MiB.
+    replica_peak_rss_mb: Vec<Option<f64>>,
+    first_error: Option<String>,
+}
+
+async fn measure_fleet(
+    args: &Args,
+    binary: &Path,
+    upstream: SocketAddr,
+    mock: &Mock,
+    ticks: f64,
+) -> Result<Vec<FleetPhase>> {
+    let replicas = (0..args.fleet)
+        .map(|_| spawn_gateway(binary, upstream, true))
+        .collect::<Result<Vec<_>>>()?;
+    let addresses: Vec<SocketAddr> = replicas.iter().map(|g| g.address).collect();
+    let haproxy = spawn_haproxy(&args.haproxy, &addresses)?;
+    let client = http_client();
+    let duration = Duration::from_secs_f64(args.duration_secs.max(0.1));
+    let cpu = |pids: &[u32]| -> u64 { pids.iter().filter_map(|p| proc_cpu_ticks(*p)).sum() };
+    let replica_pids: Vec<u32> = replicas.iter().map(Gateway::pid).collect();
+    let haproxy_pid = [haproxy.child.id()];
+    let mut phases = Vec::new();
+    for workload in [Workload::Plain, Workload::Stream] {
+        let call = call_for(workload, haproxy.address, true, mock)?;
+        // Warm-up (not measured).
+        let _ = closed_loop(
+            &client,
+            &call,
+            args.concurrency,
+            Duration::from_millis(400),
+            100_000,
+        )
+        .await;
+        let (replicas_before, haproxy_before) = (cpu(&replica_pids), cpu(&haproxy_pid));
+        let mut outcome = closed_loop(&client, &call, args.concurrency, duration, 5_000_000).await;
+        let replicas_cpu_s = cpu(&replica_pids).saturating_sub(replicas_before) as f64 / ticks;
+        let haproxy_cpu_s = cpu(&haproxy_pid).saturating_sub(haproxy_before) as f64 / ticks;
+        let requests = outcome.samples.len();
+        let throughput_rps = outcome.throughput_rps;
+        let mut totals: Vec<Duration> = outcome.samples.iter().map(|s| s.latency).collect();
+        let phase = FleetPhase {
+            workload: workload.name(),
+            replicas: replicas.len(),
+            connections: args.concurrency,
+            requests,
+            errors: outcome.errors,
+            throughput_rps,
+            latency: Latency::of(&mut totals),
+            replicas_cpu_s,
+            haproxy_cpu_s,
+            requests_per_replica_core_s: (replicas_cpu_s > 0.0)
+                .then(|| requests as f64 / replicas_cpu_s),
+            replica_peak_rss_mb: replicas
+                .iter()
+                .map(|g| kb_to_mb(g.status_kb("VmHWM")))
+                .collect(),
+            first_error: outcome.first_error.take(),
+        };
+        eprintln!(
+            "  {:<11} fleet of {} {:>6} req {:>4} err {:>8.1} req/s, replicas {:.2} CPU s, haproxy {:.2} CPU s",
+            phase.workload,
+            phase.replicas,
+            phase.requests,
+            phase.errors,
+            phase.throughput_rps,
+            phase.replicas_cpu_s,
+            phase.haproxy_cpu_s
+        );
+        phases.push(phase);
+    }
+    drop(haproxy);
+    drop(replicas);
+    Ok(phases)
+}
+
+fn print_fleet(phases: &[FleetPhase]) {
+    if phases.is_empty() {
+        return;
+    }
+    println!("\n-- replicas behind HAProxy (closed loop through deploy/haproxy.cfg) --");
+    for p in phases {
+        println!(
+            "{:<7} {} replicas, {} connections: {} req, {} err, {:.1} req/s, p50 {:.3} ms, p99 {:.3} ms; \
+             replicas {:.2} CPU s ({} req per replica core-second), haproxy {:.2} CPU s; \
+             replica peak RSS MiB {:?}",
+            p.workload,
+            p.replicas,
+            p.connections,
+            p.requests,
+            p.errors,
+            p.throughput_rps,
+            p.latency.p50_ms,
+            p.latency.p99_ms,
+            p.replicas_cpu_s,
+            opt(p.requests_per_replica_core_s, 0),
+            p.haproxy_cpu_s,
+            p.replica_peak_rss_mb
+        );
+        if let Some(e) = &p.first_error {
+            println!("        first error: {e}");
+        }
+    }
 }

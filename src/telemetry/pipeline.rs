@@ -2,23 +2,29 @@
 //! backend never slows traffic, feeding OTLP (gRPC or HTTP/protobuf, configured by the standard
 //! `OTEL_EXPORTER_OTLP_*` variables) and the embedded exporters (stderr lines, OTLP JSON lines
 //! file). Every output counts the spans queued, exported, failed and dropped. The resource comes
-//! from `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`.
+//! from `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`, with a `service.instance.id` unique to
+//! the process (a random UUID v4) unless `OTEL_RESOURCE_ATTRIBUTES` names one, so that the spans
+//! of replicas behind a load balancer tell which replica served each call.
 
 mod otlp_http;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry::Context;
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithHttpConfig as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::resource::{
+    EnvResourceDetector, ResourceDetector, SdkProvidedResourceDetector, TelemetryResourceDetector,
+};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, Span, SpanData, SpanProcessor,
 };
+use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use opentelemetry_sdk::Resource;
 use rustls::pki_types::CertificateDer;
 
@@ -335,6 +341,48 @@ fn processor<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
     }
 }
 
+/// The resource attribute naming the process that emitted a span.
+pub const SERVICE_INSTANCE_ID: &str = "service.instance.id";
+
+/// This process's default `service.instance.id`: a random UUID v4, drawn once.
+pub fn instance_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let random = u128::from_be_bytes(RandomIdGenerator::default().new_trace_id().to_bytes());
+        uuid_v4(random)
+    })
+}
+
+/// Formats 128 random bits as a UUID version 4 (RFC 9562): the version and variant bits are
+/// set, the other 122 bits kept.
+fn uuid_v4(random: u128) -> String {
+    let bits = (random & !(0xF << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
+    let hex = format!("{bits:032x}");
+    let part = |from: usize, to: usize| hex.get(from..to).unwrap_or_default();
+    format!(
+        "{}-{}-{}-{}-{}",
+        part(0, 8),
+        part(8, 12),
+        part(12, 16),
+        part(16, 20),
+        part(20, 32)
+    )
+}
+
+/// The SDK's resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, the SDK's own
+/// attributes) over a default `service.instance.id`: the variables win.
+fn resource() -> Resource {
+    let detectors: [Box<dyn ResourceDetector>; 3] = [
+        Box::new(SdkProvidedResourceDetector),
+        Box::new(TelemetryResourceDetector),
+        Box::new(EnvResourceDetector::new()),
+    ];
+    Resource::builder_empty()
+        .with_attribute(KeyValue::new(SERVICE_INSTANCE_ID, instance_id()))
+        .with_detectors(&detectors)
+        .build()
+}
+
 impl Pipeline {
     /// Starts the exporters. Must run inside a Tokio runtime when OTLP is on: the exports run on
     /// it.
@@ -343,7 +391,7 @@ impl Pipeline {
     /// When the OTLP exporter cannot be built (no runtime, a bad certificate file) or the traces
     /// file cannot be opened.
     pub fn start(settings: &ExportSettings) -> Result<Pipeline, PipelineError> {
-        let resource = Resource::builder().build();
+        let resource = resource();
         let otlp_stats = Arc::new(ExportStats::default());
         let file_stats = Arc::new(ExportStats::default());
         let console_stats = Arc::new(ExportStats::default());
@@ -416,5 +464,41 @@ impl Pipeline {
         let _ = self.tracer_provider.force_flush();
         let _ = self.tracer_provider.shutdown();
         let _ = self.meter_provider.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_v4_sets_the_version_and_variant_bits_and_keeps_the_rest() {
+        assert_eq!(uuid_v4(0), "00000000-0000-4000-8000-000000000000");
+        assert_eq!(uuid_v4(u128::MAX), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        assert_eq!(
+            uuid_v4(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+            "01234567-89ab-4def-8123-456789abcdef"
+        );
+    }
+
+    #[test]
+    fn the_instance_id_is_one_uuid_v4_per_process_and_in_the_resource() {
+        let id = instance_id();
+        assert_eq!(id.len(), 36, "{id}");
+        assert_eq!(id.get(14..15), Some("4"), "{id}");
+        assert!(
+            matches!(id.get(19..20), Some("8" | "9" | "a" | "b")),
+            "{id}"
+        );
+        assert_ne!(id, "00000000-0000-4000-8000-000000000000");
+        assert_eq!(instance_id(), id, "drawn once per process");
+        let resource = resource();
+        let value = resource.get(&opentelemetry::Key::new(SERVICE_INSTANCE_ID));
+        // Unless the environment of the test run names one itself.
+        if std::env::var("OTEL_RESOURCE_ATTRIBUTES")
+            .map_or(true, |v| !v.contains(SERVICE_INSTANCE_ID))
+        {
+            assert_eq!(value, Some(opentelemetry::Value::from(id.to_string())));
+        }
     }
 }

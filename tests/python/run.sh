@@ -2,7 +2,8 @@
 # End-to-end tests of `specter serve` with the official OpenAI and Anthropic Python SDKs and with
 # Arize Phoenix as an OTLP backend (gRPC and HTTP/protobuf). Run from anywhere:
 #   bash tests/python/run.sh [pytest args...]
-# Installs tests/python/requirements.txt when its packages are not importable, builds
+# Installs tests/python/requirements.txt when its packages are not importable, haproxy (apt-get)
+# when it is not on PATH, builds
 # target/debug/specter when it is missing (SPECTER_BIN overrides the binary), and exits with
 # pytest's status.
 set -euo pipefail
@@ -14,7 +15,9 @@ PYTHON=${PYTHON:-python3}
 # Importable? (Checked without importing: importing Phoenix alone takes ~12 s.)
 if ! "$PYTHON" - >/dev/null 2>&1 <<'PY'
 import importlib.util, pathlib, sys
-missing = [m for m in ("openai", "anthropic", "pytest", "phoenix") if importlib.util.find_spec(m) is None]
+missing = [m for m in ("openai", "anthropic", "pytest", "phoenix", "yaml") if importlib.util.find_spec(m) is None]
+if not (pathlib.Path(sys.executable).parent / "hadolint").exists():
+    missing.append("hadolint")
 if not missing:
     phoenix = importlib.util.find_spec("phoenix").submodule_search_locations
     if not any((pathlib.Path(p) / "server" / "main.py").is_file() for p in phoenix):
@@ -31,6 +34,15 @@ then
             echo "$out" >&2
             exit 1
         fi
+    fi
+fi
+
+# HAProxy, the load balancer of the scale-out tests (Debian's package).
+if ! command -v haproxy >/dev/null 2>&1; then
+    echo "run.sh: installing haproxy" >&2
+    if ! apt-get install -y -q haproxy >/dev/null 2>&1; then
+        apt-get update -q >/dev/null
+        apt-get install -y -q haproxy >/dev/null
     fi
 fi
 

@@ -11,29 +11,18 @@ through the gateway, the gateway is stopped with SIGTERM (which flushes), and Ph
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import re
 import secrets
-import subprocess
-import sys
 import time
-import urllib.parse
-from pathlib import Path
 
 import pytest
 
 from conftest import (
     attributes,
-    http_get,
     load_fixture,
-    port_is_free,
-    free_port,
     read_spans,
     start_gateway,
-    stop,
-    wait_http,
 )
 
 try:
@@ -42,87 +31,9 @@ except ImportError as e:
     openai = None
     OPENAI_IMPORT_ERROR = e
 
-PHOENIX_START_TIMEOUT = 120.0
 PHOENIX_SPAN_TIMEOUT = 30.0
 API_KEY = "sk-test-" + secrets.token_hex(16)
 RUN = secrets.token_hex(4)
-
-
-class Phoenix:
-    def __init__(self, proc: subprocess.Popen, port: int, grpc_port: int, log):
-        self.proc = proc
-        self.port = port
-        self.grpc_port = grpc_port
-        self.log = log
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def spans(self, project: str) -> list[dict] | None:
-        """The project's spans, or None while Phoenix does not know the project."""
-        status, body = http_get(f"{self.url}/v1/projects/{urllib.parse.quote(project, safe='')}/spans?limit=100", timeout=5)
-        if status == 404:
-            return None
-        assert status == 200, f"GET /v1/projects/{project}/spans answered {status}: {body[:500]!r}"
-        return json.loads(body)["data"]
-
-
-class PhoenixUnavailable(Exception):
-    pass
-
-
-def phoenix_command() -> list[str]:
-    # Looked up, not imported: importing Phoenix takes ~12 s, and the subprocess does it anyway.
-    spec = importlib.util.find_spec("phoenix")
-    locations = spec.submodule_search_locations if spec else None
-    if not locations or not any((Path(p) / "server" / "main.py").is_file() for p in locations):
-        raise PhoenixUnavailable("Arize Phoenix (phoenix.server) is not installed: pip install -r tests/python/requirements.txt")
-    # `phoenix serve`, from this Python's environment (the `phoenix` on PATH may be another one).
-    return [sys.executable, "-m", "phoenix.server.main", "serve"]
-
-
-@pytest.fixture(scope="module")
-def phoenix(tmp_path_factory):
-    """The running Phoenix, or the reason it could not start (the test then FAILS with it; failing
-    here would report an ERROR instead)."""
-    try:
-        command = phoenix_command()
-    except PhoenixUnavailable as e:
-        yield str(e)
-        return
-    directory = tmp_path_factory.mktemp("phoenix")
-    port = 6006 if port_is_free(6006) else free_port()
-    grpc_port = 4317 if port_is_free(4317) else free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PHOENIX_"))}
-    env.update(
-        PHOENIX_TELEMETRY_ENABLED="false",
-        PHOENIX_HOST="127.0.0.1",
-        PHOENIX_PORT=str(port),
-        PHOENIX_GRPC_PORT=str(grpc_port),
-        PHOENIX_WORKING_DIR=str(directory / "working"),
-    )
-    log_path = directory / "phoenix.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=directory)
-    server = Phoenix(proc, port, grpc_port, log_path)
-    started = time.monotonic()
-    try:
-        wait_http(f"{server.url}/healthz", proc, started + PHOENIX_START_TIMEOUT, "phoenix serve", log_path)
-        # The gRPC receiver comes up with the HTTP one; make sure it is listening before exporting.
-        deadline = time.monotonic() + 30
-        while port_is_free(grpc_port):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail(f"Phoenix's OTLP/gRPC receiver is not listening on {grpc_port}\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-    except pytest.fail.Exception as e:
-        stop(proc, timeout=30)
-        yield f"Phoenix could not start: {e}"
-        return
-    print(f"phoenix up in {time.monotonic() - started:.1f} s (http {port}, grpc {grpc_port})")
-    yield server
-    code = stop(proc, timeout=30)
-    assert code in (0, -15), f"phoenix serve exited with {code}\n{log_path.read_text()[-3000:]}"
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
