@@ -385,8 +385,16 @@ fn bedrock_converse_stream_matches_converse_shape() {
     let stream = run(&catalog, "bedrock", "converse_stream");
     assert_eq!(plain["operation"], "converse");
     assert_eq!(stream["operation"], "converse_stream");
-    let keys = |o: &Json| -> Vec<String> { attributes(o).keys().cloned().collect() };
+    // The GenAI attributes agree; a stream adds what it held (`specter.stream.*`).
+    let keys = |o: &Json| -> Vec<String> {
+        attributes(o)
+            .keys()
+            .filter(|k| !k.starts_with("specter."))
+            .cloned()
+            .collect()
+    };
     assert_eq!(keys(&plain), keys(&stream));
+    assert_eq!(attributes(&stream)["specter.stream.chunks"], 5);
     for (output, text) in [
         (&plain, "Hi, how can I help you"),
         (&stream, "I am here and ready to assist"),

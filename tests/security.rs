@@ -512,12 +512,16 @@ async fn request_targets_cannot_reach_another_host() {
             format!("http://{e}/openai/v1/chat/completions"),
             Ok("/v1/chat/completions".into()),
         ),
-        // Authority-form and asterisk-form.
-        ("CONNECT", e.clone(), Err(refused("unknown_route"))),
+        // Authority-form (CONNECT is never forwarded) and asterisk-form.
+        (
+            "CONNECT",
+            e.clone(),
+            Err(Outcome::Refused(405, "method_not_allowed".into())),
+        ),
         (
             "CONNECT",
             "evil.example:443".into(),
-            Err(refused("unknown_route")),
+            Err(Outcome::Refused(405, "method_not_allowed".into())),
         ),
         ("OPTIONS", "*".into(), Err(refused("unknown_route"))),
     ];
