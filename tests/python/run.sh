@@ -52,6 +52,6 @@ if [[ -z "${SPECTER_BIN:-}" && ! -x target/debug/specter ]]; then
 fi
 
 status=0
-"$PYTHON" -m pytest -q tests/python "$@" || status=$?
+"$PYTHON" -m pytest -q -s tests/python "$@" || status=$?
 echo "run.sh: finished in $(( $(date +%s) - start )) s with status $status" >&2
 exit $status
