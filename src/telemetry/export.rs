@@ -1,10 +1,10 @@
 //! The embedded exporters of the gateway's default setup, which needs nothing else running: one
-//! readable line per finished GenAI span on stderr, and a JSON-lines file in the OTLP JSON
+//! readable line per finished GenAI span, handed to a sink the application gives (the binary
+//! writes them to stderr), and a JSON-lines file in the OTLP JSON
 //! encoding (one `ExportTraceServiceRequest` per span and line) that any collector can take
 //! later.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
