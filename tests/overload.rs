@@ -207,6 +207,25 @@ async fn until_health(what: &str, address: SocketAddr, check: impl Fn(&serde_jso
     }
 }
 
+/// `specter serve` with `yaml` as its configuration and `upstream` as its OpenAI, writing no
+/// traces file and no span lines.
+async fn serve_configured(upstream: SocketAddr, dir: &Path, yaml: &str) -> Served {
+    let config = config_file(dir, yaml);
+    let openai = format!("openai=http://{upstream}");
+    Served::start_async(
+        &[
+            "--upstream",
+            &openai,
+            "--config",
+            &config,
+            "--no-traces-file",
+            "--quiet",
+        ],
+        &[],
+    )
+    .await
+}
+
 fn config_file(dir: &Path, yaml: &str) -> String {
     let path = dir.join("specter.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -392,21 +411,10 @@ async fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
 async fn slow_heads_and_idle_connections_are_closed_while_long_streams_are_not() {
     let upstream = upstream(Arc::new(Release::new(false))).await;
     let dir = temp_dir("slow");
-    let config = config_file(
+    let served = serve_configured(
+        upstream,
         &dir,
         "header_read_timeout_ms: 500\nkeep_alive_timeout_ms: 1500\n",
-    );
-    let openai = format!("openai=http://{upstream}");
-    let served = Served::start_async(
-        &[
-            "--upstream",
-            &openai,
-            "--config",
-            &config,
-            "--no-traces-file",
-            "--quiet",
-        ],
-        &[],
     )
     .await;
 
@@ -461,20 +469,7 @@ async fn slow_heads_and_idle_connections_are_closed_while_long_streams_are_not()
 async fn request_bodies_past_the_shared_budget_get_503_until_room_frees_up() {
     let upstream = upstream(Arc::new(Release::new(false))).await;
     let dir = temp_dir("budget");
-    let config = config_file(&dir, "max_buffered_request_bytes: 4194304\n");
-    let openai = format!("openai=http://{upstream}");
-    let served = Served::start_async(
-        &[
-            "--upstream",
-            &openai,
-            "--config",
-            &config,
-            "--no-traces-file",
-            "--quiet",
-        ],
-        &[],
-    )
-    .await;
+    let served = serve_configured(upstream, &dir, "max_buffered_request_bytes: 4194304\n").await;
     // A 3 MiB body, announced and half sent: its 3 MiB are held from the budget.
     let big = format!(
         r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{}"}}]}}"#,
