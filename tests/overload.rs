@@ -650,3 +650,45 @@ async fn measure_memory_with_16_clients_sending_30_mib_bodies() {
     );
     served.stop_async().await;
 }
+
+/// Reads one HTTP/2 frame: (type, flags, payload).
+async fn h2_frame(stream: &mut TcpStream) -> Option<(u8, u8, Vec<u8>)> {
+    let mut head = [0u8; 9];
+    stream.read_exact(&mut head).await.ok()?;
+    let length = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).await.ok()?;
+    Some((head[3], head[4], payload))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_peer_that_stops_answering_pings_is_disconnected() {
+    let upstream = upstream(Arc::new(Release::new(false))).await;
+    let dir = temp_dir("h2ping");
+    let yaml = "http2_keep_alive_interval_ms: 300\nhttp2_keep_alive_timeout_ms: 300\n";
+    let served = serve_configured(upstream, &dir, yaml).await;
+    // A client that speaks HTTP/2 (prior knowledge), acknowledges the server's settings, then
+    // goes silent: it never answers a PING.
+    let mut peer = TcpStream::connect(served.address).await.unwrap();
+    peer.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    peer.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut pinged = false;
+    let closed = tokio::time::timeout(BOUND, async {
+        while let Some((kind, flags, _)) = h2_frame(&mut peer).await {
+            match (kind, flags & 1) {
+                // SETTINGS from the server: acknowledge.
+                (4, 0) => peer.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await.unwrap(),
+                // PING: never answered.
+                (6, 0) => pinged = true,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(pinged, "the gateway pings an idle HTTP/2 peer");
+    assert!(closed.is_ok(), "and drops it when the PING goes unanswered");
+    served.stop_async().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
