@@ -70,8 +70,8 @@ pub struct ConfigFile {
     /// (two descriptors per connection: client and upstream). Default 10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
-    /// Time a client gets to send a complete HTTP/1 request head, counted from the moment the
-    /// connection is ready for one (idle time included). Default 10000.
+    /// Time a client gets to send a complete HTTP/1 request head, counted from the head's first
+    /// byte (for a new connection, from its opening). Default 10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header_read_timeout_ms: Option<u64>,
     /// How long a client connection with no request in progress and nothing received is kept

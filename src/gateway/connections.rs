@@ -1,12 +1,11 @@
 //! Client connections: the accept loop with its connection cap and its back-off when the process
-//! runs out of descriptors, the HTTP/1 and HTTP/2 settings of each connection, the idle
-//! keep-alive watchdog, and the cut of connections still open when the shutdown grace ends.
+//! runs out of descriptors, the HTTP/1 and HTTP/2 settings of each connection, and the cut of
+//! connections still open when the shutdown grace ends. What one connection is doing, and when it
+//! has waited too long, is `activity.rs`.
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::BodyExt as _;
@@ -16,11 +15,11 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use super::activity::{Activity, Timeouts, Watched};
 use super::config::GatewayConfig;
 use super::proxy::{error_response, Proxy, ResponseBody};
 
@@ -176,14 +175,14 @@ fn serve_connection(
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let config = &proxy.config;
     let activity = Arc::new(Activity::default());
-    let io = TokioIo::new(Watched {
-        inner: stream,
-        activity: activity.clone(),
-    });
+    let io = TokioIo::new(Watched::new(stream, &activity));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     let overflow = matches!(slot, Slot::Overflow(_));
     configure(&mut builder, config, overflow);
-    let keep_alive = config.keep_alive_timeout;
+    let timeouts = Timeouts {
+        head: config.header_read_timeout,
+        idle: config.keep_alive_timeout,
+    };
     let tracked = activity.clone();
     let count = (!overflow).then(|| Served::count(&proxy));
     let service = service_fn(move |request: Request<Incoming>| {
@@ -207,7 +206,7 @@ fn serve_connection(
         let _count = count;
         tokio::select! {
             _ = watched => {}
-            () = idle_watch(&activity, keep_alive) => {}
+            () = activity.expired(timeouts) => {}
         }
     }
 }
@@ -232,8 +231,11 @@ impl Drop for Served {
 fn configure(builder: &mut auto::Builder<TokioExecutor>, config: &GatewayConfig, overflow: bool) {
     builder
         .http1()
+        // The request-head deadline is kept by `Activity`, which starts it at a head's first byte
+        // rather than when the connection falls idle, so that idle connections are governed by
+        // the keep-alive timeout alone.
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
+        .header_read_timeout(None)
         .keep_alive(!overflow);
     builder
         .http2()
@@ -276,126 +278,4 @@ fn overloaded(proxy: &Proxy, request: &Request<Incoming>) -> Response<ResponseBo
 /// Keeps `guard` alive until the body is finished or dropped.
 fn hold<G: Send + Sync + 'static>(body: ResponseBody, guard: G) -> ResponseBody {
     super::guarded::Guarded::new(body, guard).boxed()
-}
-
-/// Milliseconds since the first call, on a monotonic clock.
-fn now_ms() -> u64 {
-    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
-    let epoch = EPOCH.get_or_init(std::time::Instant::now);
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-/// What a connection is doing: requests in progress and when it last received or finished
-/// something.
-#[derive(Debug)]
-struct Activity {
-    busy: AtomicUsize,
-    last_ms: AtomicU64,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Activity {
-            busy: AtomicUsize::new(0),
-            last_ms: AtomicU64::new(now_ms()),
-        }
-    }
-}
-
-impl Activity {
-    fn touch(&self) {
-        self.last_ms.store(now_ms(), Ordering::Relaxed);
-    }
-
-    fn busy(self: &Arc<Self>) -> Busy {
-        self.busy.fetch_add(1, Ordering::Relaxed);
-        Busy(self.clone())
-    }
-
-    /// How long the connection has been idle, or `None` while a request is in progress.
-    fn idle_for(&self) -> Option<Duration> {
-        if self.busy.load(Ordering::Relaxed) > 0 {
-            return None;
-        }
-        let last = self.last_ms.load(Ordering::Relaxed);
-        Some(Duration::from_millis(now_ms().saturating_sub(last)))
-    }
-}
-
-/// One request in progress on a connection.
-struct Busy(Arc<Activity>);
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.busy.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Resolves once the connection has had no request in progress and received nothing for
-/// `timeout`.
-async fn idle_watch(activity: &Activity, timeout: Duration) {
-    loop {
-        let wait = match activity.idle_for() {
-            None => timeout,
-            Some(idle) if idle >= timeout => return,
-            Some(idle) => timeout.saturating_sub(idle),
-        };
-        tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A client socket that notes when it receives bytes.
-    struct Watched {
-        #[pin]
-        inner: TcpStream,
-        activity: Arc<Activity>,
-    }
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.project();
-        let before = buf.filled().len();
-        let polled = this.inner.poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.activity.touch();
-        }
-        polled
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
 }

@@ -4,6 +4,7 @@
 //!
 //! It keeps no state between requests, so several can run behind a load balancer.
 
+mod activity;
 pub mod config;
 mod connections;
 mod decode;
