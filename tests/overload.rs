@@ -476,17 +476,14 @@ async fn slow_heads_and_idle_connections_are_closed_while_long_streams_are_not()
 async fn request_bodies_past_the_shared_budget_get_503_until_room_frees_up() {
     let upstream = upstream(Arc::new(Release::new(false))).await;
     let dir = temp_dir("budget");
-    let served = serve_configured(upstream, &dir, "max_buffered_request_bytes: 4194304\n").await;
-    // A 3 MiB body, announced and half sent: its 3 MiB are held from the budget.
+    let served = serve_configured(upstream, &dir, "max_buffered_request_bytes: 8388608\n").await;
+    // A 3 MiB body to a route no operation matches (forwarded, not instrumented), announced and
+    // half sent: its 3 MiB are held from the 8 MiB budget.
     let big = format!(
         r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{}"}}]}}"#,
         "a".repeat(3 << 20)
     );
-    let request = raw_request(
-        "/openai/v1/chat/completions",
-        &big,
-        &[("connection", "close")],
-    );
+    let request = raw_request("/openai/v1/files", &big, &[("connection", "close")]);
     let (sent, unsent) = request.split_at(request.len() / 2);
     let mut holder = TcpStream::connect(served.address).await.unwrap();
     holder.write_all(sent).await.unwrap();
@@ -494,7 +491,8 @@ async fn request_bodies_past_the_shared_budget_get_503_until_room_frees_up() {
         r["buffered_request_bytes"].as_u64() >= Some(3 << 20)
     })
     .await;
-    // A 2 MiB body (announced) and a chunked one: no room, a 503 that says why.
+    // A 2 MiB chat (announced) and a chunked one: read, but an instrumented call holds three
+    // times its body (9 MiB in all): no room, a 503 that says why.
     let medium = format!(
         r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{}"}}]}}"#,
         "b".repeat(2 << 20)

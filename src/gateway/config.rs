@@ -87,9 +87,10 @@ pub struct ConfigFile {
     /// Most concurrent streams on one HTTP/2 client connection. Default 256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http2_max_concurrent_streams: Option<u32>,
-    /// Request body bytes buffered across all requests at once. A request that would pass it is
-    /// answered 503 (`overloaded`, with `Retry-After`) instead of being read. Default 268435456
-    /// (256 MiB).
+    /// Request body bytes held across all requests at once, from the body's arrival until its
+    /// response is done. An instrumented call counts its body three times (the body, its parsed
+    /// form and the message text kept for its span). A request that would pass the budget is
+    /// answered 503 (`overloaded`, with `Retry-After`). Default 268435456 (256 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_buffered_request_bytes: Option<usize>,
     /// Add the gateway span's W3C `traceparent` to upstream requests. Default false.

@@ -306,6 +306,15 @@ impl Proxy {
             .as_ref()
             .and_then(|_| catalog.find_in(provider_id, parts.method.as_str(), rest, &target.query));
         let is_call = found.is_some();
+        // An instrumented call also keeps its body parsed and its message text until its span
+        // ends: it holds three times its size from the budget, until its response is done.
+        if is_call
+            && !self
+                .budget
+                .reserve(&mut reserved, body.len() * INSTRUMENTED_COPIES)
+        {
+            return self.over_budget();
+        }
         // The span starts when the request arrived.
         let start = self
             .instrumentor
@@ -437,7 +446,7 @@ impl Proxy {
             self.config.idle_timeout,
             self.in_flight.clone(),
         );
-        Response::from_parts(head, body.boxed())
+        Response::from_parts(head, super::guarded::Guarded::new(body, reserved).boxed())
     }
 }
 
@@ -460,6 +469,10 @@ impl Drop for Waiting<'_> {
         }
     }
 }
+
+/// What an instrumented call holds beside its request body, in body sizes: the parsed body and
+/// the message text kept for its span.
+const INSTRUMENTED_COPIES: usize = 2;
 
 enum BodyError {
     TooLarge,
