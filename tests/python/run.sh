@@ -4,7 +4,8 @@
 #   bash tests/python/run.sh [pytest args...]
 # Installs tests/python/requirements.txt when its packages are not importable, haproxy (apt-get)
 # when it is not on PATH, builds
-# target/debug/specter when it is missing (SPECTER_BIN overrides the binary), and exits with
+# the debug binary when it is missing (in CARGO_TARGET_DIR, default target/; SPECTER_BIN overrides
+# the binary), and exits with
 # pytest's status.
 set -euo pipefail
 
@@ -46,9 +47,13 @@ if ! command -v haproxy >/dev/null 2>&1; then
     fi
 fi
 
-if [[ -z "${SPECTER_BIN:-}" && ! -x target/debug/specter ]]; then
-    echo "run.sh: building target/debug/specter" >&2
-    cargo build --bin specter
+# The binary under test: SPECTER_BIN, else the debug build in CARGO_TARGET_DIR (default target/).
+if [[ -z "${SPECTER_BIN:-}" ]]; then
+    export SPECTER_BIN="${CARGO_TARGET_DIR:-target}/debug/specter"
+    if [[ ! -x "$SPECTER_BIN" ]]; then
+        echo "run.sh: building $SPECTER_BIN" >&2
+        cargo build --bin specter
+    fi
 fi
 
 status=0
