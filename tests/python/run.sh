@@ -2,11 +2,10 @@
 # End-to-end tests of `specter serve` with the official OpenAI and Anthropic Python SDKs and with
 # Arize Phoenix as an OTLP backend (gRPC and HTTP/protobuf). Run from anywhere:
 #   bash tests/python/run.sh [pytest args...]
-# Installs tests/python/requirements.txt when its packages are not importable, haproxy (apt-get)
-# when it is not on PATH, builds
-# the debug binary when it is missing (in CARGO_TARGET_DIR, default target/; SPECTER_BIN overrides
-# the binary), and exits with
-# pytest's status.
+# Installs tests/python/requirements.txt when its packages are not importable and haproxy
+# (apt-get) when it is not on PATH, builds the debug binary when it is missing (in
+# CARGO_TARGET_DIR, default target/; SPECTER_BIN overrides the binary), and exits with pytest's
+# status.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
