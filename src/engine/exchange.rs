@@ -111,15 +111,15 @@ impl Exchange {
         body: &[u8],
         text_cap: usize,
     ) {
-        let Some(stream) = self
+        let stream = self
             .op
             .stream
-            .clone()
-            .filter(|_| self.is_stream(status, content_type))
-        else {
+            .as_ref()
+            .filter(|_| self.is_stream(status, content_type));
+        let Some(stream) = stream else {
             return self.respond(status, headers, body);
         };
-        let (outcome, dropped) = fold(&stream, &self.body, body, text_cap);
+        let (outcome, dropped) = fold(stream, &self.body, body, text_cap);
         if outcome.chunks > 0 || serde_json::from_slice::<Json>(body).is_err() {
             self.respond_json(status, headers, &outcome.response);
         } else {
@@ -292,10 +292,11 @@ impl StreamExchange {
             headers,
             folding,
         } = self;
-        let Some(stream) = exchange.op.stream.clone() else {
+        let op = exchange.op.clone();
+        let Some(stream) = op.stream.as_ref() else {
             return exchange;
         };
-        let (outcome, dropped) = folding.finish(&stream, &exchange.body);
+        let (outcome, dropped) = folding.finish(stream, &exchange.body);
         exchange.respond_json(status, &headers, &outcome.response);
         super::record_fold(&mut exchange.record, &outcome, dropped);
         exchange
