@@ -30,6 +30,7 @@ pub mod offline;
 pub mod printable;
 pub mod render;
 pub mod spec;
+pub mod stall;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream_check;

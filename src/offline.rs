@@ -6,7 +6,7 @@ use serde_json::{json, Value as Json};
 use crate::content::ContentPolicy;
 use crate::credentials::Credentials;
 use crate::dialect::Dialect;
-use crate::engine::{self, HttpTarget, Request, Response};
+use crate::engine::{Exchange, HttpTarget};
 use crate::render::Prepared;
 use crate::Catalog;
 
@@ -107,17 +107,6 @@ pub fn extract(
         method: method.clone(),
         url: exchange.url.into(),
     })?;
-    let mut problems = Vec::new();
-    let request_body = engine::parse_body(exchange.request, "request", &mut problems);
-    let op = &found.operation;
-    let request = Request {
-        target: &target,
-        headers: exchange.request_headers,
-        body: &request_body,
-        captures: &found.captures,
-    };
-    let mut record = engine::request_phase(op, &request);
-    let success = (200..300).contains(&exchange.status);
     let content_type = exchange.content_type.or_else(|| {
         exchange
             .response_headers
@@ -125,32 +114,25 @@ pub fn extract(
             .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
             .map(|(_, v)| v.as_str())
     });
-    let stream = engine::stream_for(op, &request, content_type).filter(|_| success);
-    let folded =
-        stream.map(|s| engine::fold_body(s, &request_body, exchange.response, DEFAULT_TEXT_CAP));
-    let response_body = match &folded {
-        // A stream that held no chunk may be a plain JSON answer after all.
-        Some((outcome, _))
-            if outcome.chunks > 0 || serde_json::from_slice::<Json>(exchange.response).is_err() =>
-        {
-            outcome.response.clone()
-        }
-        _ => engine::parse_body(exchange.response, "response", &mut problems),
-    };
-    let response = Response {
-        status: Some(exchange.status),
-        headers: exchange.response_headers,
-        body: &response_body,
-    };
-    engine::response_phase(op, &mut record, &request, &response);
-    if let Some((outcome, dropped)) = folded.filter(|(o, _)| o.chunks > 0 || o.exception.is_some())
-    {
-        engine::record_fold(&mut record, &outcome, dropped);
-    }
-    record.problems.extend(problems);
-    Credentials::of_request(exchange.request_headers, &target.query).scrub_record(&mut record);
+    let op = found.operation.clone();
+    let credentials = Credentials::of_request(exchange.request_headers, &target.query);
+    let mut run = Exchange::new(
+        found,
+        target,
+        exchange.request_headers.to_vec(),
+        exchange.request,
+    );
+    run.respond_recorded(
+        exchange.status,
+        exchange.response_headers,
+        content_type,
+        exchange.response,
+        DEFAULT_TEXT_CAP,
+    );
+    let mut record = run.into_record();
+    credentials.scrub_record(&mut record);
     let prepared = Prepared::new(record, &options.content);
-    let metrics = crate::telemetry::points(prepared.record(), op, None);
+    let metrics = crate::telemetry::points(prepared.record(), &op, None);
     let provider = prepared.record().provider.clone();
     let operation = prepared.record().operation.clone();
     let stream = prepared.record().stream.clone();

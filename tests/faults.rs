@@ -748,6 +748,7 @@ async fn a_stall_mid_stream_ends_at_the_idle_timeout_with_a_partial_span() {
     assert!(waited >= Duration::from_millis(300), "{waited:?}");
     let span = g.the_span().await;
     assert_failed(&span, "timeout");
+    assert_eq!(span.status, Status::error("no data for 400 ms"));
     assert_eq!(attr(&span, "specter.stream.chunks"), Some(Value::I64(3)));
     assert!(text_attr(&span, "gen_ai.output.messages").contains("This is"));
     assert_eq!(

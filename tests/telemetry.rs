@@ -396,6 +396,7 @@ async fn a_stalled_stream_ends_its_span_and_keeps_forwarding() {
     let spans = h.finished();
     assert_eq!(spans.len(), 1);
     assert_eq!(attr(&spans[0], "error.type"), Some(Value::from("timeout")));
+    assert_eq!(spans[0].status, Status::error("no data for 50 ms"));
     drop(wrapped);
     assert_eq!(h.finished().len(), 1, "the span ends exactly once");
 }

@@ -6,6 +6,7 @@
 //! a body that is not JSON is recorded as a problem and skipped.
 
 mod eval;
+mod exchange;
 mod json_text;
 mod messages;
 mod record;
@@ -19,6 +20,7 @@ use serde_json::Value as Json;
 use crate::compile::rules::{Operation, Stream, TemplatePiece};
 use crate::spec::Framing;
 pub use eval::Scope;
+pub use exchange::{Exchange, StreamExchange, ABANDONED};
 pub use record::{ErrorInfo, Record, StreamStats};
 pub use target::HttpTarget;
 
@@ -84,15 +86,7 @@ pub fn fold_body(
     body: &[u8],
     text_cap: usize,
 ) -> (stream::FoldOutcome, u64) {
-    let mut deframer = stream::Deframer::new(stream.framing);
-    let mut folder = stream::Folder::new(text_cap);
-    let mut frames = Vec::new();
-    deframer.push(body, &mut frames);
-    deframer.finish(&mut frames);
-    for frame in &frames {
-        folder.frame(stream, request_body, frame);
-    }
-    (folder.finish(stream, request_body), deframer.dropped())
+    exchange::fold(stream, request_body, body, text_cap)
 }
 
 /// Records a finished fold on the record: stream statistics, problems, and a framing-level

@@ -5,6 +5,7 @@
 //! It keeps no state between requests, so several can run behind a load balancer.
 
 mod activity;
+mod build;
 pub mod config;
 mod connections;
 mod decode;
@@ -13,12 +14,14 @@ mod in_flight;
 mod limits;
 pub mod proxy;
 mod reload;
+pub mod settings;
 pub mod sign;
 mod tee;
 mod upgrade;
 
 use hyper_util::rt::TokioExecutor;
 
+pub use build::{BuildError, Gateway, Outputs, StopReport};
 pub use config::{config_schema, ConfigFile, GatewayConfig};
 pub use connections::{serve, ConnectionCount, OVERFLOW_CONNECTIONS};
 pub use decode::{DecodeError, Decoder};
@@ -27,6 +30,7 @@ pub use limits::{connection_cap, raise_fd_limit, FdLimit, RequestBudget};
 pub use proxy::{Proxy, Upstream};
 pub use reload::watch_providers;
 pub use reload::{ReloadError, ReloadEvent, ReloadReport, ReloadSettings};
+pub use settings::{Flags, Settings, SettingsError};
 
 /// Builds the upstream client: pooled connections, HTTP/1.1 and HTTP/2 (ALPN), TLS via rustls
 /// with the Mozilla root certificates plus the configured extra certificate authorities.

@@ -196,6 +196,60 @@ impl Proxy {
 
     async fn forward(&self, request: Request<Incoming>) -> Response<ResponseBody> {
         let arrived = (std::time::Instant::now(), std::time::SystemTime::now());
+        let route = match self.route(&request) {
+            Ok(route) => route,
+            Err(refused) => return *refused,
+        };
+        let (parts, body) = request.into_parts();
+        // Holds the body's bytes in the shared budget until the response is done.
+        let mut reserved = super::RequestBudget::none();
+        let body = match self.read_request(&parts.headers, body, &mut reserved).await {
+            Ok(body) => body,
+            Err(refused) => return *refused,
+        };
+        let pending = self.pending_call(&route, &parts, arrived);
+        let is_call = pending.is_some();
+        // An instrumented call also keeps its body parsed and its message text until its span
+        // ends: it holds three times its size from the budget, until its response is done.
+        if is_call
+            && !self
+                .budget
+                .reserve(&mut reserved, body.len() * INSTRUMENTED_COPIES)
+        {
+            return self.over_budget();
+        }
+        // With trace context propagation the call must exist before the request leaves (its
+        // `traceparent` goes upstream); otherwise the request is sent first and instrumented
+        // while the upstream works.
+        let (call, pending) = match pending {
+            Some(pending) if self.config.propagate_trace_context => {
+                (Some(pending.start(&body)), None)
+            }
+            pending => (None, pending),
+        };
+        let Some(mut upstream) =
+            self.upstream_request(&route, &parts, &body, call.as_ref(), is_call)
+        else {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request headers cannot be forwarded",
+            );
+        };
+        if let Err(message) = self.sign(&route.provider_id, &mut upstream, &body) {
+            if let Some(call) = call.or_else(|| pending.map(|pending| pending.start(&body))) {
+                call.fail("signing_failed", &message);
+            }
+            return error_response(StatusCode::BAD_GATEWAY, "signing_failed", &message);
+        }
+        match self.send(&route, upstream, call, pending, &body).await {
+            Ok((response, call)) => self.observe(response, call, reserved),
+            Err(refused) => *refused,
+        }
+    }
+
+    /// Routes a request by its first path segment to its provider's upstream, or refuses it.
+    fn route(&self, request: &Request<Incoming>) -> Result<Route, Refused> {
         if matches!(request.method(), &Method::TRACE | &Method::CONNECT) {
             // TRACE echoes the request (credentials included) back; CONNECT opens a tunnel.
             let mut response = error_response(
@@ -207,23 +261,23 @@ impl Proxy {
                 hyper::header::ALLOW,
                 HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
             );
-            return response;
+            return Err(Box::new(response));
         }
-        let path = request.uri().path().to_string();
-        let Some((provider_id, rest)) = split_route(&path) else {
-            return error_response(
+        let path = request.uri().path();
+        let Some((provider_id, rest)) = split_route(path) else {
+            return Err(Box::new(error_response(
                 StatusCode::NOT_FOUND,
                 "unknown_route",
                 "routes are /{provider}/{path of the provider's API}; GET /healthz checks the gateway",
-            );
+            )));
         };
         let catalog = self.catalog();
         let Some(provider) = catalog.provider(provider_id) else {
-            return error_response(
+            return Err(Box::new(error_response(
                 StatusCode::NOT_FOUND,
                 "unknown_provider",
                 &format!("no provider `{provider_id}` is loaded"),
-            );
+            )));
         };
         let base = self
             .config
@@ -232,11 +286,11 @@ impl Proxy {
             .cloned()
             .or_else(|| provider.base_url.clone());
         let Some(base) = base else {
-            return error_response(
+            return Err(Box::new(error_response(
                 StatusCode::BAD_GATEWAY,
                 "no_upstream",
                 &format!("provider `{provider_id}` has no upstream; set one with --upstream {provider_id}=URL"),
-            );
+            )));
         };
         let query = request.uri().query().map(str::to_string);
         let upstream_url = format!(
@@ -245,97 +299,112 @@ impl Proxy {
             query.as_ref().map(|q| format!("?{q}")).unwrap_or_default()
         );
         let Ok(uri) = upstream_url.parse::<Uri>() else {
-            return error_response(
+            return Err(Box::new(error_response(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "the request path is not a valid URL path",
-            );
+            )));
         };
-        let (parts, body) = request.into_parts();
+        Ok(Route {
+            provider_id: provider_id.to_string(),
+            rest: rest.to_string(),
+            upstream_url,
+            uri,
+            catalog,
+        })
+    }
+
+    /// Reads the request body under its size limit, its deadline and the shared budget (holding
+    /// its bytes in `reserved`), or answers why not.
+    async fn read_request(
+        &self,
+        headers: &HeaderMap,
+        body: Incoming,
+        reserved: &mut super::limits::Reserved,
+    ) -> Result<Bytes, Refused> {
         let limit = self.config.max_request_bytes;
-        let declared = parts
-            .headers
+        let declared = headers
             .get(hyper::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
             drain(body).await;
-            return too_large(limit);
+            return Err(Box::new(too_large(limit)));
         }
-        let mut reserved = super::RequestBudget::none();
-        let read = read_body(
-            body,
-            BodyLimits {
-                limit,
-                declared,
-                deadline: self.config.request_body_timeout,
-                budget: &self.budget,
-            },
-            &mut reserved,
-        )
-        .await;
-        let body = match read {
-            Ok(body) => body,
-            Err(BodyError::TooLarge) => return too_large(limit),
-            Err(BodyError::OverBudget) => return self.over_budget(),
-            Err(BodyError::Timeout) => {
-                let mut response = error_response(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    &format!(
-                        "the request body did not arrive within {:?}",
-                        self.config.request_body_timeout
-                    ),
-                );
-                response
-                    .headers_mut()
-                    .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
-                return response;
-            }
-            Err(BodyError::Read(e)) => {
-                return error_response(
+        let limits = BodyLimits {
+            limit,
+            declared,
+            deadline: self.config.request_body_timeout,
+            budget: &self.budget,
+        };
+        read_body(body, limits, reserved).await.map_err(|e| {
+            Box::new(match e {
+                BodyError::TooLarge => too_large(limit),
+                BodyError::OverBudget => self.over_budget(),
+                BodyError::Timeout => {
+                    let mut response = error_response(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        &format!(
+                            "the request body did not arrive within {:?}",
+                            self.config.request_body_timeout
+                        ),
+                    );
+                    response
+                        .headers_mut()
+                        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                    response
+                }
+                BodyError::Read(e) => error_response(
                     StatusCode::BAD_REQUEST,
                     "bad_request",
                     &format!("cannot read the request body: {e}"),
-                )
-            }
-        };
-        let target = HttpTarget::parse(&upstream_url).unwrap_or_default();
-        let found = self
-            .instrumentor
-            .as_ref()
-            .and_then(|_| catalog.find_in(provider_id, parts.method.as_str(), rest, &target.query));
-        let is_call = found.is_some();
-        // An instrumented call also keeps its body parsed and its message text until its span
-        // ends: it holds three times its size from the budget, until its response is done.
-        if is_call
-            && !self
-                .budget
-                .reserve(&mut reserved, body.len() * INSTRUMENTED_COPIES)
-        {
-            return self.over_budget();
-        }
-        // The span starts when the request arrived.
-        let start = self
-            .instrumentor
-            .as_ref()
-            .zip(found)
-            .map(|(instrumentor, found)| {
-                let headers = pairs(&parts.headers);
-                let parent = crate::telemetry::extract_context(&headers);
-                move |body: &Bytes| {
-                    instrumentor.start_matched_at(found, target, &headers, body, &parent, arrived)
-                }
-            });
-        // With trace context propagation the call must exist before the request leaves (its
-        // `traceparent` goes upstream); otherwise the request is sent first and instrumented
-        // while the upstream works.
-        let (mut call, mut start) = match start {
-            Some(start) if self.config.propagate_trace_context => (Some(start(&body)), None),
-            start => (None, start),
-        };
+                ),
+            })
+        })
+    }
 
-        let mut upstream = Request::builder().method(parts.method.clone()).uri(uri);
+    /// The call a request makes when it is instrumented and its route is one of the provider's
+    /// operations; its span starts when the request arrived.
+    fn pending_call(
+        &self,
+        route: &Route,
+        parts: &hyper::http::request::Parts,
+        arrived: (std::time::Instant, std::time::SystemTime),
+    ) -> Option<PendingCall<'_>> {
+        let instrumentor = self.instrumentor.as_ref()?;
+        let target = HttpTarget::parse(&route.upstream_url).unwrap_or_default();
+        let found = route.catalog.find_in(
+            &route.provider_id,
+            parts.method.as_str(),
+            &route.rest,
+            &target.query,
+        )?;
+        let headers = pairs(&parts.headers);
+        let parent = crate::telemetry::extract_context(&headers);
+        Some(PendingCall {
+            instrumentor,
+            found,
+            target,
+            headers,
+            parent,
+            arrived,
+        })
+    }
+
+    /// The request sent upstream: the client's forwardable headers (its trace context replaced by
+    /// the call's when propagating) and the body read; `None` when a header cannot be sent.
+    fn upstream_request(
+        &self,
+        route: &Route,
+        parts: &hyper::http::request::Parts,
+        body: &Bytes,
+        call: Option<&crate::instrument::Call>,
+        is_call: bool,
+    ) -> Option<Request<Full<Bytes>>> {
+        let mut upstream = Request::builder()
+            .method(parts.method.clone())
+            .uri(route.uri.clone());
         for (k, v) in forwardable(&parts.headers) {
             if self.config.propagate_trace_context
                 && is_call
@@ -350,22 +419,36 @@ impl Proxy {
                 upstream = upstream.header(k, v);
             }
         }
-        let Ok(mut upstream) = upstream.body(Full::new(body.clone())) else {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "the request headers cannot be forwarded",
-            );
+        upstream.body(Full::new(body.clone())).ok()
+    }
+
+    /// Re-signs the request with the gateway's own AWS credentials when its provider is re-signed.
+    fn sign(
+        &self,
+        provider_id: &str,
+        upstream: &mut Request<Full<Bytes>>,
+        body: &Bytes,
+    ) -> Result<(), String> {
+        let Some(signing) = self.config.aws_signing.get(provider_id) else {
+            return Ok(());
         };
-        if let Some(signing) = self.config.aws_signing.get(provider_id) {
-            if let Err(e) = signing.sign(&mut upstream, &body) {
-                let message = format!("cannot re-sign the request for `{provider_id}`: {e}");
-                if let Some(call) = call.or_else(|| start.take().map(|start| start(&body))) {
-                    call.fail("signing_failed", &message);
-                }
-                return error_response(StatusCode::BAD_GATEWAY, "signing_failed", &message);
-            }
-        }
+        signing
+            .sign(upstream, body)
+            .map_err(|e| format!("cannot re-sign the request for `{provider_id}`: {e}"))
+    }
+
+    /// Sends the request upstream and waits for the response head within the response timeout.
+    /// A pending call starts once the request is handed to its connection, so the span's request
+    /// phase runs while the upstream works. Failures end the call and are answered.
+    async fn send(
+        &self,
+        route: &Route,
+        upstream: Request<Full<Bytes>>,
+        mut call: Option<crate::instrument::Call>,
+        pending: Option<PendingCall<'_>>,
+        body: &Bytes,
+    ) -> Result<(Response<Incoming>, Option<crate::instrument::Call>), Refused> {
+        let provider_id = &route.provider_id;
         let mut sending = std::pin::pin!(tokio::time::timeout(
             self.config.response_timeout,
             self.client.request(upstream)
@@ -378,8 +461,8 @@ impl Proxy {
             })
         })
         .await;
-        if let Some(start) = start.take() {
-            call = Some(start(&body));
+        if let Some(pending) = pending {
+            call = Some(pending.start(body));
         }
         let mut waiting = Waiting {
             call: call.take(),
@@ -390,8 +473,8 @@ impl Proxy {
             None => sending.await,
         };
         let call = waiting.call.take();
-        let response = match sent {
-            Ok(Ok(response)) => response,
+        match sent {
+            Ok(Ok(response)) => Ok((response, call)),
             Ok(Err(e)) => {
                 let message = format!(
                     "cannot reach the upstream of `{provider_id}`: {}",
@@ -400,7 +483,11 @@ impl Proxy {
                 if let Some(call) = call {
                     call.fail("upstream_unreachable", &message);
                 }
-                return error_response(StatusCode::BAD_GATEWAY, "upstream_unreachable", &message);
+                Err(Box::new(error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unreachable",
+                    &message,
+                )))
             }
             Err(_) => {
                 let message = format!(
@@ -410,9 +497,23 @@ impl Proxy {
                 if let Some(call) = call {
                     call.fail("timeout", &message);
                 }
-                return error_response(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", &message);
+                Err(Box::new(error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    &message,
+                )))
             }
-        };
+        }
+    }
+
+    /// Hands the upstream's response on, its body teed to the call (as a stream or a buffered
+    /// body) under the idle timeout.
+    fn observe(
+        &self,
+        response: Response<Incoming>,
+        call: Option<crate::instrument::Call>,
+        reserved: super::limits::Reserved,
+    ) -> Response<ResponseBody> {
         let (mut head, upstream_body) = response.into_parts();
         let status = head.status.as_u16();
         let response_headers = pairs(&head.headers);
@@ -447,6 +548,48 @@ impl Proxy {
             self.in_flight.clone(),
         );
         Response::from_parts(head, super::guarded::Guarded::new(body, reserved).boxed())
+    }
+}
+
+/// A response refusing a request, answered by the gateway itself.
+type Refused = Box<Response<ResponseBody>>;
+
+/// Where a request goes.
+struct Route {
+    /// The provider, the first path segment.
+    provider_id: String,
+    /// The rest of the path, the provider's API path.
+    rest: String,
+    /// The upstream URL, query included.
+    upstream_url: String,
+    /// The same, parsed.
+    uri: Uri,
+    /// The catalog the route was found in.
+    catalog: Arc<crate::Catalog>,
+}
+
+/// A call to start once the request is read: its operation, target, headers and parent
+/// context, and when the request arrived.
+struct PendingCall<'a> {
+    instrumentor: &'a Instrumentor,
+    found: crate::Match,
+    target: HttpTarget,
+    headers: Vec<(String, String)>,
+    parent: opentelemetry::Context,
+    arrived: (std::time::Instant, std::time::SystemTime),
+}
+
+impl PendingCall<'_> {
+    /// Starts the call (its request phase and span) on the request body.
+    fn start(self, body: &Bytes) -> crate::instrument::Call {
+        self.instrumentor.start_matched_at(
+            self.found,
+            self.target,
+            &self.headers,
+            body,
+            &self.parent,
+            self.arrived,
+        )
     }
 }
 

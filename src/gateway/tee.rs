@@ -14,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::decode::Decoder;
 use super::in_flight::InFlight;
 use crate::instrument::{Call, StreamCall};
+use crate::stall::{StallTimer, STALLED};
 
 /// Compressed input is handed to the decoder this many bytes at a time, so the decoder holds
 /// little of it and a body that turns out not to be what it claims goes on raw from about where
@@ -216,8 +217,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         observer: Option<Observer>,
-        idle: Duration,
-        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+        stall: StallTimer,
         in_flight: InFlight,
     }
 
@@ -253,17 +253,11 @@ impl<B: Body> TeeBody<B> {
         TeeBody {
             inner,
             observer,
-            idle,
-            timer: None,
+            stall: StallTimer::new(idle),
             in_flight,
         }
     }
 }
-
-/// The error a stalled upstream body ends with.
-#[derive(Debug, thiserror::Error)]
-#[error("the upstream sent nothing for {0:?}")]
-pub struct IdleTimeout(pub Duration);
 
 impl<B> Body for TeeBody<B>
 where
@@ -280,7 +274,7 @@ where
         let mut this = self.project();
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                *this.timer = None;
+                this.stall.reset();
                 if let (Some(data), Some(observer)) = (frame.data_ref(), this.observer.as_mut()) {
                     observer.data(data);
                 }
@@ -310,23 +304,17 @@ where
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                let idle = *this.idle;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                if timer.as_mut().poll(cx).is_ready() {
-                    *this.timer = None;
-                    let error = IdleTimeout(idle);
-                    if let Some(observer) = this.observer.take() {
-                        finish(
-                            observer,
-                            Ending::Failed("timeout", error.to_string()),
-                            this.in_flight,
-                        );
-                    }
-                    return Poll::Ready(Some(Err(Box::new(error))));
+                let Poll::Ready(stalled) = this.stall.poll_stalled(cx) else {
+                    return Poll::Pending;
+                };
+                if let Some(observer) = this.observer.take() {
+                    finish(
+                        observer,
+                        Ending::Failed(STALLED, stalled.to_string()),
+                        this.in_flight,
+                    );
                 }
-                Poll::Pending
+                Poll::Ready(Some(Err(Box::new(stalled))))
             }
         }
     }
@@ -339,5 +327,3 @@ where
         self.inner.size_hint()
     }
 }
-
-use std::future::Future as _;

@@ -4,11 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::Value as Json;
-
 use super::Shared;
-use crate::compile::rules::Operation;
-use crate::engine::{self, ErrorInfo, HttpTarget, Record, Request, Response};
+use crate::engine::Exchange;
 use crate::telemetry::{ActiveSpan, Timings};
 
 /// An HTTP request as the library sees it.
@@ -41,15 +38,15 @@ pub struct Call {
     pub(super) parts: Option<Box<CallParts>>,
 }
 
-/// What a call carries until it ends.
+/// What a call carries until it ends: the exchange it drives and its span.
 pub(super) struct CallParts {
+    pub exchange: Exchange,
+    pub span: CallSpan,
+}
+
+/// A call's open span and its timing.
+pub(super) struct CallSpan {
     pub shared: Arc<Shared>,
-    pub op: Arc<Operation>,
-    pub target: HttpTarget,
-    pub request_headers: Vec<(String, String)>,
-    pub request_body: Json,
-    pub captures: Vec<(String, String)>,
-    pub record: Record,
     pub span: ActiveSpan,
     pub started: Instant,
     pub start_time: SystemTime,
@@ -59,50 +56,23 @@ impl std::fmt::Debug for Call {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut d = f.debug_struct("Call");
         if let Some(p) = &self.parts {
-            d.field("provider", &p.op.provider)
-                .field("operation", &p.op.id)
-                .field("span", &p.record.span_name);
+            let op = p.exchange.operation();
+            d.field("provider", &op.provider)
+                .field("operation", &op.id)
+                .field("span", &p.exchange.record().span_name);
         }
         d.finish()
     }
 }
 
-impl CallParts {
-    pub fn request(&self) -> Request<'_> {
-        Request {
-            target: &self.target,
-            headers: &self.request_headers,
-            body: &self.request_body,
-            captures: &self.captures,
-        }
-    }
-
-    /// Runs the response phase on `body` and ends the span.
-    pub fn end(
-        mut self,
-        status: Option<u16>,
-        headers: &[(String, String)],
-        body: &Json,
+impl CallSpan {
+    /// Ends the span with the exchange's finished record.
+    pub fn close(
+        self,
+        exchange: Exchange,
         first_chunk: Option<Duration>,
-        gaps: Vec<Duration>,
+        chunk_gaps: Vec<Duration>,
     ) {
-        let request = Request {
-            target: &self.target,
-            headers: &self.request_headers,
-            body: &self.request_body,
-            captures: &self.captures,
-        };
-        let response = Response {
-            status,
-            headers,
-            body,
-        };
-        engine::response_phase(&self.op, &mut self.record, &request, &response);
-        self.close(first_chunk, gaps);
-    }
-
-    /// Ends the span with the record as it stands.
-    pub fn close(self, first_chunk: Option<Duration>, chunk_gaps: Vec<Duration>) {
         let duration = self.started.elapsed();
         let timings = Timings {
             start: self.start_time,
@@ -111,7 +81,8 @@ impl CallParts {
             first_chunk,
             chunk_gaps,
         };
-        let mut record = self.record;
+        let op = exchange.operation().clone();
+        let mut record = exchange.into_record();
         if !self.shared.options.enrich_token_usage {
             record
                 .attributes
@@ -119,66 +90,54 @@ impl CallParts {
         }
         self.shared
             .telemetry
-            .finish(self.span, record, &self.op, &timings);
-    }
-
-    /// Marks the record failed.
-    pub fn set_error(&mut self, error_type: &str, message: &str) {
-        self.record
-            .attributes
-            .insert("error.type".into(), Json::String(error_type.to_string()));
-        self.record.error = Some(ErrorInfo {
-            error_type: error_type.to_string(),
-            message: Some(message.to_string()),
-        });
+            .finish(self.span, record, &op, &timings);
     }
 }
 
 impl Call {
     /// The provider id of the call's operation.
     pub fn provider(&self) -> Option<&str> {
-        self.parts.as_ref().map(|p| &*p.op.provider)
+        self.parts
+            .as_ref()
+            .map(|p| &*p.exchange.operation().provider)
     }
 
     /// The operation id.
     pub fn operation(&self) -> Option<&str> {
-        self.parts.as_ref().map(|p| &*p.op.id)
+        self.parts.as_ref().map(|p| &*p.exchange.operation().id)
     }
 
     /// W3C trace-context headers naming the call's span as parent, to send upstream.
     pub fn trace_headers(&self) -> Vec<(String, String)> {
         self.parts
             .as_ref()
-            .map(|p| p.span.trace_headers())
+            .map(|p| p.span.span.trace_headers())
             .unwrap_or_default()
     }
 
     /// Whether a response with this status and content type is read as a stream.
     pub fn is_stream(&self, status: u16, content_type: Option<&str>) -> bool {
-        let Some(p) = &self.parts else { return false };
-        (200..300).contains(&status)
-            && engine::stream_for(&p.op, &p.request(), content_type).is_some()
+        self.parts
+            .as_ref()
+            .is_some_and(|p| p.exchange.is_stream(status, content_type))
     }
 
     /// Ends the call with a complete (non-streamed) response.
     pub fn finish(mut self, status: u16, headers: &[(String, String)], body: &[u8]) {
-        let Some(mut parts) = self.parts.take() else {
+        let Some(parts) = self.parts.take() else {
             return;
         };
-        let mut problems = Vec::new();
-        let json = engine::parse_body(body, "response", &mut problems);
-        parts.record.problems.extend(problems);
-        parts.end(Some(status), headers, &json, None, Vec::new());
+        let CallParts { mut exchange, span } = *parts;
+        exchange.respond(status, headers, body);
+        span.close(exchange, None, Vec::new());
     }
 
     /// Ends the call as failed before a response arrived (connection refused, timeout, ...).
     /// `error_type` is a low-cardinality name such as `timeout` or `connection_refused`.
     pub fn fail(mut self, error_type: &str, message: &str) {
-        let Some(mut parts) = self.parts.take() else {
-            return;
-        };
-        parts.set_error(error_type, message);
-        parts.close(None, Vec::new());
+        if let Some(parts) = self.parts.take() {
+            parts.fail(error_type, message);
+        }
     }
 
     /// Continues the call as a stream when the response is one; gives the call back otherwise.
@@ -197,15 +156,26 @@ impl Call {
         let Some(parts) = self.parts.take() else {
             return Err(self);
         };
-        Ok(super::StreamCall::new(parts, status, headers.to_vec()))
+        let CallParts { exchange, span } = *parts;
+        let cap = span.shared.options.max_stream_text;
+        let stream = exchange.into_stream(status, headers.to_vec(), cap);
+        Ok(super::StreamCall::new(span, stream))
+    }
+}
+
+impl CallParts {
+    /// Marks the exchange failed and ends the span.
+    fn fail(self, error_type: &str, message: &str) {
+        let CallParts { mut exchange, span } = self;
+        exchange.fail(error_type, message);
+        span.close(exchange, None, Vec::new());
     }
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
-        if let Some(mut parts) = self.parts.take() {
-            parts.set_error("_OTHER", "call dropped before a response was recorded");
-            parts.close(None, Vec::new());
+        if let Some(parts) = self.parts.take() {
+            parts.fail("_OTHER", "call dropped before a response was recorded");
         }
     }
 }

@@ -42,7 +42,7 @@ pub use wrap::{InstrumentedChunks, InstrumentedStream};
 use crate::content::{ContentEnvError, ContentPolicy};
 use crate::credentials::Credentials;
 use crate::dialect::Dialect;
-use crate::engine::{self, HttpTarget, Request};
+use crate::engine::{Exchange, HttpTarget};
 use crate::telemetry::Telemetry;
 use crate::{Catalog, CatalogSlot, LoadError};
 
@@ -279,37 +279,27 @@ impl Instrumentor {
         since: (Instant, SystemTime),
     ) -> Call {
         let (started, start_time) = since;
-        let mut problems = Vec::new();
-        let request_body = engine::parse_body(body, "request", &mut problems);
         let request_headers: Vec<(String, String)> = headers
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect();
-        let request = Request {
-            target: &target,
-            headers: &request_headers,
-            body: &request_body,
-            captures: &found.captures,
-        };
-        let mut record = engine::request_phase(&found.operation, &request);
-        record.problems.extend(problems);
         let credentials = Credentials::of_request(headers, &target.query);
-        let span = self
-            .shared
-            .telemetry
-            .start_scrubbed(&record, parent, start_time, credentials);
+        let exchange = Exchange::new(found, target, request_headers, body);
+        let span = self.shared.telemetry.start_scrubbed(
+            exchange.record(),
+            parent,
+            start_time,
+            credentials,
+        );
         Call {
             parts: Some(Box::new(call::CallParts {
-                shared: self.shared.clone(),
-                op: found.operation,
-                target,
-                request_headers,
-                request_body,
-                captures: found.captures,
-                record,
-                span,
-                started,
-                start_time,
+                exchange,
+                span: call::CallSpan {
+                    shared: self.shared.clone(),
+                    span,
+                    started,
+                    start_time,
+                },
             })),
         }
     }

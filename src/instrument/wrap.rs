@@ -10,6 +10,7 @@ use futures_core::Stream;
 use serde::Serialize;
 
 use super::StreamCall;
+use crate::stall::{StallTimer, STALLED};
 
 pin_project_lite::pin_project! {
     /// A byte stream observed by a [`StreamCall`]. Items pass through unchanged; the span ends when
@@ -18,8 +19,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: S,
         call: Option<StreamCall>,
-        stall: Option<Duration>,
-        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+        stall: Option<StallTimer>,
     }
 }
 
@@ -30,8 +30,7 @@ impl<S> InstrumentedStream<S> {
         InstrumentedStream {
             inner,
             call: Some(call),
-            stall,
-            timer: None,
+            stall: stall.map(StallTimer::new),
         }
     }
 }
@@ -48,7 +47,9 @@ where
         let this = self.project();
         match this.inner.poll_next(cx) {
             Poll::Ready(Some(Ok(bytes))) => {
-                *this.timer = None;
+                if let Some(stall) = this.stall.as_mut() {
+                    stall.reset();
+                }
                 if let Some(call) = this.call.as_mut() {
                     call.bytes(bytes.as_ref());
                 }
@@ -67,20 +68,13 @@ where
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if let (Some(stall), true) = (*this.stall, this.call.is_some()) {
-                    if this.timer.is_none() && tokio::runtime::Handle::try_current().is_ok() {
-                        *this.timer = Some(Box::pin(tokio::time::sleep(stall)));
-                    }
-                    if let Some(timer) = this.timer.as_mut() {
-                        if timer.as_mut().poll(cx).is_ready() {
-                            *this.timer = None;
-                            if let Some(call) = this.call.take() {
-                                call.fail(
-                                    "timeout",
-                                    &format!("no data for {} ms", stall.as_millis()),
-                                );
-                            }
-                        }
+                let stalled = match (this.stall.as_mut(), this.call.is_some()) {
+                    (Some(stall), true) => stall.poll_stalled(cx),
+                    _ => Poll::Pending,
+                };
+                if let Poll::Ready(stalled) = stalled {
+                    if let Some(call) = this.call.take() {
+                        call.fail(STALLED, &stalled.to_string());
                     }
                 }
                 Poll::Pending
@@ -88,8 +82,6 @@ where
         }
     }
 }
-
-use std::future::Future as _;
 
 pin_project_lite::pin_project! {
     /// A stream or iterator of parsed chunks observed by a [`StreamCall`]; each chunk is
