@@ -12,8 +12,7 @@
 )]
 
 mod common;
-#[path = "common/serve.rs"]
-mod serve;
+use common::serve;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -11,8 +11,8 @@
     clippy::indexing_slicing
 )]
 
-#[path = "common/in_process.rs"]
-mod in_process;
+mod common;
+use common::in_process;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

@@ -15,8 +15,8 @@
     clippy::indexing_slicing
 )]
 
-#[path = "common/serve.rs"]
-mod serve;
+mod common;
+use common::serve;
 
 use std::convert::Infallible;
 use std::path::PathBuf;

@@ -10,8 +10,8 @@
     clippy::indexing_slicing
 )]
 
-#[path = "common/serve.rs"]
-mod serve;
+mod common;
+use common::serve;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

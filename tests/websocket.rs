@@ -12,10 +12,8 @@
     clippy::result_large_err
 )]
 
-#[path = "common/in_process.rs"]
-mod in_process;
-#[path = "common/serve.rs"]
-mod serve;
+mod common;
+use common::{in_process, serve};
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

@@ -1,8 +1,6 @@
 //! The gateway in process: a `Proxy` over the bundled providers whose telemetry goes to the
-//! SDK's in-memory span and metric exporters, serving on a free loopback port. Included with
-//! `#[path]` by the tests that drive the gateway without the binary.
-
-#![allow(dead_code, clippy::unwrap_used)]
+//! SDK's in-memory span and metric exporters, serving on a free loopback port, for the tests that
+//! drive the gateway without the binary.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,6 +1,17 @@
-//! What the fixture-driven tests share: finding the recorded cases and reading their `meta.yaml`.
+//! What the integration tests share: finding the recorded cases and reading their `meta.yaml`
+//! (here), the gateway in process (`in_process`) and the `specter serve` binary as a child
+//! process (`serve`). Each test crate takes what it needs with `mod common;`.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+pub mod in_process;
+pub mod serve;
 
 use std::path::PathBuf;
 

@@ -1,8 +1,5 @@
 //! `specter serve` as a child process: started on a free loopback port with a clean `OTEL_*`
 //! environment, its stderr collected line by line, signalled and stopped like an operator would.
-//! Included with `#[path]` by the tests that run the binary.
-
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
