@@ -21,10 +21,10 @@ use opentelemetry_sdk::trace::{
 };
 use serde_json::{json, Value as Json};
 use specter::compile::rules::Operation;
-use specter::content::ContentPolicy;
-use specter::dialect::{self, Dialect};
 use specter::engine::{self, HttpTarget, Record, Request, Response};
 use specter::offline::{self, ExtractOptions, Recorded};
+use specter::render::content::ContentPolicy;
+use specter::render::dialect::{self, Dialect};
 use specter::telemetry::{Telemetry, Timings};
 use specter::Catalog;
 

@@ -18,10 +18,7 @@
 pub mod bundled;
 pub mod catalog;
 pub mod compile;
-pub mod content;
-pub mod credentials;
 pub mod diagnostic;
-pub mod dialect;
 pub mod engine;
 pub mod files;
 pub mod gateway;

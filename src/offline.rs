@@ -3,10 +3,10 @@
 
 use serde_json::{json, Value as Json};
 
-use crate::content::ContentPolicy;
-use crate::credentials::Credentials;
-use crate::dialect::Dialect;
 use crate::engine::{Exchange, HttpTarget};
+use crate::render::content::ContentPolicy;
+use crate::render::credentials::Credentials;
+use crate::render::dialect::Dialect;
 use crate::render::Prepared;
 use crate::Catalog;
 

@@ -28,9 +28,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use opentelemetry::trace::Status;
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use specter::content::ContentPolicy;
-use specter::dialect::Dialect;
 use specter::gateway::{self, GatewayConfig};
+use specter::render::content::ContentPolicy;
+use specter::render::dialect::Dialect;
 use tokio::sync::{mpsc, Notify};
 
 type MockBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;

@@ -40,11 +40,11 @@ use serde_json::{json, Map, Number, Value as Json};
 
 use specter::compile::rules::{Operation, Piece, Provider, Route, Stream};
 use specter::compile::{parse_template, JsonPath, Source};
-use specter::content::{Capture, ContentPolicy, Redaction};
-use specter::dialect::Dialect;
 use specter::engine::stream::{encode_event_message, Deframer, FoldOutcome, Folder, Frame};
 use specter::engine::HttpTarget;
 use specter::offline::{extract, ExtractOptions, Recorded, DEFAULT_TEXT_CAP};
+use specter::render::content::{Capture, ContentPolicy, Redaction};
+use specter::render::dialect::Dialect;
 use specter::spec::{Framing, PayloadEncoding};
 use specter::Catalog;
 

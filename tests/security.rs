@@ -33,9 +33,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use opentelemetry::trace::Status;
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use specter::content::{Capture, ContentPolicy};
-use specter::dialect::Dialect;
 use specter::gateway::GatewayConfig;
+use specter::render::content::{Capture, ContentPolicy};
+use specter::render::dialect::Dialect;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

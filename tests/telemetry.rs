@@ -19,9 +19,9 @@ use opentelemetry::{Context, Value};
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use specter::content::{Capture, ContentPolicy};
-use specter::dialect::Dialect;
 use specter::instrument::{HttpRequest, HttpResponse, InstrumentedStream, Instrumentor, Options};
+use specter::render::content::{Capture, ContentPolicy};
+use specter::render::dialect::Dialect;
 use specter::telemetry::Telemetry;
 
 struct Harness {

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use specter::content::{Capture, ContentPolicy};
-use specter::dialect::Dialect;
 use specter::offline::{extract, ExtractError, ExtractOptions, Recorded};
+use specter::render::content::{Capture, ContentPolicy};
+use specter::render::dialect::Dialect;
 
 /// Arguments of `specter extract`.
 #[derive(Debug, clap::Args)]

@@ -10,9 +10,9 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::config::{ConfigError, ConfigFile, GatewayConfig};
-use crate::content::{Capture, CaptureError, ContentEnvError, ContentPolicy, Redaction};
-use crate::dialect::{Dialect, DialectError};
 use crate::files::ReadLimits;
+use crate::render::content::{Capture, CaptureError, ContentEnvError, ContentPolicy, Redaction};
+use crate::render::dialect::{Dialect, DialectError};
 use crate::telemetry::export::LineSink;
 use crate::telemetry::pipeline::{otlp_configured, ExportSettings, OtlpProtocol};
 use crate::telemetry::traces_file::Rotation;

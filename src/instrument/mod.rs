@@ -39,10 +39,10 @@ pub use call::{Call, HttpRequest, HttpResponse};
 pub use stream::{StreamCall, ABANDONED};
 pub use wrap::{InstrumentedChunks, InstrumentedStream};
 
-use crate::content::{ContentEnvError, ContentPolicy};
-use crate::credentials::Credentials;
-use crate::dialect::Dialect;
 use crate::engine::{Exchange, HttpTarget};
+use crate::render::content::{ContentEnvError, ContentPolicy};
+use crate::render::credentials::Credentials;
+use crate::render::dialect::Dialect;
 use crate::telemetry::Telemetry;
 use crate::{Catalog, CatalogSlot, LoadError};
 

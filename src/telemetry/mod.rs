@@ -20,10 +20,10 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 
 use crate::compile::rules::Operation;
-use crate::content::ContentPolicy;
-use crate::credentials::Credentials;
-use crate::dialect::Dialect;
 use crate::engine::Record;
+use crate::render::content::ContentPolicy;
+use crate::render::credentials::Credentials;
+use crate::render::dialect::Dialect;
 use crate::render::{self, Prepared, RenderedSpan};
 use convert::{into_key_values, key_values};
 pub use metrics::{points, Instruments, Point};

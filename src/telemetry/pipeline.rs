@@ -31,8 +31,8 @@ use rustls::pki_types::CertificateDer;
 use super::export::{ConsoleExporter, ExportStats, JsonLinesExporter, LineSink};
 use super::traces_file::{Rotation, TracesFileError};
 use super::{Telemetry, SCOPE};
-use crate::content::ContentPolicy;
-use crate::dialect::Dialect;
+use crate::render::content::ContentPolicy;
+use crate::render::dialect::Dialect;
 
 /// OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,10 +10,10 @@ use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-use specter::content::ContentPolicy;
-use specter::dialect::Dialect;
 use specter::gateway::{self, GatewayConfig, InFlight, Proxy};
 use specter::instrument::Instrumentor;
+use specter::render::content::ContentPolicy;
+use specter::render::dialect::Dialect;
 use specter::telemetry::Telemetry;
 
 /// A running in-process gateway and where its telemetry goes.

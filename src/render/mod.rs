@@ -1,7 +1,8 @@
-//! Rendering: a finished [`Record`], under the content policy and in the configured dialects,
-//! plus what only the run of the call knows (the time to the first chunk), into the span that is
-//! exported, as a plain value. Telemetry copies a [`RenderedSpan`] onto an OpenTelemetry span;
-//! `specter extract` serialises it. One path, so what `extract` prints is what is exported.
+//! Rendering: a finished [`Record`], under the content policy ([`content`]), with the call's own
+//! credentials scrubbed ([`credentials`]), in the configured dialects ([`dialect`]), plus what only
+//! the run of the call knows (the time to the first chunk), into the span that is exported, as a
+//! plain value. Telemetry copies a [`RenderedSpan`] onto an OpenTelemetry span; `specter extract`
+//! serialises it. One path, so what `extract` prints is what is exported.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,9 +10,13 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
-use crate::content::ContentPolicy;
-use crate::dialect::{self, Dialect};
+pub mod content;
+pub mod credentials;
+pub mod dialect;
+
 use crate::engine::Record;
+use content::ContentPolicy;
+use dialect::Dialect;
 
 /// Problem events kept on one span; the `specter.problems` attribute counts them all.
 pub const MAX_PROBLEM_EVENTS: usize = 8;
@@ -201,8 +206,8 @@ fn text(value: &Json) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::Capture;
     use crate::engine::{ErrorInfo, StreamStats};
+    use crate::render::content::Capture;
 
     fn record() -> Record {
         Record {

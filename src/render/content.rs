@@ -65,7 +65,7 @@ impl Capture {
     /// [`str::parse`] gives the error instead.
     ///
     /// ```
-    /// use specter::content::Capture;
+    /// use specter::render::content::Capture;
     /// assert_eq!(Capture::parse("false"), Some(Capture::NoContent));
     /// assert_eq!(Capture::parse("off"), Some(Capture::NoContent));
     /// assert_eq!(Capture::parse("SPAN_AND_EVENT"), Some(Capture::SpanAndEvent));

@@ -17,10 +17,10 @@ pub use flat::{DialectSpec, FlatMessages};
 
 /// Embedded dialect files.
 const BUNDLED: &[(&str, &str)] = &[
-    ("agentops", include_str!("../../dialects/agentops.yaml")),
+    ("agentops", include_str!("../../../dialects/agentops.yaml")),
     (
         "openinference",
-        include_str!("../../dialects/openinference.yaml"),
+        include_str!("../../../dialects/openinference.yaml"),
     ),
 ];
 
@@ -53,7 +53,7 @@ impl Dialect {
     /// A dialect by name: `semconv` (alias `otel`), `agentops`, `openinference`.
     ///
     /// ```
-    /// use specter::dialect::Dialect;
+    /// use specter::render::dialect::Dialect;
     /// assert_eq!(Dialect::named("otel").unwrap(), Dialect::Semconv);
     /// assert!(matches!(Dialect::named("agentops").unwrap(), Dialect::Flat(_)));
     /// assert!(Dialect::named("nope").is_err());
@@ -120,7 +120,7 @@ pub fn render_taking(record: &mut Record, dialects: &[Dialect]) -> BTreeMap<Stri
 /// #     span_name: "chat".into(), client_span: true, attributes: BTreeMap::new(),
 /// #     input_messages: Some(r#"[{"role":"user","parts":[]}]"#.into()), output_messages: None,
 /// #     system_instructions: None, tool_definitions: None, error: None, problems: vec![], stream: None, metric_values: vec![] };
-/// let attributes = specter::dialect::semconv(&record, true);
+/// let attributes = specter::render::dialect::semconv(&record, true);
 /// assert_eq!(attributes["gen_ai.input.messages"], r#"[{"role":"user","parts":[]}]"#);
 /// ```
 pub fn semconv(record: &Record, content: bool) -> BTreeMap<String, Json> {
