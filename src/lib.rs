@@ -31,6 +31,7 @@ pub mod stall;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream_check;
+pub mod yaml;
 
 pub use catalog::{Catalog, CatalogSlot, LoadError, Match};
 pub use diagnostic::{Diagnostic, Diagnostics};

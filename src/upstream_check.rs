@@ -255,13 +255,13 @@ fn base_url_position(
     provider: &Provider,
     providers: &[Provider],
     sources: &[Source],
-) -> (String, crate::spec::yaml::Pos) {
+) -> (String, crate::yaml::Pos) {
     let mut current = provider;
     for _ in 0..providers.len() {
         let doc = sources
             .iter()
             .find(|s| s.name == current.file)
-            .and_then(|s| crate::spec::yaml::parse(&s.text).ok());
+            .and_then(|s| crate::yaml::parse(&s.text).ok());
         if let Some(pos) = doc.and_then(|d| d.exact_position("/upstream/base_url")) {
             return (current.file.clone(), pos);
         }
@@ -274,10 +274,7 @@ fn base_url_position(
             None => break,
         }
     }
-    (
-        provider.file.clone(),
-        crate::spec::yaml::Pos { line: 1, col: 1 },
-    )
+    (provider.file.clone(), crate::yaml::Pos { line: 1, col: 1 })
 }
 
 #[cfg(test)]

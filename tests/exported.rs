@@ -74,7 +74,7 @@ fn read_case(dir: &Path) -> Case {
         .unwrap()
         .to_string();
     let text = std::fs::read_to_string(dir.join("meta.yaml")).unwrap();
-    let meta = specter::spec::yaml::parse(&text).unwrap().value;
+    let meta = specter::yaml::parse(&text).unwrap().value;
     let url = meta_value(&text, "url").unwrap();
     let after_scheme = url.split_once("://").unwrap().1;
     let target = after_scheme

@@ -52,7 +52,7 @@ fn recorded_exchanges() {
         let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_default();
         let (request, response) = (read(&request_file), read(&response_file));
         let content_type = meta_value(&meta, "response_content_type").filter(|c| c != "null");
-        let parsed = specter::spec::yaml::parse(&meta).unwrap().value;
+        let parsed = specter::yaml::parse(&meta).unwrap().value;
         let headers = |key: &str| -> Vec<(String, String)> {
             parsed[key]
                 .as_object()

@@ -160,7 +160,7 @@ fn scaffolds_a_plain_provider_that_validates_and_extracts() {
     // The fixture template is a YAML mapping with every key the fixture tests read.
     let meta =
         std::fs::read_to_string(tmp.path().join("tests/fixtures/acme_ai/chat/meta.yaml")).unwrap();
-    let parsed = specter::spec::yaml::parse(&meta).unwrap().value;
+    let parsed = specter::yaml::parse(&meta).unwrap().value;
     assert_eq!(parsed["method"], "POST");
     assert_eq!(
         parsed["url"],

@@ -106,7 +106,7 @@ fn spec_doc(file: &str) -> Json {
     let docs = DOCS.get_or_init(|| {
         specter::bundled::PROVIDERS
             .iter()
-            .map(|(name, text)| (*name, specter::spec::yaml::parse(text).unwrap().value))
+            .map(|(name, text)| (*name, specter::yaml::parse(text).unwrap().value))
             .collect()
     });
     docs.iter().find(|(n, _)| *n == file).unwrap().1.clone()
@@ -788,7 +788,7 @@ fn dialect_docs() -> &'static [(String, Json)] {
                 let text = std::fs::read_to_string(&p).unwrap();
                 (
                     p.display().to_string(),
-                    specter::spec::yaml::parse(&text).unwrap().value,
+                    specter::yaml::parse(&text).unwrap().value,
                 )
             })
             .collect();
@@ -910,7 +910,7 @@ fn yaml_aliases_cannot_expand_a_small_file_into_a_huge_document() {
             _ => 0,
         }
     }
-    if let Ok(doc) = specter::spec::yaml::parse(&text) {
+    if let Ok(doc) = specter::yaml::parse(&text) {
         let n = nodes(&doc.value);
         assert!(
             n <= 64 * text.len(),
@@ -1351,11 +1351,10 @@ fn fixtures() -> &'static [Fixture] {
             .collect();
         dirs.sort();
         for dir in dirs {
-            let meta = specter::spec::yaml::parse(
-                &std::fs::read_to_string(dir.join("meta.yaml")).unwrap(),
-            )
-            .unwrap()
-            .value;
+            let meta =
+                specter::yaml::parse(&std::fs::read_to_string(dir.join("meta.yaml")).unwrap())
+                    .unwrap()
+                    .value;
             let text = |k: &str| meta[k].as_str().map(str::to_string);
             let read = |f: Option<String>| {
                 f.map(|f| std::fs::read(dir.join(f)).unwrap_or_default())

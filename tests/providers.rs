@@ -40,7 +40,7 @@ impl Fixture {
         let name = format!("{provider}/{case}");
         let text = std::fs::read_to_string(dir.join("meta.yaml"))
             .unwrap_or_else(|e| panic!("{name}: meta.yaml: {e}"));
-        let meta = specter::spec::yaml::parse(&text).unwrap().value;
+        let meta = specter::yaml::parse(&text).unwrap().value;
         let string = |key: &str| -> Option<String> {
             match &meta[key] {
                 Json::Null => None,

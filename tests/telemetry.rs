@@ -715,7 +715,7 @@ fn credentials_echoed_by_the_upstream_or_the_client_are_scrubbed() {
 fn recorded(provider: &str, case: &str) -> (HttpRequest, Vec<u8>, String) {
     let dir = format!("tests/fixtures/{provider}/{case}");
     let meta = std::fs::read_to_string(format!("{dir}/meta.yaml")).unwrap();
-    let meta = specter::spec::yaml::parse(&meta).unwrap().value;
+    let meta = specter::yaml::parse(&meta).unwrap().value;
     let text = |key: &str| meta[key].as_str().unwrap().to_string();
     let request = HttpRequest {
         method: text("method"),

@@ -320,7 +320,7 @@ fn inherited_prefixes(dir: &Path, parent: &str) -> Result<Vec<String>, InitError
             source,
         })?;
         // A file that does not parse is reported by the compile check that follows.
-        let Ok(doc) = specter::spec::yaml::parse(&text) else {
+        let Ok(doc) = specter::yaml::parse(&text) else {
             break;
         };
         if let Some(list) = doc.value.get("path_prefixes").and_then(|v| v.as_array()) {

@@ -8,8 +8,8 @@ use super::merge::{merge, OperationOrigins};
 use super::rules::Provider;
 use super::schema_check;
 use crate::diagnostic::{did_you_mean, location_of, Diagnostic, Diagnostics};
-use crate::spec::yaml::{self, Document, Pos};
 use crate::spec::ProviderSpec;
+use crate::yaml::{self, Document, Pos};
 
 /// A provider file's name and text.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -44,7 +44,7 @@ fn grouped(mut parts: Vec<PartRule>) -> Vec<PartRule> {
 }
 
 fn ptr(base: &str, key: &str) -> String {
-    format!("{base}/{}", crate::spec::yaml::escape_segment(key))
+    format!("{base}/{}", crate::yaml::escape_segment(key))
 }
 
 impl Lowerer {

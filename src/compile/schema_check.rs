@@ -65,7 +65,7 @@ fn explain(error: &ValidationError<'_>, schema: &Value, out: &mut Vec<Problem>) 
                         })
                     });
                 out.push(Problem {
-                    pointer: format!("{pointer}/{}", crate::spec::yaml::escape_segment(key)),
+                    pointer: format!("{pointer}/{}", crate::yaml::escape_segment(key)),
                     message: format!("unknown key `{key}`"),
                     help,
                 });

@@ -192,8 +192,8 @@ impl ConfigFile {
             col,
             message,
         };
-        let doc = crate::spec::yaml::parse(&text)
-            .map_err(|e| invalid(e.pos.line, e.pos.col, e.message))?;
+        let doc =
+            crate::yaml::parse(&text).map_err(|e| invalid(e.pos.line, e.pos.col, e.message))?;
         if doc.value.is_null() {
             return Ok(ConfigFile::default());
         }
@@ -203,7 +203,7 @@ impl ConfigFile {
             let key = message.split('`').nth(1).unwrap_or_default();
             let pos = doc
                 .exact_position(&format!("/{key}"))
-                .unwrap_or(crate::spec::yaml::Pos { line: 1, col: 1 });
+                .unwrap_or(crate::yaml::Pos { line: 1, col: 1 });
             invalid(pos.line, pos.col, message)
         })
     }

@@ -15,7 +15,6 @@ mod operation;
 mod schema;
 mod stream;
 mod value;
-pub mod yaml;
 
 use std::collections::BTreeMap;
 

@@ -75,7 +75,7 @@ impl Dialect {
             name: name.to_string(),
             message,
         };
-        let doc = crate::spec::yaml::parse(text)
+        let doc = crate::yaml::parse(text)
             .map_err(|e| invalid(format!("{}:{}: {}", e.pos.line, e.pos.col, e.message)))?;
         let spec: DialectSpec =
             serde_json::from_value(doc.value).map_err(|e| invalid(e.to_string()))?;

@@ -1,4 +1,5 @@
-//! YAML reading: the only module that knows the YAML parser.
+//! YAML reading for provider specs, `specter.yaml` and dialect files: the only module that knows
+//! the YAML parser.
 //!
 //! A document is read into a `serde_json::Value` (so the schema validator and serde see plain
 //! JSON) together with the line and column of every node, keyed by JSON pointer, so that every
