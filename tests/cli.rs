@@ -92,6 +92,16 @@ fn list_shows_operations_and_routes() {
         serde_json::json!(["POST /v1/embeddings"])
     );
     assert_eq!(embeddings["stream"], serde_json::Value::Null);
+    // Stream formats are spelled as the specs spell them.
+    let stream_of = |provider: &str, operation: &str| {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["provider"] == provider && r["operation"] == operation)
+            .map(|r| r["stream"].clone())
+            .unwrap()
+    };
+    assert_eq!(stream_of("bedrock", "converse_stream"), "aws_eventstream");
 }
 
 #[test]

@@ -38,6 +38,7 @@ use proptest::sample::{select, Index};
 use proptest::test_runner::{Config, TestCaseError};
 use serde_json::{json, Map, Number, Value as Json};
 
+use specter::compile::rules::{Framing, PayloadEncoding};
 use specter::compile::rules::{Operation, Piece, Provider, Route, Stream};
 use specter::compile::{parse_template, JsonPath, Source};
 use specter::engine::stream::{encode_event_message, Deframer, FoldOutcome, Folder, Frame};
@@ -45,7 +46,6 @@ use specter::engine::HttpTarget;
 use specter::offline::{extract, ExtractOptions, Recorded, DEFAULT_TEXT_CAP};
 use specter::render::content::{Capture, ContentPolicy, Redaction};
 use specter::render::dialect::Dialect;
-use specter::spec::{Framing, PayloadEncoding};
 use specter::Catalog;
 
 // ---------------------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ fn fold(catalog: &Catalog, dir: &Path, pieces: &[&[u8]]) -> (serde_json::Value, 
     (outcome.response, outcome.chunks)
 }
 
-fn stream_framing(catalog: &Catalog, dir: &Path) -> specter::spec::Framing {
+fn stream_framing(catalog: &Catalog, dir: &Path) -> specter::compile::rules::Framing {
     let meta = std::fs::read_to_string(dir.join("meta.yaml")).unwrap();
     let target = HttpTarget::parse(&meta_value(&meta, "url").unwrap()).unwrap();
     let found = catalog
@@ -81,7 +81,7 @@ fn stream_framing(catalog: &Catalog, dir: &Path) -> specter::spec::Framing {
 }
 
 fn frames(
-    framing: specter::spec::Framing,
+    framing: specter::compile::rules::Framing,
     pieces: &[&[u8]],
 ) -> Vec<specter::engine::stream::Frame> {
     let mut deframer = Deframer::new(framing);

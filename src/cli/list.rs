@@ -46,7 +46,7 @@ pub fn run(args: &Args) -> ExitCode {
             let stream = op
                 .stream
                 .as_ref()
-                .map(|s| format!("{:?}", s.framing).to_lowercase());
+                .map(|s| s.framing.spec_name().to_string());
             rows.push((provider.clone(), op.clone(), routes, stream));
         }
     }

@@ -551,7 +551,7 @@ impl Lowerer {
         };
         Some(Value {
             source,
-            coerce: rule.coerce,
+            coerce: rule.coerce.map(Into::into),
             pattern,
             map: rule.map.clone(),
             when,
@@ -611,7 +611,7 @@ impl Lowerer {
             tests.push(Test::Exists(v));
         }
         if let Some(v) = spec.is {
-            tests.push(Test::Is(v));
+            tests.push(Test::Is(v.into()));
         }
         match &spec.value {
             Some(value) => {
@@ -740,7 +740,7 @@ impl Lowerer {
             );
         }
         PartRule {
-            part_type: spec.part_type,
+            part_type: spec.part_type.into(),
             each: self.opt_path(&spec.each, pointer, "each"),
             when: self.opt_condition(&spec.when, pointer),
             fields,
@@ -793,11 +793,11 @@ impl Lowerer {
         };
         let payload = spec.payload.as_ref().and_then(|p| {
             self.path(&p.path, &format!("{pointer}/payload/path"))
-                .map(|path| (path, p.encoding))
+                .map(|path| (path, p.encoding.into()))
         });
         Some(Stream {
             when: self.opt_condition(&spec.when, pointer),
-            framing,
+            framing: framing.into(),
             done: spec.done.clone(),
             done_events: spec
                 .done_event
@@ -939,7 +939,7 @@ impl Lowerer {
             }
             out.push(Metric {
                 name: m.name.clone(),
-                instrument: m.instrument,
+                instrument: m.instrument.into(),
                 unit: m.unit.clone(),
                 description: m.description.clone(),
                 value,

@@ -5,6 +5,7 @@
 //! of a run at once as [`crate::Diagnostics`]; [`rules`] holds the compiled types the engine runs.
 //! Nothing here runs per request.
 
+mod kinds;
 mod known;
 mod load;
 mod lower;

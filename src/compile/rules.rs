@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+pub use super::kinds::{Coercion, Framing, Instrument, JsonType, PartType, PayloadEncoding};
 use super::JsonPath;
-use crate::spec::{Coercion, Framing, Instrument, JsonType, PartType, PayloadEncoding};
 
 /// A compiled provider.
 #[derive(Debug, Clone)]

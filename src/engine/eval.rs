@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Number, Value as Json};
 
+use crate::compile::rules::{Coercion, JsonType};
 use crate::compile::rules::{Cond, Source, Test, Value};
-use crate::spec::{Coercion, JsonType};
 
 /// What a rule can read: the phase document and the rest of the exchange.
 #[derive(Debug, Clone, Copy)]

@@ -2,9 +2,9 @@
 
 use super::eval::{eval, holds, Scope};
 use super::json_text::{build_array, write_key, write_str, write_value};
+use crate::compile::rules::PartType;
 use crate::compile::rules::{MessageRule, PartRule, ToolRule};
 use crate::compile::JsonPath;
-use crate::spec::PartType;
 use serde_json::Value as Json;
 
 /// Messages produced by rules, in rule order then document order, as a JSON array; `None` when

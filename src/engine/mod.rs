@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
+use crate::compile::rules::Framing;
 use crate::compile::rules::{Operation, Stream, TemplatePiece};
-use crate::spec::Framing;
 pub use eval::Scope;
 pub use exchange::{Exchange, StreamExchange, ABANDONED};
 pub use record::{ErrorInfo, Record, StreamStats};

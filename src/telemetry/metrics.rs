@@ -12,9 +12,9 @@ use serde_json::Value as Json;
 
 use super::convert::to_value;
 use super::Timings;
+use crate::compile::rules::Instrument;
 use crate::compile::rules::Operation;
 use crate::engine::Record;
-use crate::spec::Instrument;
 
 const TOKEN_BUCKETS: [f64; 14] = [
     1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,

@@ -6,10 +6,10 @@ use base64::Engine as _;
 use serde_json::{Map, Value as Json};
 
 use super::Frame;
+use crate::compile::rules::PayloadEncoding;
 use crate::compile::rules::{FoldAction, FoldRule, IndexExpr, Stream, Target};
 use crate::compile::{member, member_mut};
 use crate::engine::eval::{eval, holds, Scope};
-use crate::spec::PayloadEncoding;
 
 /// Highest array index a fold may create; larger indexes in a chunk are ignored.
 const MAX_INDEX: usize = 4096;

@@ -14,7 +14,7 @@ pub use json_array::JsonArrayParser;
 pub use ndjson::NdjsonParser;
 pub use sse::SseParser;
 
-use crate::spec::Framing;
+use crate::compile::rules::Framing;
 
 /// One frame of a stream: its event name and raw payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
