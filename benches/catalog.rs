@@ -70,7 +70,7 @@ operations:
 }
 
 fn bundled_sources() -> Vec<Source> {
-    specter::bundled::PROVIDERS
+    specter::catalog::bundled::PROVIDERS
         .iter()
         .map(|(name, text)| Source {
             name: format!("providers/{name}"),

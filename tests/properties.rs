@@ -78,7 +78,7 @@ fn catalog() -> &'static Catalog {
 }
 
 fn bundled_text(file: &str) -> &'static str {
-    specter::bundled::PROVIDERS
+    specter::catalog::bundled::PROVIDERS
         .iter()
         .find(|(name, _)| *name == file)
         .unwrap_or_else(|| panic!("no bundled {file}"))
@@ -104,7 +104,7 @@ const SPEC_FILES: &[&str] = &[
 fn spec_doc(file: &str) -> Json {
     static DOCS: OnceLock<Vec<(&'static str, Json)>> = OnceLock::new();
     let docs = DOCS.get_or_init(|| {
-        specter::bundled::PROVIDERS
+        specter::catalog::bundled::PROVIDERS
             .iter()
             .map(|(name, text)| (*name, specter::yaml::parse(text).unwrap().value))
             .collect()
@@ -838,7 +838,7 @@ proptest! {
 fn unedited_specs_reemitted_as_yaml_still_load() {
     // The emitters used above are faithful: every bundled spec, re-emitted in each style, loads.
     for style in 0..3 {
-        let sources: Vec<Source> = specter::bundled::PROVIDERS
+        let sources: Vec<Source> = specter::catalog::bundled::PROVIDERS
             .iter()
             .map(|(name, _)| Source {
                 name: format!("providers/{name}"),

@@ -107,13 +107,13 @@ fn bundled_list_matches_the_providers_directory() {
         .filter(|n| n.ends_with(".yaml"))
         .collect();
     on_disk.sort();
-    let mut bundled: Vec<String> = specter::bundled::PROVIDERS
+    let mut bundled: Vec<String> = specter::catalog::bundled::PROVIDERS
         .iter()
         .map(|(n, _)| n.to_string())
         .collect();
     bundled.sort();
-    assert_eq!(bundled, on_disk, "update src/bundled.rs");
-    for (name, text) in specter::bundled::PROVIDERS {
+    assert_eq!(bundled, on_disk, "update src/catalog/bundled.rs");
+    for (name, text) in specter::catalog::bundled::PROVIDERS {
         let on_disk = std::fs::read_to_string(Path::new("providers").join(name)).unwrap();
         assert_eq!(*text, on_disk);
     }
@@ -123,7 +123,7 @@ fn bundled_list_matches_the_providers_directory() {
 fn bundled_providers_are_valid_and_start_with_the_schema_comment() {
     let catalog = Catalog::bundled().unwrap();
     assert!(catalog.provider("openai").is_some());
-    for (name, text) in specter::bundled::PROVIDERS {
+    for (name, text) in specter::catalog::bundled::PROVIDERS {
         assert!(
             text.starts_with("# yaml-language-server: $schema=../schemas/provider.schema.json\n"),
             "{name} must start with the schema comment"

@@ -33,7 +33,7 @@ pub fn run(args: &Args) -> ExitCode {
         return ExitCode::from(2);
     }
     let (providers, diags) = specter::compile::compile_sources(&sources);
-    for warning in specter::upstream_check::metadata_warnings(&providers, &sources) {
+    for warning in specter::gateway::upstream_check::metadata_warnings(&providers, &sources) {
         eprintln!("warning: {warning}");
     }
     let compiled = if diags.is_empty() {

@@ -13,10 +13,10 @@ use super::reload::{ReloadReport, ReloadSettings};
 use super::settings::Settings;
 use super::sign::{AwsSigning, SignError};
 use super::Proxy;
+use crate::gateway::upstream_check::MetadataUpstreams;
 use crate::instrument::{Instrumentor, Options};
 use crate::telemetry::pipeline::{OtlpProtocol, Pipeline, PipelineError};
 use crate::telemetry::CallCounts;
-use crate::upstream_check::MetadataUpstreams;
 use crate::{Catalog, CatalogSlot, LoadError};
 
 /// Why the gateway cannot be built or bound.
@@ -118,7 +118,7 @@ impl Gateway {
             fd_allowed: _,
         } = settings;
         let catalog = load_catalog(&config, &spec_limits)?;
-        crate::upstream_check::refuse_metadata_upstreams(
+        crate::gateway::upstream_check::refuse_metadata_upstreams(
             &catalog,
             &config.upstreams,
             allow_metadata_upstreams,

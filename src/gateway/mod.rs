@@ -18,6 +18,7 @@ pub mod settings;
 pub mod sign;
 mod tee;
 mod upgrade;
+pub mod upstream_check;
 
 use hyper_util::rt::TokioExecutor;
 

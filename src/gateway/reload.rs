@@ -15,7 +15,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 
 use crate::files::ReadLimits;
-use crate::upstream_check::{refuse_metadata_upstreams, MetadataUpstreams};
+use crate::gateway::upstream_check::{refuse_metadata_upstreams, MetadataUpstreams};
 use crate::{Catalog, CatalogSlot, LoadError};
 
 /// What a reload did, for the caller to report.

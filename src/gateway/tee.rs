@@ -13,8 +13,8 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::decode::Decoder;
 use super::in_flight::InFlight;
+use crate::instrument::stall::{StallTimer, STALLED};
 use crate::instrument::{Call, StreamCall};
-use crate::stall::{StallTimer, STALLED};
 
 /// Compressed input is handed to the decoder this many bytes at a time, so the decoder holds
 /// little of it and a body that turns out not to be what it claims goes on raw from about where

@@ -25,6 +25,7 @@
 //! ```
 
 mod call;
+pub mod stall;
 mod stream;
 mod wrap;
 

@@ -10,7 +10,7 @@ use futures_core::Stream;
 use serde::Serialize;
 
 use super::StreamCall;
-use crate::stall::{StallTimer, STALLED};
+use crate::instrument::stall::{StallTimer, STALLED};
 
 pin_project_lite::pin_project! {
     /// A byte stream observed by a [`StreamCall`]. Items pass through unchanged; the span ends when

@@ -4,6 +4,8 @@
 //! the provider through a hash map, and routes are bucketed by method, segment count and first
 //! literal segment.
 
+pub mod bundled;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,7 +63,7 @@ pub struct Catalog {
 impl Catalog {
     /// The providers bundled with specter (the `providers/` directory of its source).
     pub fn bundled() -> Result<Catalog, LoadError> {
-        let sources: Vec<Source> = crate::bundled::PROVIDERS
+        let sources: Vec<Source> = crate::catalog::bundled::PROVIDERS
             .iter()
             .map(|(name, text)| Source {
                 name: format!("providers/{name}"),
