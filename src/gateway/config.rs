@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 pub struct ConfigFile {
     /// Address to listen on. Default `127.0.0.1:8787`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "127.0.0.1:8787"))]
     pub listen: Option<String>,
     /// Allow listening on a non-loopback address (the gateway sees every prompt and API key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
     pub allow_remote: Option<bool>,
     /// Provider spec directory, watched for changes. Default: the bundled providers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,77 +32,97 @@ pub struct ConfigFile {
     /// JSON-lines file of finished spans in the OTLP JSON encoding, written when no OTLP endpoint
     /// is configured. Default `specter-traces.jsonl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "specter-traces.jsonl"))]
     pub traces_file: Option<PathBuf>,
     /// Size in bytes past which the traces file is rotated (renamed `NAME.1.EXT`, older ones
     /// shifted up); 0 never rotates. Default 104857600 (100 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 104857600))]
     pub traces_file_max_bytes: Option<u64>,
     /// Rotated traces files kept (`NAME.1.EXT` the newest); older ones are deleted. 0 keeps none:
     /// the file starts over when full. Default 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 5))]
     pub traces_file_max_files: Option<u32>,
     /// Print one line per finished span on stderr. Default: on when no OTLP endpoint is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console: Option<bool>,
     /// Largest request body accepted, in bytes. Default 33554432 (32 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 33554432))]
     pub max_request_bytes: Option<usize>,
     /// Largest response body kept for the response rules, in bytes (the client always gets all
     /// of it). Default 8388608 (8 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 8388608))]
     pub max_response_bytes: Option<usize>,
     /// Time to connect to an upstream. Default 10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 10000))]
     pub connect_timeout_ms: Option<u64>,
     /// Time to wait for the upstream's response headers. Default 600000 (LLM calls are slow).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 600000))]
     pub response_timeout_ms: Option<u64>,
     /// Time a client gets to send its whole request body. Default 60000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 60000))]
     pub request_body_timeout_ms: Option<u64>,
     /// Longest silence within a response body before it is ended as a timeout. Default 300000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 300000))]
     pub idle_timeout_ms: Option<u64>,
     /// Time in-flight requests get to finish on shutdown. Default 10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 10000))]
     pub shutdown_grace_ms: Option<u64>,
     /// Most client connections served at once. Past it, new connections get a 503 (`/healthz`
     /// still answers) up to a small overflow allowance, then wait in the listen backlog; open
     /// connections are unaffected. The effective cap is also bounded by the open-file limit
     /// (two descriptors per connection: client and upstream). Default 10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 10000))]
     pub max_connections: Option<usize>,
     /// Time a client gets to send a complete HTTP/1 request head, counted from the head's first
     /// byte (for a new connection, from its opening). Default 10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 10000))]
     pub header_read_timeout_ms: Option<u64>,
     /// How long a client connection with no request in progress and nothing received is kept
     /// open. Default 60000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 60000))]
     pub keep_alive_timeout_ms: Option<u64>,
     /// Interval of HTTP/2 PING frames on client connections, to find dead peers. Default 20000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 20000))]
     pub http2_keep_alive_interval_ms: Option<u64>,
     /// Time an HTTP/2 PING may go unanswered before its connection is closed. Default 20000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 20000))]
     pub http2_keep_alive_timeout_ms: Option<u64>,
     /// Most concurrent streams on one HTTP/2 client connection. Default 256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 256))]
     pub http2_max_concurrent_streams: Option<u32>,
     /// Request body bytes held across all requests at once, from the body's arrival until its
     /// response is done. An instrumented call counts its body three times (the body, its parsed
     /// form and the message text kept for its span). A request that would pass the budget is
     /// answered 503 (`overloaded`, with `Retry-After`). Default 268435456 (256 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 268435456))]
     pub max_buffered_request_bytes: Option<usize>,
     /// Add the gateway span's W3C `traceparent` to upstream requests. Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
     pub propagate_trace_context: Option<bool>,
     /// Instrument traffic; `false` makes a plain proxy (for comparison). Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
     pub instrument: Option<bool>,
     /// Attribute dialects: `otel`, `agentops`, `openinference`. Default `[otel]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = ["otel"]))]
     pub dialects: Option<Vec<String>>,
     /// Message content capture: `true`/`false` or `NO_CONTENT`, `SPAN_ONLY`, `EVENT_ONLY`,
     /// `SPAN_AND_EVENT`. Default: `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, else
@@ -125,16 +147,19 @@ pub struct ConfigFile {
     /// Largest provider spec file read, in bytes; a bigger one is refused (at start-up and on
     /// reload) without being read. Default 4194304 (4 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 4194304))]
     pub max_spec_file_bytes: Option<u64>,
     /// Largest sum of the provider spec files of the directory, in bytes. Default 67108864
     /// (64 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 67108864))]
     pub max_spec_total_bytes: Option<u64>,
     /// Accept upstreams at link-local or cloud metadata addresses (169.254.0.0/16, fe80::/10,
     /// fd00:ec2::254, 100.100.100.200, metadata.google.internal, ...), from provider specs or
     /// `upstreams`. Default false: the gateway refuses to start with one, and a reload that adds
     /// one is rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
     pub allow_metadata_upstreams: Option<bool>,
 }
 
@@ -280,6 +305,86 @@ impl Default for GatewayConfig {
             instrument: true,
             upstream_ca: Vec::new(),
             aws_signing: BTreeMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod schema_defaults {
+    use super::*;
+    use crate::files::{DEFAULT_MAX_SPEC_FILE_BYTES, DEFAULT_MAX_SPEC_TOTAL_BYTES};
+    use crate::telemetry::traces_file::Rotation;
+
+    fn default_of(schema: &serde_json::Value, key: &str) -> serde_json::Value {
+        schema["properties"][key]["default"].clone()
+    }
+
+    fn ms(d: Duration) -> serde_json::Value {
+        serde_json::json!(d.as_millis())
+    }
+
+    #[test]
+    fn the_schema_shows_the_defaults_the_gateway_uses() {
+        let schema = config_schema();
+        let config = GatewayConfig::default();
+        let expected = [
+            ("listen", serde_json::json!(config.listen.to_string())),
+            (
+                "max_request_bytes",
+                serde_json::json!(config.max_request_bytes),
+            ),
+            (
+                "max_response_bytes",
+                serde_json::json!(config.max_response_bytes),
+            ),
+            ("connect_timeout_ms", ms(config.connect_timeout)),
+            ("response_timeout_ms", ms(config.response_timeout)),
+            ("request_body_timeout_ms", ms(config.request_body_timeout)),
+            ("idle_timeout_ms", ms(config.idle_timeout)),
+            ("shutdown_grace_ms", ms(config.shutdown_grace)),
+            ("max_connections", serde_json::json!(config.max_connections)),
+            ("header_read_timeout_ms", ms(config.header_read_timeout)),
+            ("keep_alive_timeout_ms", ms(config.keep_alive_timeout)),
+            (
+                "http2_keep_alive_interval_ms",
+                ms(config.http2_keep_alive_interval),
+            ),
+            (
+                "http2_keep_alive_timeout_ms",
+                ms(config.http2_keep_alive_timeout),
+            ),
+            (
+                "http2_max_concurrent_streams",
+                serde_json::json!(config.http2_max_concurrent_streams),
+            ),
+            (
+                "max_buffered_request_bytes",
+                serde_json::json!(config.max_buffered_request_bytes),
+            ),
+            (
+                "propagate_trace_context",
+                serde_json::json!(config.propagate_trace_context),
+            ),
+            ("instrument", serde_json::json!(config.instrument)),
+            (
+                "traces_file_max_bytes",
+                serde_json::json!(Rotation::DEFAULT_MAX_BYTES),
+            ),
+            (
+                "traces_file_max_files",
+                serde_json::json!(Rotation::DEFAULT_MAX_FILES),
+            ),
+            (
+                "max_spec_file_bytes",
+                serde_json::json!(DEFAULT_MAX_SPEC_FILE_BYTES),
+            ),
+            (
+                "max_spec_total_bytes",
+                serde_json::json!(DEFAULT_MAX_SPEC_TOTAL_BYTES),
+            ),
+        ];
+        for (key, value) in expected {
+            assert_eq!(default_of(&schema, key), value, "{key}");
         }
     }
 }
