@@ -233,10 +233,15 @@ impl Telemetry {
         // Only the name and the attributes are exported at the start: scrub copies of those.
         let mut name = record.span_name.clone();
         credentials.scrub_in_place(&mut name);
-        let mut attributes = record.attributes.clone();
-        attributes
-            .values_mut()
-            .for_each(|v| credentials.scrub_json(v));
+        let scrubbed;
+        let attributes = if credentials.is_empty() {
+            &record.attributes
+        } else {
+            let mut copy = record.attributes.clone();
+            copy.values_mut().for_each(|v| credentials.scrub_json(v));
+            scrubbed = copy;
+            &scrubbed
+        };
         let kind = if record.client_span {
             SpanKind::Client
         } else {
@@ -247,7 +252,7 @@ impl Telemetry {
             .span_builder(name)
             .with_kind(kind)
             .with_start_time(start)
-            .with_attributes(key_values(&attributes))
+            .with_attributes(key_values(attributes))
             .start_with_context(&self.tracer, parent);
         let context = parent.with_remote_span_context(span.span_context().clone());
         self.calls.started.fetch_add(1, Ordering::Relaxed);
