@@ -716,7 +716,10 @@ impl Lowerer {
             if !allowed.contains(&name) {
                 self.problem(
                     ptr(pointer, name),
-                    format!("a `{}` part has no `{name}` field", spec.part_type.as_str()),
+                    format!(
+                        "a `{}` part has no `{name}` field",
+                        super::kinds::PartType::from(spec.part_type).as_str()
+                    ),
                     Some(format!(
                         "its fields are {}",
                         allowed
@@ -735,7 +738,10 @@ impl Lowerer {
         if !fields.iter().any(|(n, _)| *n == required) {
             self.problem(
                 pointer.into(),
-                format!("a `{}` part needs `{required}`", spec.part_type.as_str()),
+                format!(
+                    "a `{}` part needs `{required}`",
+                    super::kinds::PartType::from(spec.part_type).as_str()
+                ),
                 None,
             );
         }

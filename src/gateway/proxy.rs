@@ -143,7 +143,7 @@ pub fn error_response(status: StatusCode, kind: &str, message: &str) -> Response
 }
 
 impl Proxy {
-    pub(super) fn catalog(&self) -> Arc<crate::Catalog> {
+    fn catalog(&self) -> Arc<crate::Catalog> {
         self.catalog.current()
     }
 
@@ -249,7 +249,7 @@ impl Proxy {
     }
 
     /// Routes a request by its first path segment to its provider's upstream, or refuses it.
-    fn route(&self, request: &Request<Incoming>) -> Result<Route, Refused> {
+    pub(super) fn route(&self, request: &Request<Incoming>) -> Result<Route, Refused> {
         if matches!(request.method(), &Method::TRACE | &Method::CONNECT) {
             // TRACE echoes the request (credentials included) back; CONNECT opens a tunnel.
             let mut response = error_response(
@@ -555,17 +555,17 @@ impl Proxy {
 type Refused = Box<Response<ResponseBody>>;
 
 /// Where a request goes.
-struct Route {
+pub(super) struct Route {
     /// The provider, the first path segment.
-    provider_id: String,
+    pub(super) provider_id: String,
     /// The rest of the path, the provider's API path.
-    rest: String,
+    pub(super) rest: String,
     /// The upstream URL, query included.
-    upstream_url: String,
+    pub(super) upstream_url: String,
     /// The same, parsed.
-    uri: Uri,
+    pub(super) uri: Uri,
     /// The catalog the route was found in.
-    catalog: Arc<crate::Catalog>,
+    pub(super) catalog: Arc<crate::Catalog>,
 }
 
 /// A call to start once the request is read: its operation, target, headers and parent
@@ -747,7 +747,7 @@ fn too_large(limit: usize) -> Response<ResponseBody> {
 }
 
 /// `/openai/v1/chat/completions` → (`openai`, `/v1/chat/completions`).
-pub(super) fn split_route(path: &str) -> Option<(&str, &str)> {
+fn split_route(path: &str) -> Option<(&str, &str)> {
     let rest = path.strip_prefix('/')?;
     let (provider, tail) = match rest.find('/') {
         Some(i) => (rest.get(..i)?, rest.get(i..)?),

@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 
 use super::config::GatewayConfig;
 use super::in_flight::{Guard, InFlight};
-use super::proxy::{error_chain, error_response, forwardable, pairs, split_route, HOP_BY_HOP};
+use super::proxy::{error_chain, error_response, forwardable, pairs, HOP_BY_HOP};
 use super::proxy::{Proxy, ResponseBody};
 use super::tee::{Observer, TeeBody};
 use crate::engine::HttpTarget;
@@ -60,41 +60,16 @@ struct Route {
     target: HttpTarget,
 }
 
-/// Routes `/{provider}/{path}` to the provider's upstream, with the same answers as an ordinary
-/// request when there is none.
-fn route(proxy: &Proxy, uri: &Uri) -> Result<Route, Box<Response<ResponseBody>>> {
-    let Some((provider_id, rest)) = split_route(uri.path()) else {
-        return Err(Box::new(error_response(
-            StatusCode::NOT_FOUND,
-            "unknown_route",
-            "routes are /{provider}/{path of the provider's API}; GET /healthz checks the gateway",
-        )));
-    };
-    let catalog = proxy.catalog();
-    let Some(provider) = catalog.provider(provider_id) else {
-        return Err(Box::new(error_response(
-            StatusCode::NOT_FOUND,
-            "unknown_provider",
-            &format!("no provider `{provider_id}` is loaded"),
-        )));
-    };
-    let base = proxy
-        .config
-        .upstreams
-        .get(provider_id)
-        .cloned()
-        .or_else(|| provider.base_url.clone());
-    let Some(base) = base else {
-        return Err(Box::new(error_response(
-            StatusCode::BAD_GATEWAY,
-            "no_upstream",
-            &format!("provider `{provider_id}` has no upstream; set one with --upstream {provider_id}=URL"),
-        )));
-    };
-    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-    let url = format!("{}{rest}{query}", base.trim_end_matches('/'));
-    let parsed = url.parse::<Uri>().ok().zip(HttpTarget::parse(&url));
-    let Some((uri, target)) = parsed else {
+/// Routes the upgrade as the proxy routes every request (the same refusals), then names its
+/// provider and parses its upstream target.
+fn route(proxy: &Proxy, request: &Request<Incoming>) -> Result<Route, Box<Response<ResponseBody>>> {
+    let routed = proxy.route(request)?;
+    let provider_name = routed
+        .catalog
+        .provider(&routed.provider_id)
+        .map(|p| p.provider_name.to_string())
+        .unwrap_or_default();
+    let Some(target) = HttpTarget::parse(&routed.upstream_url) else {
         return Err(Box::new(error_response(
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -102,8 +77,8 @@ fn route(proxy: &Proxy, uri: &Uri) -> Result<Route, Box<Response<ResponseBody>>>
         )));
     };
     Ok(Route {
-        provider_name: provider.provider_name.to_string(),
-        uri,
+        provider_name,
+        uri: routed.uri,
         target,
     })
 }
@@ -111,7 +86,7 @@ fn route(proxy: &Proxy, uri: &Uri) -> Result<Route, Box<Response<ResponseBody>>>
 /// Relays an upgrade request (see [`requested`]); never fails (errors become JSON responses).
 pub(super) async fn relay(proxy: &Proxy, mut request: Request<Incoming>) -> Response<ResponseBody> {
     let arrived = SystemTime::now();
-    let route = match route(proxy, request.uri()) {
+    let route = match route(proxy, &request) {
         Ok(route) => route,
         Err(response) => return *response,
     };

@@ -68,24 +68,6 @@ pub enum PartType {
     Generic,
 }
 
-impl PartType {
-    /// The part type as the semantic conventions spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PartType::Text => "text",
-            PartType::ToolCall => "tool_call",
-            PartType::ToolCallResponse => "tool_call_response",
-            PartType::Reasoning => "reasoning",
-            PartType::Blob => "blob",
-            PartType::Uri => "uri",
-            PartType::File => "file",
-            PartType::ServerToolCall => "server_tool_call",
-            PartType::ServerToolCallResponse => "server_tool_call_response",
-            PartType::Generic => "generic",
-        }
-    }
-}
-
 /// Reads message parts: one part per item selected by `each` (default: the message itself).
 /// A part whose required field is missing is left out.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
