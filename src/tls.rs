@@ -32,7 +32,7 @@ pub enum TlsError {
         message: String,
     },
     /// rustls refused the configuration.
-    #[error("cannot set up TLS: {0}")]
+    #[error("cannot set up TLS")]
     Config(#[from] rustls::Error),
 }
 

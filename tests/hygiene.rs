@@ -92,6 +92,11 @@ fn unknown_capture_values_stop_the_gateway() {
         "{stderr}"
     );
     assert!(!stderr.contains("listening"), "{stderr}");
+    assert_eq!(
+        stderr.matches("is not a content capture mode").count(),
+        1,
+        "said once: {stderr}"
+    );
 
     // The value is quoted with its control characters escaped.
     let (code, stderr) = serve_until_exit(&[], &[(VARIABLE, "on\n\u{1b}[31mforged")]);
@@ -107,6 +112,11 @@ fn unknown_capture_values_stop_the_gateway() {
     assert!(
         stderr.starts_with("error: capture_content in the configuration file: `maybe` is not a content capture mode; accepted"),
         "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("is not a content capture mode").count(),
+        1,
+        "said once: {stderr}"
     );
 
     // An empty variable is unset: the gateway starts (and is stopped).

@@ -161,7 +161,7 @@ async fn send(
             format!("cannot reach the upstream: {message}"),
         )
     };
-    let client = http1_client(config).map_err(|e| unreachable(e.to_string()))?;
+    let client = http1_client(config).map_err(|e| unreachable(error_chain(&e)))?;
     match tokio::time::timeout(config.response_timeout, client.request(request)).await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(unreachable(error_chain(&e))),

@@ -38,7 +38,13 @@ pub struct CaptureError {
 /// The content capture variable holds a value that is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{CAPTURE_VARIABLE}: {0}")]
-pub struct ContentEnvError(#[from] pub CaptureError);
+pub struct ContentEnvError(pub CaptureError);
+
+impl From<CaptureError> for ContentEnvError {
+    fn from(error: CaptureError) -> Self {
+        ContentEnvError(error)
+    }
+}
 
 impl std::str::FromStr for Capture {
     type Err = CaptureError;

@@ -57,7 +57,7 @@ impl Default for Rotation {
 #[derive(Debug, thiserror::Error)]
 pub enum TracesFileError {
     /// A value could not be encoded as JSON.
-    #[error("cannot encode a span as JSON: {0}")]
+    #[error("cannot encode a span as JSON")]
     Encode(#[from] serde_json::Error),
     /// A file operation failed.
     #[error("cannot {action} {path}: {source}")]
