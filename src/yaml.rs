@@ -195,6 +195,23 @@ impl Builder {
         }
     }
 
+    /// Where a sequence or mapping that starts at `mark` goes, with its position noted; `None`
+    /// (and the problem recorded) when it is a mapping key or nests too deep.
+    fn open_collection(&mut self, mark: Marker) -> Option<String> {
+        let (pointer, is_key) = self.next_pointer();
+        if is_key {
+            self.fail(mark, "mapping keys must be plain scalars".to_string());
+            return None;
+        }
+        if self.too_deep(1, mark) {
+            return None;
+        }
+        self.positions
+            .entry(pointer.clone())
+            .or_insert(pos_of(mark));
+        Some(pointer)
+    }
+
     /// Refuses a node of collection height `height` at the current depth when together they
     /// nest deeper than [`MAX_DEPTH`].
     fn too_deep(&mut self, height: usize, mark: Marker) -> bool {
@@ -296,17 +313,9 @@ impl MarkedEventReceiver for Builder {
                 self.add(value, 0, mark);
             }
             Event::SequenceStart(anchor, _) => {
-                let (pointer, is_key) = self.next_pointer();
-                if is_key {
-                    self.fail(mark, "mapping keys must be plain scalars".to_string());
+                let Some(pointer) = self.open_collection(mark) else {
                     return;
-                }
-                if self.too_deep(1, mark) {
-                    return;
-                }
-                self.positions
-                    .entry(pointer.clone())
-                    .or_insert(pos_of(mark));
+                };
                 self.stack.push(Frame::Seq {
                     items: Vec::new(),
                     pointer,
@@ -315,17 +324,9 @@ impl MarkedEventReceiver for Builder {
                 });
             }
             Event::MappingStart(anchor, _) => {
-                let (pointer, is_key) = self.next_pointer();
-                if is_key {
-                    self.fail(mark, "mapping keys must be plain scalars".to_string());
+                let Some(pointer) = self.open_collection(mark) else {
                     return;
-                }
-                if self.too_deep(1, mark) {
-                    return;
-                }
-                self.positions
-                    .entry(pointer.clone())
-                    .or_insert(pos_of(mark));
+                };
                 self.stack.push(Frame::Map {
                     entries: Map::new(),
                     pointer,
