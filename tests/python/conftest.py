@@ -27,7 +27,8 @@ SPAN_WAIT = 8.0
 
 
 def specter_binary() -> Path:
-    path = Path(os.environ.get("SPECTER_BIN", REPO / "target" / "debug" / "specter"))
+    # Absolute, because some tests start the gateway in a directory of its own.
+    path = Path(os.environ.get("SPECTER_BIN", REPO / "target" / "debug" / "specter")).absolute()
     if not path.is_file():
         pytest.fail(f"the specter binary {path} does not exist: run `cargo build` (tests/python/run.sh does)")
     return path

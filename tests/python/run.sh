@@ -54,6 +54,8 @@ if [[ -z "${SPECTER_BIN:-}" ]]; then
         cargo build --bin specter
     fi
 fi
+# Absolute, because some tests start the gateway in a directory of its own.
+SPECTER_BIN=$(realpath "$SPECTER_BIN")
 
 status=0
 "$PYTHON" -m pytest -q -s tests/python "$@" || status=$?
