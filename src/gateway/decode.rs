@@ -128,7 +128,7 @@ impl Decoder {
     }
 
     /// Takes the next piece of the body and returns the first piece of what it decodes to, at
-    /// most [`MAX_STEP`] bytes; call [`Decoder::next_piece`] until it returns nothing for the
+    /// most `MAX_STEP` (64 KiB) bytes; call [`Decoder::next_piece`] until it returns nothing for the
     /// rest. What is not decoded yet stays held (ignored once the decoder is spent).
     pub fn feed(&mut self, data: &[u8]) -> Result<&[u8], DecodeError> {
         if !self.is_spent() {
@@ -137,7 +137,7 @@ impl Decoder {
         self.next_piece()
     }
 
-    /// The next piece of what the held input decodes to, at most [`MAX_STEP`] bytes and never
+    /// The next piece of what the held input decodes to, at most `MAX_STEP` (64 KiB) bytes and never
     /// past the limit; empty once the held input is decoded (or the decoder is spent).
     pub fn next_piece(&mut self) -> Result<&[u8], DecodeError> {
         let room = self.limit.saturating_sub(self.decoded);
