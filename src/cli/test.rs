@@ -8,6 +8,13 @@ use std::process::ExitCode;
 use specter::harness::snapshot::{diff, DiffKind};
 use specter::harness::{self, CaseResult, Outcome, Report, RunOptions, Update};
 
+/// Prints a line to standard output; a closed output (`specter test | head`) is not an error.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// The `source` in the header of snapshots this command creates.
 const SOURCE: &str = "specter test";
 
@@ -81,8 +88,8 @@ pub fn run(args: &Args) -> ExitCode {
         None
     };
     print_stale(&report);
-    println!();
-    println!("{}", summary(&report, reviewed.as_ref()));
+    out!();
+    out!("{}", summary(&report, reviewed.as_ref()));
     print_help(&report, reviewed.as_ref());
     exit_code(&report, reviewed.as_ref())
 }
@@ -113,16 +120,16 @@ impl Style {
 fn print_result(style: &Style, result: &CaseResult, with_diff: bool) {
     let id = result.case.id();
     match &result.outcome {
-        Outcome::Matched => println!("{} {id}", style.paint("32", "ok     ")),
+        Outcome::Matched => out!("{} {id}", style.paint("32", "ok     ")),
         Outcome::New(_) => {
-            println!(
+            out!(
                 "{} {id}: no snapshot yet, {}",
                 style.paint("33;1", "new    "),
                 written(result)
             );
         }
         Outcome::Changed { .. } => {
-            println!(
+            out!(
                 "{} {id}: the output differs from {}, {}",
                 style.paint("31;1", "FAILED "),
                 result.snapshot_path.display(),
@@ -130,7 +137,7 @@ fn print_result(style: &Style, result: &CaseResult, with_diff: bool) {
             );
         }
         Outcome::Failed(problem) => {
-            println!("{} {id}: {problem}", style.paint("31;1", "FAILED "));
+            out!("{} {id}: {problem}", style.paint("31;1", "FAILED "));
         }
     }
     if with_diff {
@@ -151,25 +158,25 @@ fn written(result: &CaseResult) -> String {
 fn print_diff(style: &Style, result: &CaseResult) {
     let (old, new) = match &result.outcome {
         Outcome::New(new) => (String::new(), new),
-        Outcome::Changed { old, new } => (old.contents.clone(), new),
+        Outcome::Changed { old, new } => (format!("{}\n", old.contents), new),
         Outcome::Matched | Outcome::Failed(_) => return,
     };
-    println!(
+    out!(
         "{}",
         style.paint("2", &format!("--- {}", result.snapshot_path.display()))
     );
-    println!(
+    out!(
         "{}",
         style.paint("2", &format!("+++ {}", result.pending_path().display()))
     );
-    for line in diff(&format!("{old}\n"), &format!("{}\n", new.contents)) {
+    for line in diff(&old, &format!("{}\n", new.contents)) {
         let text = match line.kind {
             DiffKind::Hunk => style.paint("36", &line.text),
             DiffKind::Same => format!(" {}", line.text),
             DiffKind::Removed => style.paint("31", &format!("-{}", line.text)),
             DiffKind::Added => style.paint("32", &format!("+{}", line.text)),
         };
-        println!("{text}");
+        out!("{text}");
     }
 }
 
@@ -179,8 +186,8 @@ fn review(style: &Style, report: &Report) -> Result<Reviewed, ExitCode> {
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     for result in report.results.iter().filter(|r| r.proposed().is_some()) {
-        println!();
-        println!(
+        out!();
+        out!(
             "{}",
             style.paint("1", &format!("review {}", result.case.id()))
         );
@@ -213,22 +220,23 @@ enum Answer {
 /// Asks until a line is `a`, `r` or `s`; the end of input skips.
 fn ask(input: &mut impl BufRead) -> Result<Answer, ExitCode> {
     loop {
-        print!("accept (a), reject (r) or skip (s)? ");
-        let _ = std::io::stdout().flush();
+        let mut stdout = std::io::stdout();
+        let _ = write!(stdout, "accept (a), reject (r) or skip (s)? ");
+        let _ = stdout.flush();
         let mut line = String::new();
         let read = input.read_line(&mut line).map_err(|e| {
             eprintln!("error: cannot read standard input: {e}");
             ExitCode::from(2)
         })?;
         if read == 0 {
-            println!();
+            out!();
             return Ok(Answer::Skip);
         }
         match line.trim() {
             "a" => return Ok(Answer::Accept),
             "r" => return Ok(Answer::Reject),
             "s" => return Ok(Answer::Skip),
-            _ => println!("answer a, r or s"),
+            _ => out!("answer a, r or s"),
         }
     }
 }
@@ -238,14 +246,14 @@ fn print_stale(report: &Report) {
     if report.stale.is_empty() {
         return;
     }
-    println!();
+    out!();
     let (count, verb) = match report.stale.len() {
         1 => ("1 snapshot".to_string(), "has"),
         n => (format!("{n} snapshots"), "have"),
     };
-    println!("{count} {verb} no case (kept; remove them if their case is gone):");
+    out!("{count} {verb} no case (kept; remove them if their case is gone):");
     for path in &report.stale {
-        println!("  {}", path.display());
+        out!("  {}", path.display());
     }
 }
 
@@ -285,7 +293,7 @@ fn print_help(report: &Report, reviewed: Option<&Reviewed>) {
             .count(),
     };
     if pending > 0 {
-        println!("help: check each new value against the recorded bodies, then `specter test --review` (one by one) or `specter test --accept` (all)");
+        out!("help: check each new value against the recorded bodies, then `specter test --review` (one by one) or `specter test --accept` (all)");
     }
 }
 
