@@ -190,7 +190,7 @@ struct SchemaPlace {
 /// The repository's `schemas/provider.schema.json` next to the spec directory when it exists,
 /// else `provider.schema.json` in the spec directory (written unless it exists).
 fn schema_place(dir: &Path) -> SchemaPlace {
-    let repository = dir.join("..").join("schemas").join(SCHEMA_FILE);
+    let repository = parent_dir(dir).join("schemas").join(SCHEMA_FILE);
     if repository.is_file() {
         return SchemaPlace {
             reference: format!("../schemas/{SCHEMA_FILE}"),
@@ -201,6 +201,15 @@ fn schema_place(dir: &Path) -> SchemaPlace {
     SchemaPlace {
         reference: SCHEMA_FILE.to_string(),
         write: (!beside.exists()).then_some(beside),
+    }
+}
+
+/// The directory holding `dir`, found without `dir` having to exist yet.
+fn parent_dir(dir: &Path) -> PathBuf {
+    match (dir.file_name(), dir.parent()) {
+        (Some(_), Some(parent)) if parent.as_os_str().is_empty() => PathBuf::from("."),
+        (Some(_), Some(parent)) => parent.to_path_buf(),
+        _ => dir.join(".."),
     }
 }
 
