@@ -29,8 +29,8 @@ use serde_json::{json, Value as Json};
 use specter::offline::{extract, ExtractOptions, Recorded};
 use specter::Catalog;
 
-use specter::harness::cases;
 use serve::Served;
+use specter::harness::cases;
 
 /// Attributes that measure the run rather than the exchange.
 const TIME_VALUES: &[&str] = &["gen_ai.response.time_to_first_chunk"];

@@ -72,9 +72,17 @@ fn recorded_exchanges() {
         problems.join("\n")
     );
     assert_eq!(report.passed(), report.results.len());
-    assert!(report.stale.is_empty(), "snapshots without a case: {:?}", report.stale);
+    assert!(
+        report.stale.is_empty(),
+        "snapshots without a case: {:?}",
+        report.stale
+    );
     if options.filters.is_empty() {
-        assert!(report.passed() >= 139, "replayed {} fixtures", report.passed());
+        assert!(
+            report.passed() >= 139,
+            "replayed {} fixtures",
+            report.passed()
+        );
     }
 }
 

@@ -222,10 +222,7 @@ fn scaffolds_a_provider_extending_one_of_the_same_directory() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(
-        text(&out.stdout),
-        expected_steps("compat", &dir, &fixtures)
-    );
+    assert_eq!(text(&out.stdout), expected_steps("compat", &dir, &fixtures));
 
     let spec = std::fs::read_to_string(providers.join("compat.yaml")).unwrap();
     assert!(spec.starts_with("# yaml-language-server: $schema=provider.schema.json\n"));
@@ -343,7 +340,10 @@ fn refuses_bad_names_and_unknown_parents() {
 #[test]
 fn extends_a_bundled_provider_from_an_empty_directory() {
     let tmp = TempDir::new("bundled-parent");
-    let out = specter(tmp.path(), &["init-provider", "acme", "--extends", "openai"]);
+    let out = specter(
+        tmp.path(),
+        &["init-provider", "acme", "--extends", "openai"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
@@ -367,7 +367,10 @@ fn extends_a_bundled_provider_from_an_empty_directory() {
     let catalog = Catalog::from_sources(&sources).unwrap();
     let acme = catalog.provider("acme").unwrap();
     assert_eq!(
-        acme.operations.iter().map(|o| o.id.to_string()).collect::<Vec<_>>(),
+        acme.operations
+            .iter()
+            .map(|o| o.id.to_string())
+            .collect::<Vec<_>>(),
         vec!["chat", "completions", "embeddings", "responses"]
     );
 }

@@ -62,7 +62,10 @@ fn repo() -> PathBuf {
 /// OpenAI exchange copied into the scaffold's case folder.
 fn scaffold_with_recording() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    let init = specter(tmp.path(), &["init-provider", "acme", "--extends", "openai"]);
+    let init = specter(
+        tmp.path(),
+        &["init-provider", "acme", "--extends", "openai"],
+    );
     assert_eq!(init.status.code(), Some(0), "{}", stderr(&init));
     let case = tmp.path().join("tests/fixtures/acme/chat");
     for file in ["request.json", "response.json"] {
@@ -91,10 +94,16 @@ fn with(extra: &[&'static str]) -> Vec<&'static str> {
 #[test]
 fn init_provider_works_in_an_empty_directory_and_names_the_test_commands() {
     let tmp = tempfile::tempdir().unwrap();
-    let init = specter(tmp.path(), &["init-provider", "acme", "--extends", "openai"]);
+    let init = specter(
+        tmp.path(),
+        &["init-provider", "acme", "--extends", "openai"],
+    );
     assert_eq!(init.status.code(), Some(0), "{}", stderr(&init));
     let out = stdout(&init);
-    assert!(out.contains("`specter test --providers providers acme`"), "{out}");
+    assert!(
+        out.contains("`specter test --providers providers acme`"),
+        "{out}"
+    );
     assert!(
         out.contains("`specter test --providers providers --accept acme`"),
         "{out}"
@@ -124,7 +133,10 @@ fn a_recorded_exchange_becomes_a_snapshot_that_is_accepted_then_kept() {
     assert_eq!(first.status.code(), Some(1), "{}", stderr(&first));
     let out = stdout(&first);
     assert!(out.starts_with("new     acme/chat: no snapshot yet, written to tests/snapshots/fixtures__acme__chat.snap.new\n--- tests/snapshots/fixtures__acme__chat.snap\n+++ tests/snapshots/fixtures__acme__chat.snap.new\n@@ -0,0 +1,63 @@\n+{\n+  \"provider\": \"acme\",\n"), "{out}");
-    assert!(out.contains("\n+      \"gen_ai.usage.output_tokens\": 5,\n"), "{out}");
+    assert!(
+        out.contains("\n+      \"gen_ai.usage.output_tokens\": 5,\n"),
+        "{out}"
+    );
     assert!(out.ends_with("\n0 passed, 0 failed, 1 new\nhelp: check each new value against the recorded bodies, then `specter test --review` (one by one) or `specter test --accept` (all)\n"), "{out}");
     assert!(!snap.exists());
     let written = std::fs::read_to_string(&pending).unwrap();
@@ -172,7 +184,10 @@ fn a_changed_body_shows_a_diff_and_review_accepts_it() {
         ),
         "{out}"
     );
-    assert!(out.contains("\n-      \"value\": 5.0,\n+      \"value\": 7.0,\n"), "{out}");
+    assert!(
+        out.contains("\n-      \"value\": 5.0,\n+      \"value\": 7.0,\n"),
+        "{out}"
+    );
     assert!(out.contains("\n0 passed, 1 failed\n"), "{out}");
 
     // An answer that is not a, r or s is asked again; `a` accepts.
@@ -348,7 +363,13 @@ fn extract_reads_a_case_and_names_the_provider_when_a_route_is_shared() {
     let shared = specter(
         &repo(),
         &[
-            "extract", "--url", unclaimed, "--request", &request, "--response", &response,
+            "extract",
+            "--url",
+            unclaimed,
+            "--request",
+            &request,
+            "--response",
+            &response,
         ],
     );
     assert_eq!(shared.status.code(), Some(1));
@@ -364,8 +385,15 @@ fn extract_reads_a_case_and_names_the_provider_when_a_route_is_shared() {
     let pinned = specter(
         &repo(),
         &[
-            "extract", "--provider", "together", "--url", unclaimed, "--request", &request,
-            "--response", &response,
+            "extract",
+            "--provider",
+            "together",
+            "--url",
+            unclaimed,
+            "--request",
+            &request,
+            "--response",
+            &response,
         ],
     );
     assert_eq!(pinned.status.code(), Some(0), "{}", stderr(&pinned));

@@ -36,8 +36,7 @@ fn fold(catalog: &Catalog, dir: &Path, pieces: &[&[u8]]) -> (serde_json::Value, 
     let found = catalog
         .find("POST", Some(&target.host), &target.path, &target.query)
         .unwrap();
-    let body: serde_json::Value =
-        serde_json::from_slice(&data.request).unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_slice(&data.request).unwrap_or_default();
     let request = Request {
         target: &target,
         headers: &[],

@@ -100,7 +100,11 @@ pub fn run(args: &Args) -> ExitCode {
                 eprintln!(
                     "note: no provider claims the host of {}; matched `{}` by the path alone",
                     exchange.url,
-                    extracted.output["provider"].as_str().unwrap_or_default()
+                    extracted
+                        .output
+                        .get("provider")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default()
                 );
             }
             extracted.output
