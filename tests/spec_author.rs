@@ -137,7 +137,7 @@ fn a_recorded_exchange_becomes_a_snapshot_that_is_accepted_then_kept() {
         out.contains("\n+      \"gen_ai.usage.output_tokens\": 5,\n"),
         "{out}"
     );
-    assert!(out.ends_with("\n0 passed, 0 failed, 1 new\nhelp: check each new value against the recorded bodies, then `specter test --review` (one by one) or `specter test --accept` (all)\n"), "{out}");
+    assert!(out.ends_with("\n0 passed, 0 failed, 1 new\nhelp: check each new value against the recorded bodies, then rerun with `--review` (one by one) or `--accept` (all)\n"), "{out}");
     assert!(!snap.exists());
     let written = std::fs::read_to_string(&pending).unwrap();
     assert!(written.starts_with("---\nsource: specter test\nexpression: output\n---\n{\n  \"provider\": \"acme\",\n  \"operation\": \"chat\",\n"), "{written}");

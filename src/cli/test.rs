@@ -293,7 +293,7 @@ fn print_help(report: &Report, reviewed: Option<&Reviewed>) {
             .count(),
     };
     if pending > 0 {
-        out!("help: check each new value against the recorded bodies, then `specter test --review` (one by one) or `specter test --accept` (all)");
+        out!("help: check each new value against the recorded bodies, then rerun with `--review` (one by one) or `--accept` (all)");
     }
 }
 
