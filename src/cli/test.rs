@@ -232,6 +232,10 @@ fn ask(input: &mut impl BufRead) -> Result<Answer, ExitCode> {
             out!();
             return Ok(Answer::Skip);
         }
+        if !std::io::stdin().is_terminal() {
+            // Echo an answer that was not typed, so that the output reads as a dialogue.
+            out!("{}", line.trim());
+        }
         match line.trim() {
             "a" => return Ok(Answer::Accept),
             "r" => return Ok(Answer::Reject),

@@ -392,3 +392,152 @@ fn header_text(value: &Json) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    const META: &str = "method: POST\nurl: https://api.openai.com/v1/chat/completions\nstatus: 200\nresponse_file: response.json\nresponse_content_type: application/json\n";
+
+    /// A case folder `<tmp>/acme/chat` with `meta` and the given files.
+    fn case(meta: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("acme/chat");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(META_FILE), meta).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        (tmp, dir)
+    }
+
+    #[test]
+    fn reads_the_exchange_of_a_case() {
+        let meta = format!(
+            "{META}request_headers:\n  x-n: 3\n  vary: [Origin, Referer]\nresponse_headers:\n  Content-Type: application/json\nstreaming: false\n"
+        );
+        let (_tmp, dir) = case(
+            &meta,
+            &[("request.json", "{}"), ("response.json", "{\"a\":1}")],
+        );
+        let data = read_case(&dir).unwrap();
+        assert_eq!(data.method, "POST");
+        assert_eq!(data.status, 200);
+        assert_eq!(data.request, b"{}");
+        assert_eq!(data.response, b"{\"a\":1}");
+        assert_eq!(data.content_type.as_deref(), Some("application/json"));
+        assert_eq!(
+            data.request_headers,
+            vec![
+                ("x-n".to_string(), "3".to_string()),
+                ("vary".to_string(), "Origin, Referer".to_string())
+            ]
+        );
+        assert_eq!(data.streaming, Some(false));
+        let case = Case::of_dir(&dir);
+        assert_eq!(case.id(), "acme/chat");
+    }
+
+    #[test]
+    fn a_null_request_file_is_no_body_and_an_absent_one_defaults() {
+        let meta = format!("{META}request_file: null\n");
+        let (_tmp, dir) = case(&meta, &[("request.json", "{}"), ("response.json", "{}")]);
+        assert!(read_case(&dir).unwrap().request.is_empty());
+        let (_tmp, dir) = case(
+            META,
+            &[("request.json", "{\"m\":1}"), ("response.json", "{}")],
+        );
+        assert_eq!(read_case(&dir).unwrap().request, b"{\"m\":1}");
+        let (_tmp, dir) = case(META, &[("response.json", "{}")]);
+        assert!(read_case(&dir).unwrap().request.is_empty());
+    }
+
+    #[test]
+    fn problems_name_the_file_and_the_key() {
+        let body = [("response.json", "{}")];
+        let cases = [
+            (
+                META.replace("status: 200", "status: <fill in>"),
+                "`status` must be an HTTP status (100 to 599), found \"<fill in>\"",
+            ),
+            (
+                META.replace("status: 200", "status: 42"),
+                "`status` must be an HTTP status (100 to 599), found 42",
+            ),
+            (META.replace("method: POST\n", ""), "`method` is missing"),
+            (
+                META.replace(
+                    "url: https://api.openai.com/v1/chat/completions",
+                    "url: [a]",
+                ),
+                "`url` must be a non-empty string, found [\"a\"]",
+            ),
+            (
+                format!("{META}request_headers: [a]\n"),
+                "`request_headers` must be a mapping of header names to values, found [\"a\"]",
+            ),
+            (
+                format!("{META}streaming: yes please\n"),
+                "`streaming` must be true or false, found \"yes please\"",
+            ),
+        ];
+        for (meta, message) in cases {
+            let (_tmp, dir) = case(&meta, &body);
+            let error = read_case(&dir).unwrap_err().to_string();
+            assert_eq!(
+                error,
+                format!("{}: {message}", dir.join(META_FILE).display())
+            );
+        }
+        let (_tmp, dir) = case("- a list\n", &body);
+        assert!(matches!(read_case(&dir), Err(CaseError::NotMapping { .. })));
+        let (_tmp, dir) = case("status: [\n", &body);
+        assert!(matches!(
+            read_case(&dir),
+            Err(CaseError::Yaml { line: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_json_content_type_needs_a_json_body_unless_it_is_stored_encoded() {
+        let (_tmp, dir) = case(META, &[("response.json", "<html>")]);
+        let error = read_case(&dir).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "{} is not JSON although its content type is `application/json`: expected value at line 1 column 1",
+                dir.join("response.json").display()
+            )
+        );
+        let (_tmp, dir) = case(META, &[("response.json", "")]);
+        assert!(read_case(&dir)
+            .unwrap_err()
+            .to_string()
+            .ends_with(": the file is empty"));
+        let encoded = format!("{META}response_headers:\n  Content-Encoding: gzip\n");
+        let (_tmp, dir) = case(&encoded, &[("response.json", "\u{1f}binary")]);
+        assert!(read_case(&dir).is_ok());
+        let sse = META.replace("application/json", "text/event-stream");
+        let (_tmp, dir) = case(&sse, &[("response.json", "data: {}\n\n")]);
+        assert!(read_case(&dir).is_ok());
+    }
+
+    #[test]
+    fn discovers_cases_sorted_and_skips_folders_without_meta() {
+        let tmp = tempfile::tempdir().unwrap();
+        for dir in ["b/one", "a/two", "a/one", "a/empty"] {
+            std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
+        }
+        for dir in ["b/one", "a/two", "a/one"] {
+            std::fs::write(tmp.path().join(dir).join(META_FILE), META).unwrap();
+        }
+        let ids: Vec<String> = discover(tmp.path()).unwrap().iter().map(Case::id).collect();
+        assert_eq!(ids, vec!["a/one", "a/two", "b/one"]);
+        assert!(matches!(
+            discover(&tmp.path().join("nowhere")),
+            Err(CaseError::Io { .. })
+        ));
+    }
+}

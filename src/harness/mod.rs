@@ -366,3 +366,71 @@ fn stale_snapshots(
     stale.sort();
     stale
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    fn case(provider: &str, name: &str) -> Case {
+        Case {
+            provider: provider.into(),
+            name: name.into(),
+            dir: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn a_provider_filter_selects_that_provider_and_other_text_a_substring() {
+        let all = vec![
+            case("openai", "chat_plain"),
+            case("openai", "chat_stream"),
+            case("azure_openai", "chat_plain"),
+        ];
+        let chosen = |filters: &[&str]| -> Vec<String> {
+            let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+            all.iter()
+                .filter(|c| selects(&all, &filters, c))
+                .map(Case::id)
+                .collect()
+        };
+        assert_eq!(
+            chosen(&["openai"]),
+            vec!["openai/chat_plain", "openai/chat_stream"]
+        );
+        assert_eq!(chosen(&["stream"]), vec!["openai/chat_stream"]);
+        assert_eq!(
+            chosen(&["/chat_plain"]),
+            vec!["openai/chat_plain", "azure_openai/chat_plain"]
+        );
+        assert_eq!(chosen(&[]).len(), 3);
+        assert!(chosen(&["nothing"]).is_empty());
+    }
+
+    #[test]
+    fn stale_snapshots_are_those_of_no_case() {
+        let tmp = tempfile::tempdir().unwrap();
+        for name in [
+            "fixtures__openai__chat.snap",
+            "fixtures__openai__gone.snap",
+            "fixtures__removed__x.snap",
+            "specs__other.snap",
+        ] {
+            std::fs::write(tmp.path().join(name), "").unwrap();
+        }
+        let all = vec![case("openai", "chat"), case("anthropic", "m")];
+        let names = |paths: Vec<PathBuf>| -> Vec<String> {
+            paths
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(stale_snapshots(tmp.path(), &all, &all, &[])),
+            vec!["fixtures__openai__gone.snap", "fixtures__removed__x.snap"]
+        );
+        let anthropic = vec![case("anthropic", "m")];
+        assert!(stale_snapshots(tmp.path(), &all, &anthropic, &["anthropic".into()]).is_empty());
+    }
+}
