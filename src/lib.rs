@@ -30,6 +30,7 @@ pub mod diagnostic;
 pub mod engine;
 pub mod files;
 pub mod gateway;
+pub mod harness;
 pub mod instrument;
 pub mod offline;
 pub mod printable;

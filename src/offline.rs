@@ -8,7 +8,7 @@ use crate::render::content::ContentPolicy;
 use crate::render::credentials::Credentials;
 use crate::render::dialect::Dialect;
 use crate::render::Prepared;
-use crate::Catalog;
+use crate::{Catalog, Match};
 
 /// Why an exchange could not be extracted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +24,38 @@ pub enum ExtractError {
         /// The URL.
         url: String,
     },
+    /// The URL's host is claimed by no provider and several providers have the route.
+    #[error("{method} {path} is a route of several providers ({}) and the host `{host}` is claimed by none", candidates.join(", "))]
+    Ambiguous {
+        /// The method.
+        method: String,
+        /// The URL's host.
+        host: String,
+        /// The URL's path.
+        path: String,
+        /// The providers with the route, base providers first.
+        candidates: Vec<String>,
+    },
+}
+
+/// How the provider of an exchange was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchedBy {
+    /// [`ExtractOptions::provider`] named it.
+    Provider,
+    /// The provider claims the URL's host.
+    Host,
+    /// No provider claims the host; the provider is the only one with the route.
+    Path,
+}
+
+/// The output of [`extract_with`]: the JSON of `specter extract` and how its provider was chosen.
+#[derive(Debug, Clone)]
+pub struct Extracted {
+    /// The JSON object.
+    pub output: Json,
+    /// How the provider was chosen.
+    pub matched_by: MatchedBy,
 }
 
 /// A recorded exchange.
@@ -96,17 +128,22 @@ pub fn extract(
     exchange: &Recorded<'_>,
     options: &ExtractOptions,
 ) -> Result<Json, ExtractError> {
+    extract_with(catalog, exchange, options).map(|e| e.output)
+}
+
+/// [`extract`], also saying how the provider was chosen: the one named by the options, else the
+/// one claiming the URL's host, else the only provider with the route (several are an error:
+/// name one with [`ExtractOptions::provider`]).
+pub fn extract_with(
+    catalog: &Catalog,
+    exchange: &Recorded<'_>,
+    options: &ExtractOptions,
+) -> Result<Extracted, ExtractError> {
     let target =
         HttpTarget::parse(exchange.url).ok_or_else(|| ExtractError::BadUrl(exchange.url.into()))?;
     let method = exchange.method.to_ascii_uppercase();
-    let found = match &options.provider {
-        Some(provider) => catalog.find_in(provider, &method, &target.path, &target.query),
-        None => catalog.find(&method, Some(&target.host), &target.path, &target.query),
-    };
-    let found = found.ok_or_else(|| ExtractError::NoMatch {
-        method: method.clone(),
-        url: exchange.url.into(),
-    })?;
+    let (found, matched_by) = find(catalog, &method, &target, options)
+        .map_err(|candidates| ambiguous_or_none(&method, exchange.url, &target, candidates))?;
     let content_type = exchange.content_type.or_else(|| {
         exchange
             .response_headers
@@ -138,12 +175,69 @@ pub fn extract(
     let stream = prepared.record().stream.clone();
     let record_problems = prepared.record().problems.clone();
     let span = prepared.into_span(&options.dialects, None);
-    Ok(json!({
+    let output = json!({
         "provider": &*provider,
         "operation": &*operation,
         "span": span,
         "metrics": metrics,
         "stream": stream,
         "problems": record_problems,
-    }))
+    });
+    Ok(Extracted { output, matched_by })
+}
+
+/// The operation of an exchange and how its provider was chosen, or the providers that share
+/// the route when the host selects none (empty: no provider has it).
+fn find(
+    catalog: &Catalog,
+    method: &str,
+    target: &HttpTarget,
+    options: &ExtractOptions,
+) -> Result<(Match, MatchedBy), Vec<String>> {
+    let (path, query) = (&target.path, &target.query);
+    if let Some(provider) = &options.provider {
+        let found = catalog.find_in(provider, method, path, query);
+        return found.map(|m| (m, MatchedBy::Provider)).ok_or_else(Vec::new);
+    }
+    if let Some(provider) = catalog.provider_for_host(&target.host) {
+        let found = catalog.find_in(&provider.id, method, path, query);
+        return found.map(|m| (m, MatchedBy::Host)).ok_or_else(Vec::new);
+    }
+    let mut matches: Vec<(String, Match)> = catalog
+        .providers()
+        .iter()
+        .filter_map(|p| {
+            catalog
+                .find_in(&p.id, method, path, query)
+                .map(|m| (p.id.to_string(), m))
+        })
+        .collect();
+    if matches.len() == 1 {
+        if let Some((_, found)) = matches.pop() {
+            return Ok((found, MatchedBy::Path));
+        }
+    }
+    Err(matches.into_iter().map(|(id, _)| id).collect())
+}
+
+/// A missing match as an error: no provider with the route, or several.
+fn ambiguous_or_none(
+    method: &str,
+    url: &str,
+    target: &HttpTarget,
+    candidates: Vec<String>,
+) -> ExtractError {
+    if candidates.len() > 1 {
+        ExtractError::Ambiguous {
+            method: method.to_string(),
+            host: target.host.clone(),
+            path: target.path.clone(),
+            candidates,
+        }
+    } else {
+        ExtractError::NoMatch {
+            method: method.to_string(),
+            url: url.to_string(),
+        }
+    }
 }

@@ -29,8 +29,8 @@ use serde_json::{json, Value as Json};
 use specter::offline::{extract, ExtractOptions, Recorded};
 use specter::Catalog;
 
-use common::{fixture_cases, meta_value};
 use serve::Served;
+use specter::harness::cases;
 
 /// Attributes that measure the run rather than the exchange.
 const TIME_VALUES: &[&str] = &["gen_ai.response.time_to_first_chunk"];
@@ -50,50 +50,31 @@ struct Case {
     response_headers: Vec<(String, String)>,
 }
 
-fn headers_of(meta: &Json, key: &str) -> Vec<(String, String)> {
-    meta[key]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-                    (k.to_ascii_lowercase(), v)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+fn lowercased(headers: Vec<(String, String)>) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect()
 }
 
 fn read_case(dir: &Path) -> Case {
-    let case = dir.file_name().unwrap().to_str().unwrap().to_string();
-    let provider = dir
-        .parent()
-        .and_then(|p| p.file_name())
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
-    let text = std::fs::read_to_string(dir.join("meta.yaml")).unwrap();
-    let meta = specter::yaml::parse(&text).unwrap().value;
-    let url = meta_value(&text, "url").unwrap();
-    let after_scheme = url.split_once("://").unwrap().1;
+    let case = cases::Case::of_dir(dir);
+    let data = cases::read_case(dir).unwrap();
+    let after_scheme = data.url.split_once("://").unwrap().1;
     let target = after_scheme
         .find('/')
         .map_or("/".to_string(), |i| after_scheme[i..].to_string());
-    let request_file = meta_value(&text, "request_file").unwrap_or_else(|| "request.json".into());
-    let response_file = meta_value(&text, "response_file").unwrap();
-    let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_default();
     Case {
-        name: format!("{provider}/{case}"),
-        provider,
-        method: meta_value(&text, "method").unwrap(),
+        name: case.id(),
+        provider: case.provider,
+        method: data.method,
         target,
-        status: meta_value(&text, "status").unwrap().parse().unwrap(),
-        request: read(&request_file),
-        response: read(&response_file),
-        content_type: meta_value(&text, "response_content_type").filter(|c| c != "null"),
-        request_headers: headers_of(&meta, "request_headers"),
-        response_headers: headers_of(&meta, "response_headers"),
+        status: data.status,
+        request: data.request,
+        response: data.response,
+        content_type: data.content_type,
+        request_headers: lowercased(data.request_headers),
+        response_headers: lowercased(data.response_headers),
     }
 }
 
@@ -255,7 +236,11 @@ fn normalised(value: &Json) -> Json {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exported_span_is_the_extracted_span_for_every_fixture() {
-    let dirs: Vec<PathBuf> = fixture_cases();
+    let dirs: Vec<PathBuf> = cases::discover(Path::new("tests/fixtures"))
+        .unwrap()
+        .into_iter()
+        .map(|c| c.dir)
+        .collect();
     let cases: HashMap<String, Case> = dirs
         .iter()
         .map(|d| read_case(d))

@@ -1,9 +1,13 @@
-//! Replays every recorded exchange under `tests/fixtures/<provider>/<case>/` through
-//! `specter::offline::extract` with the specs in `providers/`, and snapshots the span as
-//! `tests/snapshots/fixtures__<provider>__<case>.snap`. Adding a provider or a case adds no test
-//! code. Each snapshot was checked by hand against its fixture's bodies.
+//! Replays every recorded exchange under `tests/fixtures/<provider>/<case>/` with the specs in
+//! `providers/` through the harness of `specter test` (`specter::harness::run_cases`), and checks
+//! that each one matches its snapshot `tests/snapshots/fixtures__<provider>__<case>.snap`. Adding
+//! a provider or a case adds no test code. Each snapshot was checked by hand against its
+//! fixture's bodies.
 //!
-//! `SPECTER_FIXTURES=anthropic` (a provider, or `provider/case`) replays only the matching cases.
+//! `SPECTER_FIXTURES=anthropic` (filters as `specter test` takes them, separated by commas)
+//! replays only the matching cases. A new or changed snapshot is written as `.snap.new` for
+//! `specter test --review` or `cargo insta review` (not on CI; `INSTA_UPDATE=always` accepts it,
+//! `INSTA_UPDATE=no` writes nothing).
 
 #![allow(
     clippy::unwrap_used,
@@ -12,90 +16,85 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use specter::offline::{extract, ExtractOptions, Recorded};
+use specter::harness::{self, cases, Outcome, RunOptions, Update};
 use specter::Catalog;
 
-mod common;
+fn catalog() -> Catalog {
+    Catalog::load(&[PathBuf::from("providers")]).unwrap()
+}
 
-use common::{fixture_cases as cases, meta_value};
+/// What to do with new and changed snapshots, as insta decides it.
+fn update() -> Update {
+    match std::env::var("INSTA_UPDATE").as_deref() {
+        Ok("always") => Update::Accept,
+        Ok("no") => Update::Nothing,
+        _ if std::env::var_os("CI").is_some() => Update::Nothing,
+        _ => Update::Pending,
+    }
+}
 
-fn name_of(dir: &Path) -> (String, String) {
-    let case = dir.file_name().unwrap().to_str().unwrap().to_string();
-    let provider = dir
-        .parent()
-        .and_then(|p| p.file_name())
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
-    (provider, case)
+fn filters() -> Vec<String> {
+    std::env::var("SPECTER_FIXTURES")
+        .map(|f| f.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 #[test]
 fn recorded_exchanges() {
-    let catalog = Catalog::load(&[PathBuf::from("providers")]).unwrap();
-    let only = std::env::var("SPECTER_FIXTURES").ok();
-    let mut replayed = 0;
-    for dir in cases() {
-        let (provider, case) = name_of(&dir);
-        if let Some(only) = &only {
-            if *only != provider && *only != format!("{provider}/{case}") {
-                continue;
-            }
-        }
-        let meta = std::fs::read_to_string(dir.join("meta.yaml")).unwrap();
-        let response_file = meta_value(&meta, "response_file").unwrap();
-        let request_file =
-            meta_value(&meta, "request_file").unwrap_or_else(|| "request.json".into());
-        let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_default();
-        let (request, response) = (read(&request_file), read(&response_file));
-        let content_type = meta_value(&meta, "response_content_type").filter(|c| c != "null");
-        let parsed = specter::yaml::parse(&meta).unwrap().value;
-        let headers = |key: &str| -> Vec<(String, String)> {
-            parsed[key]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let (request_headers, response_headers) =
-            (headers("request_headers"), headers("response_headers"));
-        let exchange = Recorded {
-            method: &meta_value(&meta, "method").unwrap(),
-            url: &meta_value(&meta, "url").unwrap(),
-            status: meta_value(&meta, "status").unwrap().parse().unwrap(),
-            request: &request,
-            response: &response,
-            content_type: content_type.as_deref(),
-            request_headers: &request_headers,
-            response_headers: &response_headers,
-        };
-        let output = extract(&catalog, &exchange, &ExtractOptions::default())
-            .unwrap_or_else(|e| panic!("{provider}/{case}: {e}"));
-        assert_eq!(output["provider"], provider.as_str(), "{provider}/{case}");
-        insta::assert_json_snapshot!(format!("{provider}__{case}"), output);
-        replayed += 1;
-    }
-    if only.is_none() {
-        assert!(replayed >= 21, "replayed {replayed} fixtures");
+    let options = RunOptions {
+        fixtures: PathBuf::from("tests/fixtures"),
+        snapshots: PathBuf::from("tests/snapshots"),
+        filters: filters(),
+        source: "tests/fixtures.rs".into(),
+        update: update(),
+    };
+    let report = harness::run_cases(&catalog(), &options).unwrap();
+    let problems: Vec<String> = report
+        .results
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Matched => None,
+            Outcome::New(_) => Some(format!("{}: new snapshot", r.case.id())),
+            Outcome::Changed { .. } => Some(format!(
+                "{}: differs from {}",
+                r.case.id(),
+                r.snapshot_path.display()
+            )),
+            Outcome::Failed(problem) => Some(format!("{}: {problem}", r.case.id())),
+        })
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "{} case(s) do not match their snapshot (`specter test` shows the diffs):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    assert_eq!(report.passed(), report.results.len());
+    assert!(
+        report.stale.is_empty(),
+        "snapshots without a case: {:?}",
+        report.stale
+    );
+    if options.filters.is_empty() {
+        assert!(
+            report.passed() >= 139,
+            "replayed {} fixtures",
+            report.passed()
+        );
     }
 }
 
 #[test]
 fn every_fixture_names_a_provider_and_every_provider_has_fixtures() {
-    let catalog = Catalog::load(&[PathBuf::from("providers")]).unwrap();
+    let catalog = catalog();
     let fixture_providers: std::collections::BTreeSet<String> =
-        cases().iter().map(|d| name_of(d).0).collect();
+        cases::discover(std::path::Path::new("tests/fixtures"))
+            .unwrap()
+            .into_iter()
+            .map(|c| c.provider)
+            .collect();
     for p in &fixture_providers {
         assert!(
             catalog.provider(p).is_some(),

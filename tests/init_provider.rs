@@ -60,21 +60,35 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The next steps printed for `name`, with the spec in `dir` and the case in `fixtures`.
-fn expected_steps(name: &str, dir: &str, fixtures: &str, url: &str) -> String {
+/// The next steps printed for `name`, with the spec in `dir` (and the schema file written
+/// beside it) and the case in `fixtures`.
+fn expected_steps(name: &str, dir: &str, fixtures: &str) -> String {
     let case = format!("{fixtures}/{name}/chat");
+    let fixtures_arg = if fixtures == "tests/fixtures" {
+        String::new()
+    } else {
+        format!(" --fixtures {fixtures}")
+    };
     format!(
         "created {dir}/{name}.yaml
+created {dir}/provider.schema.json
 created {case}/meta.yaml
 
 Next steps:
   1. Record a real exchange with {name}: through a recording proxy (e.g. mitmproxy), or with the provider's SDK and an HTTP recorder (e.g. vcrpy).
   2. Copy the request body to {case}/request.json and the response body as received to {case}/response.json, then fill in {case}/meta.yaml (rename the folder after the case).
-  3. Edit {dir}/{name}.yaml and check the span with `specter extract --providers {dir} --url {url} --request {case}/request.json --response {case}/response.json`, until `specter validate {dir}/` reports no problems.
-  4. Run `SPECTER_FIXTURES={name} cargo insta test --test fixtures` and review the new snapshot by hand against the bodies (model, ids, token counts, text, tool arguments, finish reasons) before accepting it with `cargo insta review`.
-  5. Add {dir}/{name}.yaml to src/bundled.rs so that it is embedded in the binary.
+  3. Edit {dir}/{name}.yaml until `specter validate {dir}/` reports no problems; `specter extract --providers {dir} --case {case}` shows the span.
+  4. Run `specter test --providers {dir}{fixtures_arg} {name}`: it writes the new snapshot as tests/snapshots/fixtures__{name}__<case>.snap.new. Check it by hand against the bodies (model, ids, token counts, text, tool arguments, finish reasons), then accept it with `specter test --providers {dir}{fixtures_arg} --accept {name}` (or one by one with `--review`).
+  5. Run `specter test --providers {dir}{fixtures_arg}` after every change to the spec: it exits with 1 and shows the diff when a span changes.
 "
     )
+}
+
+/// The schema `specter schema` prints.
+fn printed_schema(cwd: &Path) -> String {
+    let out = specter(cwd, &["schema"]);
+    assert_eq!(out.status.code(), Some(0));
+    text(&out.stdout)
 }
 
 #[test]
@@ -85,18 +99,18 @@ fn scaffolds_a_plain_provider_that_validates_and_extracts() {
     assert_eq!(text(&out.stderr), "");
     assert_eq!(
         text(&out.stdout),
-        expected_steps(
-            "acme_ai",
-            "providers",
-            "tests/fixtures",
-            "https://api.acme-ai.example/v1/chat/completions"
-        )
+        expected_steps("acme_ai", "providers", "tests/fixtures")
     );
 
     let spec = std::fs::read_to_string(tmp.path().join("providers/acme_ai.yaml")).unwrap();
+    // The schema comment names the schema file written beside the spec.
     assert!(
-        spec.starts_with("# yaml-language-server: $schema=../schemas/provider.schema.json\n"),
+        spec.starts_with("# yaml-language-server: $schema=provider.schema.json\n"),
         "{spec}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("providers/provider.schema.json")).unwrap(),
+        printed_schema(tmp.path())
     );
     let catalog = Catalog::load(&[tmp.path().join("providers")]).unwrap();
     let provider = catalog.provider("acme_ai").unwrap();
@@ -157,7 +171,16 @@ fn scaffolds_a_plain_provider_that_validates_and_extracts() {
     );
     assert_eq!(output["problems"], serde_json::json!([]));
 
-    // The fixture template is a YAML mapping with every key the fixture tests read.
+    // The fixture template is a YAML mapping with every key `specter test` reads; the case reader
+    // takes it as it is and only misses the body files still to be recorded.
+    let case_error =
+        specter::harness::cases::read_case(&tmp.path().join("tests/fixtures/acme_ai/chat"))
+            .unwrap_err()
+            .to_string();
+    assert!(
+        case_error.ends_with("chat/request.json (named by `request_file`) cannot be read: No such file or directory (os error 2)"),
+        "{case_error}"
+    );
     let meta =
         std::fs::read_to_string(tmp.path().join("tests/fixtures/acme_ai/chat/meta.yaml")).unwrap();
     let parsed = specter::yaml::parse(&meta).unwrap().value;
@@ -199,18 +222,11 @@ fn scaffolds_a_provider_extending_one_of_the_same_directory() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(
-        text(&out.stdout),
-        expected_steps(
-            "compat",
-            &dir,
-            &fixtures,
-            "https://api.compat.example/v1/chat/completions"
-        )
-    );
+    assert_eq!(text(&out.stdout), expected_steps("compat", &dir, &fixtures));
 
     let spec = std::fs::read_to_string(providers.join("compat.yaml")).unwrap();
-    assert!(spec.starts_with("# yaml-language-server: $schema=../schemas/provider.schema.json\n"));
+    assert!(spec.starts_with("# yaml-language-server: $schema=provider.schema.json\n"));
+    assert!(providers.join("provider.schema.json").is_file());
     assert!(spec.contains("\nextends: openai\n"), "{spec}");
     assert!(!spec.contains("operations:"), "{spec}");
 
@@ -307,8 +323,8 @@ fn refuses_bad_names_and_unknown_parents() {
             "error: invalid provider name `Open AI`: use only lower-case letters, digits and `_`\nhelp: e.g. `open_ai`\n",
         ),
         (
-            &["init-provider", "acme", "--extends", "openai"],
-            "error: cannot extend `openai`: no providers/openai.yaml\nhelp: pass the id of a provider whose spec is in --dir (`specter list` shows the bundled ones)\n",
+            &["init-provider", "acme", "--extends", "nosuch"],
+            "error: cannot extend `nosuch`: no providers/nosuch.yaml and no bundled provider `nosuch`\nhelp: pass the id of a bundled provider (`specter list` shows them) or of a spec in --dir\n",
         ),
     ];
     for (args, stderr) in cases {
@@ -319,4 +335,55 @@ fn refuses_bad_names_and_unknown_parents() {
     }
     // Nothing was written.
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn extends_a_bundled_provider_from_an_empty_directory() {
+    let tmp = TempDir::new("bundled-parent");
+    let out = specter(
+        tmp.path(),
+        &["init-provider", "acme", "--extends", "openai"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        expected_steps("acme", "providers", "tests/fixtures")
+    );
+    let spec = std::fs::read_to_string(tmp.path().join("providers/acme.yaml")).unwrap();
+    // The prefixes come from the bundled openai spec.
+    assert!(spec.contains("\npath_prefixes: [/v1] #"), "{spec}");
+    // With the bundled specs, the scaffold compiles and inherits every operation of openai.
+    let mut sources: Vec<specter::compile::Source> = specter::catalog::bundled::PROVIDERS
+        .iter()
+        .map(|(name, text)| specter::compile::Source {
+            name: (*name).to_string(),
+            text: (*text).to_string(),
+        })
+        .collect();
+    sources.push(specter::compile::Source {
+        name: "providers/acme.yaml".into(),
+        text: spec,
+    });
+    let catalog = Catalog::from_sources(&sources).unwrap();
+    let acme = catalog.provider("acme").unwrap();
+    assert_eq!(
+        acme.operations
+            .iter()
+            .map(|o| o.id.to_string())
+            .collect::<Vec<_>>(),
+        vec!["chat", "completions", "embeddings", "responses"]
+    );
+}
+
+#[test]
+fn the_schema_comment_names_the_repository_schema_when_it_is_there() {
+    let tmp = TempDir::new("repo-schema");
+    std::fs::create_dir_all(tmp.path().join("schemas")).unwrap();
+    std::fs::write(tmp.path().join("schemas/provider.schema.json"), "{}\n").unwrap();
+    let out = specter(tmp.path(), &["init-provider", "acme"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let spec = std::fs::read_to_string(tmp.path().join("providers/acme.yaml")).unwrap();
+    assert!(spec.starts_with("# yaml-language-server: $schema=../schemas/provider.schema.json\n"));
+    assert!(!tmp.path().join("providers/provider.schema.json").exists());
+    assert!(!text(&out.stdout).contains("provider.schema.json"));
 }

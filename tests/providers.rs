@@ -17,88 +17,33 @@
 use std::path::PathBuf;
 
 use serde_json::{json, Value as Json};
-use specter::offline::{extract, ExtractOptions, Recorded};
+use specter::harness::cases::{read_case, CaseData};
+use specter::offline::{extract, ExtractOptions};
 use specter::Catalog;
 
-/// One recorded exchange of `tests/fixtures/<provider>/<case>/`, read as `tests/fixtures.rs`
-/// reads it.
+/// One recorded exchange of `tests/fixtures/<provider>/<case>/`, read by the case reader of
+/// `specter test`.
 struct Fixture {
     name: String,
-    method: String,
-    url: String,
-    status: u16,
-    request: Vec<u8>,
-    response: Vec<u8>,
-    content_type: Option<String>,
-    request_headers: Vec<(String, String)>,
-    response_headers: Vec<(String, String)>,
+    data: CaseData,
 }
 
 impl Fixture {
     fn load(provider: &str, case: &str) -> Fixture {
         let dir = PathBuf::from("tests/fixtures").join(provider).join(case);
         let name = format!("{provider}/{case}");
-        let text = std::fs::read_to_string(dir.join("meta.yaml"))
-            .unwrap_or_else(|e| panic!("{name}: meta.yaml: {e}"));
-        let meta = specter::yaml::parse(&text).unwrap().value;
-        let string = |key: &str| -> Option<String> {
-            match &meta[key] {
-                Json::Null => None,
-                Json::String(s) if s == "null" => None,
-                Json::String(s) => Some(s.clone()),
-                other => Some(other.to_string()),
-            }
-        };
-        let headers = |key: &str| -> Vec<(String, String)> {
-            meta[key]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let read = |file: Option<String>| -> Vec<u8> {
-            file.map(|f| std::fs::read(dir.join(&f)).unwrap_or_else(|e| panic!("{name}: {f}: {e}")))
-                .unwrap_or_default()
-        };
-        Fixture {
-            method: string("method").unwrap(),
-            url: string("url").unwrap(),
-            status: string("status").unwrap().parse().unwrap(),
-            request: read(string("request_file")),
-            response: read(string("response_file")),
-            content_type: string("response_content_type"),
-            request_headers: headers("request_headers"),
-            response_headers: headers("response_headers"),
-            name,
-        }
+        let data = read_case(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+        Fixture { name, data }
     }
 
     /// The request body as JSON.
     fn request_json(&self) -> Json {
-        serde_json::from_slice(&self.request).unwrap()
+        serde_json::from_slice(&self.data.request).unwrap()
     }
 
     /// The output of `specter extract` for this exchange with the specs in `providers/`.
     fn extract(&self, catalog: &Catalog) -> Json {
-        let exchange = Recorded {
-            method: &self.method,
-            url: &self.url,
-            status: self.status,
-            request: &self.request,
-            response: &self.response,
-            content_type: self.content_type.as_deref(),
-            request_headers: &self.request_headers,
-            response_headers: &self.response_headers,
-        };
-        extract(catalog, &exchange, &ExtractOptions::default())
+        extract(catalog, &self.data.recorded(), &ExtractOptions::default())
             .unwrap_or_else(|e| panic!("{}: {e}", self.name))
     }
 }
@@ -194,7 +139,7 @@ fn gemini_model_comes_from_the_path() {
     assert_eq!(a["gen_ai.response.finish_reasons"], json!(["STOP"]));
 
     // Another version prefix and model, and a tuned model: still read from the path.
-    fixture.url =
+    fixture.data.url =
         "https://generativelanguage.googleapis.com/v1/models/gemini-1.5-pro-002:generateContent"
             .into();
     let output = fixture.extract(&catalog);
@@ -206,7 +151,7 @@ fn gemini_model_comes_from_the_path() {
         attributes(&output)["gen_ai.request.model"],
         "gemini-1.5-pro-002"
     );
-    fixture.url =
+    fixture.data.url =
         "https://generativelanguage.googleapis.com/v1beta/tunedModels/my-tuned-model:generateContent"
             .into();
     let output = fixture.extract(&catalog);
@@ -221,6 +166,7 @@ fn bedrock_percent_encoded_model_ids_are_decoded() {
     let catalog = catalog();
     let fixture = Fixture::load("bedrock", "converse_tool_use");
     assert!(fixture
+        .data
         .url
         .contains("/model/amazon.nova-micro-v1%3A0/converse"));
     let output = fixture.extract(&catalog);
@@ -250,6 +196,7 @@ fn azure_deployment_path_gives_the_model() {
     let catalog = catalog();
     let mut fixture = Fixture::load("azure_openai", "chat");
     assert!(fixture
+        .data
         .url
         .contains("/openai/deployments/openllmetry-testing/chat/completions"));
 
@@ -269,7 +216,7 @@ fn azure_deployment_path_gives_the_model() {
     // Without `model` in the body, the deployment of the path is the model.
     let mut body = fixture.request_json();
     body.as_object_mut().unwrap().remove("model");
-    fixture.request = serde_json::to_vec(&body).unwrap();
+    fixture.data.request = serde_json::to_vec(&body).unwrap();
     let output = fixture.extract(&catalog);
     let a = attributes(&output);
     assert_eq!(output["span"]["name"], "chat openllmetry-testing");
@@ -285,7 +232,7 @@ fn azure_deployment_path_gives_the_model() {
 fn groq_usage_comes_from_x_groq() {
     let catalog = catalog();
     let fixture = Fixture::load("groq", "chat_stream");
-    let body = String::from_utf8(fixture.response.clone()).unwrap();
+    let body = String::from_utf8(fixture.data.response.clone()).unwrap();
     // The only usage object of the stream is the one under `x_groq` in the last chunk.
     assert_eq!(body.matches("\"usage\"").count(), 1);
     assert!(body.contains("\"x_groq\":{\"id\":\"req_01jmefve36eajb6c1x6k8ppv5m\",\"usage\""));
@@ -656,7 +603,7 @@ fn gemini_and_vertex_streams_keep_thoughts_apart_from_the_answer() {
     let mut fixture = Fixture::load("gemini", "stream_generate_content_thinking");
     // Two chunks with `thought: true`, then 30 answer chunks without the flag; the last one is
     // an empty text part with a `thoughtSignature`.
-    let (thoughts, answer) = gemini_texts(&fixture.response);
+    let (thoughts, answer) = gemini_texts(&fixture.data.response);
     assert!(thoughts.starts_with("**Defining the Narrative Parameters**"));
     assert!(answer.starts_with("Here is a cozy, calming bedtime story"));
     let expected = json!([{
@@ -675,7 +622,7 @@ fn gemini_and_vertex_streams_keep_thoughts_apart_from_the_answer() {
     assert_eq!(a["gen_ai.usage.reasoning.output_tokens"], 713);
 
     // The same chunks from Vertex AI, whose spec inherits the stream fold.
-    fixture.url = "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:streamGenerateContent?alt=sse".into();
+    fixture.data.url = "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:streamGenerateContent?alt=sse".into();
     let output = fixture.extract(&catalog);
     assert_eq!(output["provider"], "vertexai");
     assert_eq!(messages(&output, "gen_ai.output.messages"), expected);
@@ -742,7 +689,7 @@ fn bedrock_converse_reads_every_content_block() {
         .as_array_mut()
         .unwrap()
         .push(first[1].clone());
-    nova.request = serde_json::to_vec(&body).unwrap();
+    nova.data.request = serde_json::to_vec(&body).unwrap();
     let output = nova.extract(&catalog);
     assert_eq!(
         messages(&output, "gen_ai.input.messages")[0]["parts"][1],
@@ -797,8 +744,8 @@ fn a_message_rule_selecting_null_or_text_gives_no_message() {
         json!({"id": "3f6c2a1e", "message": null, "finish_reason": "ERROR"}),
         json!({"id": "3f6c2a1e", "finish_reason": "ERROR"}),
     ] {
-        fixture.status = 200;
-        fixture.response = serde_json::to_vec(&body).unwrap();
+        fixture.data.status = 200;
+        fixture.data.response = serde_json::to_vec(&body).unwrap();
         let output = fixture.extract(&catalog);
         assert_eq!(
             attributes(&output).get("gen_ai.output.messages"),

@@ -14,39 +14,36 @@ use specter::engine::stream::{Deframer, Folder};
 use specter::engine::{self, HttpTarget, Request};
 use specter::Catalog;
 
-mod common;
-
-use common::{fixture_cases, meta_value};
+use specter::harness::cases::{self, read_case};
 
 /// Recorded streams that succeeded.
 fn stream_cases() -> Vec<PathBuf> {
-    fixture_cases()
+    cases::discover(Path::new("tests/fixtures"))
+        .unwrap()
         .into_iter()
+        .map(|c| c.dir)
         .filter(|dir| {
-            let meta = std::fs::read_to_string(dir.join("meta.yaml")).unwrap();
-            meta_value(&meta, "streaming").as_deref() == Some("true")
-                && meta_value(&meta, "status").as_deref() == Some("200")
+            let data = read_case(dir).unwrap();
+            data.streaming == Some(true) && data.status == 200
         })
         .collect()
 }
 
 /// Folds `pieces` of a body with the case's stream rules.
 fn fold(catalog: &Catalog, dir: &Path, pieces: &[&[u8]]) -> (serde_json::Value, u64) {
-    let meta = std::fs::read_to_string(dir.join("meta.yaml")).unwrap();
-    let target = HttpTarget::parse(&meta_value(&meta, "url").unwrap()).unwrap();
+    let data = read_case(dir).unwrap();
+    let target = HttpTarget::parse(&data.url).unwrap();
     let found = catalog
         .find("POST", Some(&target.host), &target.path, &target.query)
         .unwrap();
-    let body: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("request.json")).unwrap_or_default())
-            .unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_slice(&data.request).unwrap_or_default();
     let request = Request {
         target: &target,
         headers: &[],
         body: &body,
         captures: &found.captures,
     };
-    let content_type = meta_value(&meta, "response_content_type");
+    let content_type = data.content_type;
     let stream = engine::stream_for(&found.operation, &request, content_type.as_deref())
         .unwrap_or_else(|| {
             panic!(
@@ -72,8 +69,8 @@ fn fold(catalog: &Catalog, dir: &Path, pieces: &[&[u8]]) -> (serde_json::Value, 
 }
 
 fn stream_framing(catalog: &Catalog, dir: &Path) -> specter::compile::rules::Framing {
-    let meta = std::fs::read_to_string(dir.join("meta.yaml")).unwrap();
-    let target = HttpTarget::parse(&meta_value(&meta, "url").unwrap()).unwrap();
+    let data = read_case(dir).unwrap();
+    let target = HttpTarget::parse(&data.url).unwrap();
     let found = catalog
         .find("POST", Some(&target.host), &target.path, &target.query)
         .unwrap();
@@ -94,8 +91,7 @@ fn frames(
 }
 
 fn body_of(dir: &Path) -> Vec<u8> {
-    let meta = std::fs::read_to_string(dir.join("meta.yaml")).unwrap();
-    std::fs::read(dir.join(meta_value(&meta, "response_file").unwrap())).unwrap()
+    read_case(dir).unwrap().response
 }
 
 #[test]

@@ -1,22 +1,31 @@
 //! `specter extract`: one recorded exchange → the span and metric points specter would emit, as
-//! JSON. A stable interface for scripts and spec authors.
+//! JSON. A stable interface for scripts and spec authors. The exchange comes from the options, or
+//! from a case folder's `meta.yaml` (`--case`), read as `specter test` reads it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use specter::offline::{extract, ExtractError, ExtractOptions, Recorded};
+use specter::harness::cases::read_case;
+use specter::offline::{extract_with, ExtractError, ExtractOptions, MatchedBy, Recorded};
 use specter::render::content::{Capture, ContentPolicy};
 use specter::render::dialect::Dialect;
 
 /// Arguments of `specter extract`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// A recorded case folder (`tests/fixtures/<provider>/<case>`): the method, URL, status,
+    /// content type, headers and body files are read from its `meta.yaml`.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["url", "method", "status", "request", "response", "content_type", "headers", "response_headers"])]
+    case: Option<PathBuf>,
+    /// Match the exchange against this provider's operations only, whatever the URL's host.
+    #[arg(long = "provider", value_name = "NAME")]
+    provider: Option<String>,
     /// HTTP method of the request.
     #[arg(long, default_value = "POST")]
     method: String,
     /// Full URL of the request, e.g. `https://api.openai.com/v1/chat/completions`.
-    #[arg(long)]
-    url: String,
+    #[arg(long, required_unless_present = "case")]
+    url: Option<String>,
     /// HTTP status of the response.
     #[arg(long, default_value_t = 200)]
     status: u16,
@@ -54,36 +63,11 @@ pub fn run(args: &Args) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let read = |path: &Option<PathBuf>| -> Result<Vec<u8>, ExitCode> {
-        match path {
-            None => Ok(Vec::new()),
-            Some(p) => std::fs::read(p).map_err(|e| {
-                eprintln!("error: cannot read {}: {e}", p.display());
-                ExitCode::from(2)
-            }),
-        }
+    let owned = match owned_exchange(args) {
+        Ok(owned) => owned,
+        Err(code) => return code,
     };
-    let (request, response) = match (read(&args.request), read(&args.response)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(code), _) | (_, Err(code)) => return code,
-    };
-    let (Some(request_headers), Some(response_headers)) = (
-        parse_headers(&args.headers),
-        parse_headers(&args.response_headers),
-    ) else {
-        eprintln!("error: a header must be written `Name: value`");
-        return ExitCode::from(2);
-    };
-    let exchange = Recorded {
-        method: &args.method,
-        url: &args.url,
-        status: args.status,
-        request: &request,
-        response: &response,
-        content_type: args.content_type.as_deref(),
-        request_headers: &request_headers,
-        response_headers: &response_headers,
-    };
+    let exchange = owned.recorded();
     let mut dialects = Vec::new();
     for name in &args.dialects {
         match Dialect::named(name) {
@@ -101,14 +85,48 @@ pub fn run(args: &Args) -> ExitCode {
     let options = ExtractOptions {
         dialects,
         content,
-        provider: None,
+        provider: args.provider.clone(),
     };
-    let output = match extract(&catalog, &exchange, &options) {
-        Ok(output) => output,
+    if let Some(provider) = &args.provider {
+        if catalog.provider(provider).is_none() {
+            eprintln!("error: no provider `{provider}`");
+            eprintln!("help: `specter list` shows the providers");
+            return ExitCode::from(2);
+        }
+    }
+    let output = match extract_with(&catalog, &exchange, &options) {
+        Ok(extracted) => {
+            if extracted.matched_by == MatchedBy::Path {
+                eprintln!(
+                    "note: no provider claims the host of {}; matched `{}` by the path alone",
+                    exchange.url,
+                    extracted
+                        .output
+                        .get("provider")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default()
+                );
+            }
+            extracted.output
+        }
         Err(e @ ExtractError::BadUrl(_)) => {
             eprintln!("error: {e}");
             eprintln!("help: pass the URL the request was sent to, e.g. https://api.openai.com/v1/chat/completions");
             return ExitCode::from(2);
+        }
+        Err(ExtractError::Ambiguous {
+            method,
+            host,
+            path,
+            candidates,
+        }) => {
+            eprintln!("error: no provider claims the host `{host}`, and {method} {path} is a route of several providers:");
+            for id in &candidates {
+                eprintln!("  {id}");
+            }
+            let example = candidates.first().map_or("NAME", String::as_str);
+            eprintln!("help: name the provider with `--provider {example}`");
+            return ExitCode::from(1);
         }
         Err(e @ ExtractError::NoMatch { .. }) => {
             eprintln!("error: {e}");
@@ -126,6 +144,92 @@ pub fn run(args: &Args) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// An exchange with owned parts, from the options or from a case's `meta.yaml`.
+struct OwnedExchange {
+    method: String,
+    url: String,
+    status: u16,
+    request: Vec<u8>,
+    response: Vec<u8>,
+    content_type: Option<String>,
+    request_headers: Vec<(String, String)>,
+    response_headers: Vec<(String, String)>,
+}
+
+impl OwnedExchange {
+    fn recorded(&self) -> Recorded<'_> {
+        Recorded {
+            method: &self.method,
+            url: &self.url,
+            status: self.status,
+            request: &self.request,
+            response: &self.response,
+            content_type: self.content_type.as_deref(),
+            request_headers: &self.request_headers,
+            response_headers: &self.response_headers,
+        }
+    }
+}
+
+/// The exchange to extract: `--case`, else the options.
+fn owned_exchange(args: &Args) -> Result<OwnedExchange, ExitCode> {
+    match &args.case {
+        Some(dir) => case_exchange(dir),
+        None => option_exchange(args),
+    }
+}
+
+/// The exchange recorded in a case folder.
+fn case_exchange(dir: &std::path::Path) -> Result<OwnedExchange, ExitCode> {
+    let data = read_case(dir).map_err(|e| {
+        eprintln!("error: {e}");
+        eprintln!("help: `specter init-provider` writes a meta.yaml template with every key");
+        ExitCode::from(2)
+    })?;
+    Ok(OwnedExchange {
+        method: data.method,
+        url: data.url,
+        status: data.status,
+        request: data.request,
+        response: data.response,
+        content_type: data.content_type,
+        request_headers: data.request_headers,
+        response_headers: data.response_headers,
+    })
+}
+
+/// The exchange given by `--url`, `--method`, `--status`, the body files and headers.
+fn option_exchange(args: &Args) -> Result<OwnedExchange, ExitCode> {
+    let read = |path: &Option<PathBuf>| -> Result<Vec<u8>, ExitCode> {
+        match path {
+            None => Ok(Vec::new()),
+            Some(p) => std::fs::read(p).map_err(|e| {
+                eprintln!("error: cannot read {}: {e}", p.display());
+                ExitCode::from(2)
+            }),
+        }
+    };
+    let request = read(&args.request)?;
+    let response = read(&args.response)?;
+    let (Some(request_headers), Some(response_headers)) = (
+        parse_headers(&args.headers),
+        parse_headers(&args.response_headers),
+    ) else {
+        eprintln!("error: a header must be written `Name: value`");
+        return Err(ExitCode::from(2));
+    };
+    Ok(OwnedExchange {
+        method: args.method.clone(),
+        url: args.url.clone().unwrap_or_default(),
+        status: args.status,
+        request,
+        response,
+        content_type: args.content_type.clone(),
+        request_headers,
+        response_headers,
+    })
 }
 
 fn parse_headers(raw: &[String]) -> Option<Vec<(String, String)>> {

@@ -1,9 +1,12 @@
 //! `specter init-provider`: scaffolds a provider spec and its fixture folder, then prints the
 //! steps from a recorded exchange to a reviewed snapshot.
 //!
-//! The generated spec is compiled together with the other specs of the target directory before
-//! anything is written, so a scaffold always passes `specter validate` (including when it extends
-//! a provider of that directory). Existing files are never overwritten.
+//! The generated spec is compiled together with the other specs of the target directory and the
+//! bundled specs before anything is written, so a scaffold always passes `specter validate`
+//! (including when it extends a provider of that directory or a bundled one). The spec's
+//! `$schema` comment names a schema file that exists: the repository's
+//! `schemas/provider.schema.json` next to the spec directory, else `provider.schema.json`
+//! written into the spec directory. Existing files are never overwritten.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -16,6 +19,9 @@ use specter::compile::{compile_sources, Source};
 /// Name of the case folder created under `tests/fixtures/<NAME>/`.
 const CASE: &str = "chat";
 
+/// The default fixture directory (also `specter test`'s).
+const DEFAULT_FIXTURES: &str = "tests/fixtures";
+
 /// How deep an `extends` chain is followed to find the inherited `path_prefixes`.
 const MAX_EXTENDS_DEPTH: usize = 16;
 
@@ -26,15 +32,15 @@ pub struct Args {
     /// the spec file `<DIR>/<NAME>.yaml` and the fixture folder `<FIXTURES>/<NAME>/`.
     #[arg(value_name = "NAME")]
     name: String,
-    /// Start from this provider's spec (e.g. `openai` for an OpenAI-compatible API). Its file
-    /// must be in `--dir`.
+    /// Start from this provider's spec (e.g. `openai` for an OpenAI-compatible API): its file in
+    /// `--dir`, else the bundled provider.
     #[arg(long, value_name = "PROVIDER")]
     extends: Option<String>,
     /// Directory of the provider specs.
     #[arg(long, value_name = "DIR", default_value = "providers")]
     dir: PathBuf,
     /// Directory of the recorded fixtures.
-    #[arg(long, value_name = "DIR", default_value = "tests/fixtures")]
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_FIXTURES)]
     fixtures: PathBuf,
 }
 
@@ -47,8 +53,8 @@ enum InitError {
         /// The name as given.
         name: String,
     },
-    /// The provider to extend has no spec in the directory.
-    #[error("cannot extend `{parent}`: no {dir}/{parent}.yaml")]
+    /// The provider to extend has no spec in the directory and is not bundled.
+    #[error("cannot extend `{parent}`: no {dir}/{parent}.yaml and no bundled provider `{parent}`")]
     UnknownParent {
         /// The provider to extend.
         parent: String,
@@ -95,7 +101,7 @@ impl InitError {
                 }
             }
             InitError::UnknownParent { .. } => {
-                Some("pass the id of a provider whose spec is in --dir (`specter list` shows the bundled ones)".into())
+                Some("pass the id of a bundled provider (`specter list` shows them) or of a spec in --dir".into())
             }
             InitError::Exists(_) => {
                 Some("init-provider never overwrites a file; choose another name or remove the file".into())
@@ -147,16 +153,74 @@ fn scaffold(args: &Args) -> Result<String, InitError> {
         }
         None => (plain_spec(&args.name), "/v1".to_string()),
     };
+    let schema = schema_place(&args.dir);
+    let spec = spec.replace(SCHEMA_PLACEHOLDER, &schema.reference);
     check_spec(&args.dir, &spec_path, &spec)?;
     let url = format!("https://{}{prefix}/chat/completions", host_of(&args.name));
     let meta = meta_template(&args.name, &url);
     create_dir(&args.dir)?;
     write_new(&spec_path, &spec)?;
+    let mut created = vec![spec_path.clone()];
+    if let Some(path) = schema.write {
+        write_new(&path, &schema_text()?)?;
+        created.push(path);
+    }
     if let Some(case_dir) = meta_path.parent() {
         create_dir(case_dir)?;
     }
     write_new(&meta_path, &meta)?;
-    Ok(next_steps(args, &spec_path, &meta_path, &url))
+    created.push(meta_path.clone());
+    Ok(next_steps(args, &created, &spec_path, &meta_path))
+}
+
+/// Stands for the schema reference in the spec templates.
+const SCHEMA_PLACEHOLDER: &str = "@SCHEMA@";
+
+/// The file name of the provider schema.
+const SCHEMA_FILE: &str = "provider.schema.json";
+
+/// Where the spec's `$schema` comment points, and the schema file to write, if any.
+struct SchemaPlace {
+    /// The reference, relative to the spec.
+    reference: String,
+    /// The file to write.
+    write: Option<PathBuf>,
+}
+
+/// The repository's `schemas/provider.schema.json` next to the spec directory when it exists,
+/// else `provider.schema.json` in the spec directory (written unless it exists).
+fn schema_place(dir: &Path) -> SchemaPlace {
+    let repository = parent_dir(dir).join("schemas").join(SCHEMA_FILE);
+    if repository.is_file() {
+        return SchemaPlace {
+            reference: format!("../schemas/{SCHEMA_FILE}"),
+            write: None,
+        };
+    }
+    let beside = dir.join(SCHEMA_FILE);
+    SchemaPlace {
+        reference: SCHEMA_FILE.to_string(),
+        write: (!beside.exists()).then_some(beside),
+    }
+}
+
+/// The directory holding `dir`, found without `dir` having to exist yet.
+fn parent_dir(dir: &Path) -> PathBuf {
+    match (dir.file_name(), dir.parent()) {
+        (Some(_), Some(parent)) if parent.as_os_str().is_empty() => PathBuf::from("."),
+        (Some(_), Some(parent)) => parent.to_path_buf(),
+        _ => dir.join(".."),
+    }
+}
+
+/// The provider schema as `specter schema` prints it.
+fn schema_text() -> Result<String, InitError> {
+    serde_json::to_string_pretty(&specter::spec::provider_schema())
+        .map(|text| format!("{text}\n"))
+        .map_err(|e| InitError::Io {
+            path: PathBuf::from(SCHEMA_FILE),
+            source: std::io::Error::other(e),
+        })
 }
 
 /// Accepts a non-empty name of lower-case ASCII letters, digits and `_`.
@@ -210,7 +274,7 @@ fn yaml_scalar(text: &str) -> String {
 fn plain_spec(name: &str) -> String {
     let host = host_of(name);
     format!(
-        r#"# yaml-language-server: $schema=../schemas/provider.schema.json
+        r#"# yaml-language-server: $schema=@SCHEMA@
 #
 # Scaffolded by `specter init-provider {name}`. Replace every TODO with the provider's real values;
 # `specter validate providers/` checks the file and `specter schema` documents every key.
@@ -282,7 +346,7 @@ fn extending_spec(name: &str, parent: &str, prefixes: &[String]) -> String {
     let host = host_of(name);
     let prefixes: Vec<String> = prefixes.iter().map(|p| yaml_scalar(p)).collect();
     format!(
-        r#"# yaml-language-server: $schema=../schemas/provider.schema.json
+        r#"# yaml-language-server: $schema=@SCHEMA@
 #
 # Scaffolded by `specter init-provider {name} --extends {parent}`. Every operation of `{parent}` is
 # inherited (`specter list` shows them). To change one, add an operation with its `id`: keys are
@@ -301,12 +365,13 @@ path_prefixes: [{}] # TODO: `{parent}`'s prefixes; put this API's here
     )
 }
 
-/// The `path_prefixes` a provider inherits, read from its file in `dir` and its ancestors.
+/// The `path_prefixes` a provider inherits, read from its spec (in `dir`, else bundled) and its
+/// ancestors'.
 /// A chain that sets none has the default single empty prefix.
 fn inherited_prefixes(dir: &Path, parent: &str) -> Result<Vec<String>, InitError> {
     let mut current = parent.to_string();
     for depth in 0..MAX_EXTENDS_DEPTH {
-        let Some(path) = spec_file(dir, &current) else {
+        let Some(text) = spec_text(dir, &current)? else {
             if depth == 0 {
                 return Err(InitError::UnknownParent {
                     parent: parent.into(),
@@ -315,10 +380,6 @@ fn inherited_prefixes(dir: &Path, parent: &str) -> Result<Vec<String>, InitError
             }
             break;
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| InitError::Io {
-            path: path.clone(),
-            source,
-        })?;
         // A file that does not parse is reported by the compile check that follows.
         let Ok(doc) = specter::yaml::parse(&text) else {
             break;
@@ -337,6 +398,25 @@ fn inherited_prefixes(dir: &Path, parent: &str) -> Result<Vec<String>, InitError
     Ok(vec![String::new()])
 }
 
+/// The text of a provider's spec: its file in `dir`, else the bundled spec.
+fn spec_text(dir: &Path, id: &str) -> Result<Option<String>, InitError> {
+    if let Some(path) = spec_file(dir, id) {
+        return std::fs::read_to_string(&path)
+            .map(Some)
+            .map_err(|source| InitError::Io { path, source });
+    }
+    Ok(bundled_text(id).map(str::to_string))
+}
+
+/// The bundled spec of a provider.
+fn bundled_text(id: &str) -> Option<&'static str> {
+    let file = format!("{id}.yaml");
+    specter::catalog::bundled::PROVIDERS
+        .iter()
+        .find(|(name, _)| *name == file)
+        .map(|(_, text)| *text)
+}
+
 /// The spec file of a provider in `dir`, if there is one.
 fn spec_file(dir: &Path, id: &str) -> Option<PathBuf> {
     ["yaml", "yml"]
@@ -345,7 +425,8 @@ fn spec_file(dir: &Path, id: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Compiles the new spec with the specs already in `dir` and fails on any problem in it.
+/// Compiles the new spec with the specs already in `dir` and the bundled ones `dir` does not
+/// have, and fails on any problem in it.
 fn check_spec(dir: &Path, spec_path: &Path, text: &str) -> Result<(), InitError> {
     let mut sources = if dir.is_dir() {
         read_sources(&[dir.to_path_buf()]).map_err(|e| match e {
@@ -359,6 +440,15 @@ fn check_spec(dir: &Path, spec_path: &Path, text: &str) -> Result<(), InitError>
     } else {
         Vec::new()
     };
+    let bundled: Vec<Source> = specter::catalog::bundled::PROVIDERS
+        .iter()
+        .filter(|(file, _)| !sources.iter().any(|s| Path::new(&s.name).ends_with(file)))
+        .map(|(file, text)| Source {
+            name: format!("bundled/{file}"),
+            text: (*text).to_string(),
+        })
+        .collect();
+    sources.extend(bundled);
     let name = spec_path.display().to_string();
     sources.push(Source {
         name: name.clone(),
@@ -373,8 +463,9 @@ fn check_spec(dir: &Path, spec_path: &Path, text: &str) -> Result<(), InitError>
     }
 }
 
-/// The `meta.yaml` template of the first fixture case: every key the fixture tests read, with
-/// comments saying what to put there.
+/// The `meta.yaml` template of the first fixture case: every key `specter test` reads, with
+/// valid values and what to put there in comments on their own lines (a value left as it is
+/// cannot break the file; a missing body file is reported by `specter test`).
 fn meta_template(name: &str, url: &str) -> String {
     format!(
         r#"# One recorded exchange with {name}: this file, the request body (request.json) and the
@@ -382,38 +473,47 @@ fn meta_template(name: &str, url: &str) -> String {
 # response.eventstream for a stream). Rename this folder after the case (`chat_tool_calls`,
 # `chat_stream`, `chat_error_404_model`, ...) and make one folder per case.
 #
-# tests/fixtures.rs replays the case through `specter::offline::extract` and snapshots the span as
-# tests/snapshots/fixtures__{name}__<case>.snap. It reads `method`, `url`, `status`,
-# `request_file`, `response_file`, `response_content_type`, `request_headers` and
-# `response_headers`; tests/streams.rs also reads `streaming`. The other keys document the
-# recording. Remove credentials (authorization, api keys, cookies) from headers and bodies.
+# `specter test` replays the case through `specter extract` and compares the output with the
+# snapshot tests/snapshots/fixtures__{name}__<case>.snap. It reads `method`, `url`, `status`,
+# `request_file`, `response_file`, `response_content_type`, `request_headers`,
+# `response_headers` and `streaming`; the other keys document the recording. Remove credentials
+# (authorization, api keys, cookies) from headers and bodies.
 provider: {name}
-case: {CASE} # TODO: the folder's name
-description: TODO what this exchange shows (plain chat, tool calls, stream, error, ...)
+# The folder's name.
+case: {CASE}
+# What this exchange shows (plain chat, tool calls, stream, error, ...).
+description: chat completion
 method: POST
-url: {url} # TODO: the full URL the request was sent to
-status: 200 # TODO: the HTTP status of the response
-streaming: false # true when the response body is a stream
+# The full URL the request was sent to; its host must be one of the spec's `upstream.hosts`.
+url: {url}
+# The HTTP status of the response.
+status: 200
+# true when the response body is a stream.
+streaming: false
 request_file: request.json
-response_file: response.json # TODO: the response body file of this folder
-response_content_type: application/json # TODO: the response's Content-Type, or null
-transforms: [] # TODO: what was done to the bodies (decoded base64, gunzipped, redacted ...)
+# The response body file of this folder.
+response_file: response.json
+# The response's Content-Type, or null to take it from response_headers.
+response_content_type: application/json
+# What was done to the bodies (decoded base64, gunzipped, redacted, ...).
+transforms: []
 notes: []
+# Where the recording comes from (a repository, or `recorded` for your own) and its licence.
 source:
-  repo: TODO where the recording comes from (repository, or `recorded` for your own)
-  commit: TODO
-  path: TODO
-  license: TODO the licence of the recording
-request_headers: # the request headers, without credentials
+  repo: recorded
+  license: null
+# The request headers, without credentials.
+request_headers:
   content-type: application/json
-response_headers: # the response headers as received
+# The response headers as received.
+response_headers:
   content-type: application/json
 "#
     )
 }
 
 /// The numbered steps printed after the scaffold.
-fn next_steps(args: &Args, spec_path: &Path, meta_path: &Path, url: &str) -> String {
+fn next_steps(args: &Args, created: &[PathBuf], spec_path: &Path, meta_path: &Path) -> String {
     let name = &args.name;
     let dir = args.dir.display().to_string();
     let dir_arg = if dir.ends_with('/') {
@@ -425,10 +525,16 @@ fn next_steps(args: &Args, spec_path: &Path, meta_path: &Path, url: &str) -> Str
         .parent()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
+    let fixtures = if args.fixtures == Path::new(DEFAULT_FIXTURES) {
+        String::new()
+    } else {
+        format!(" --fixtures {}", args.fixtures.display())
+    };
     let mut out = String::new();
     // Writing to a String cannot fail.
-    let _ = writeln!(out, "created {}", spec_path.display());
-    let _ = writeln!(out, "created {}", meta_path.display());
+    for path in created {
+        let _ = writeln!(out, "created {}", path.display());
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "Next steps:");
     let _ = writeln!(
@@ -442,17 +548,16 @@ fn next_steps(args: &Args, spec_path: &Path, meta_path: &Path, url: &str) -> Str
     );
     let _ = writeln!(
         out,
-        "  3. Edit {} and check the span with `specter extract --providers {dir} --url {url} --request {case_dir}/request.json --response {case_dir}/response.json`, until `specter validate {dir_arg}` reports no problems.",
+        "  3. Edit {} until `specter validate {dir_arg}` reports no problems; `specter extract --providers {dir} --case {case_dir}` shows the span.",
         spec_path.display()
     );
     let _ = writeln!(
         out,
-        "  4. Run `SPECTER_FIXTURES={name} cargo insta test --test fixtures` and review the new snapshot by hand against the bodies (model, ids, token counts, text, tool arguments, finish reasons) before accepting it with `cargo insta review`."
+        "  4. Run `specter test --providers {dir}{fixtures} {name}`: it writes the new snapshot as tests/snapshots/fixtures__{name}__<case>.snap.new. Check it by hand against the bodies (model, ids, token counts, text, tool arguments, finish reasons), then accept it with `specter test --providers {dir}{fixtures} --accept {name}` (or one by one with `--review`)."
     );
     let _ = writeln!(
         out,
-        "  5. Add {} to src/bundled.rs so that it is embedded in the binary.",
-        spec_path.display()
+        "  5. Run `specter test --providers {dir}{fixtures}` after every change to the spec: it exits with 1 and shows the diff when a span changes."
     );
     out
 }

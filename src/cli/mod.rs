@@ -5,6 +5,7 @@ mod init_provider;
 mod list;
 mod schema;
 mod serve;
+mod test;
 mod validate;
 
 use std::path::PathBuf;
@@ -52,6 +53,13 @@ enum Command {
     /// overwritten), 2 for an invalid name, an unknown provider to extend or a file that cannot be
     /// written.
     InitProvider(init_provider::Args),
+    /// Replay every recorded case under tests/fixtures through `extract` and compare the output
+    /// with its snapshot under tests/snapshots.
+    ///
+    /// New and changed snapshots are written as `.snap.new` for `--review` or `--accept` (or
+    /// `cargo insta review`). Exit status: 0 when every case matches its snapshot, 1 when a case
+    /// fails or has a new or changed snapshot, 2 when the fixtures cannot be read.
+    Test(test::Args),
 }
 
 /// Where providers come from: a directory or files, or the bundled set.
@@ -122,5 +130,6 @@ pub fn run() -> ExitCode {
         Command::List(args) => list::run(&args),
         Command::Extract(args) => extract::run(&args),
         Command::InitProvider(args) => init_provider::run(&args),
+        Command::Test(args) => test::run(&args),
     }
 }
