@@ -233,14 +233,26 @@ impl Telemetry {
         // Only the name and the attributes are exported at the start: scrub copies of those.
         let mut name = record.span_name.clone();
         credentials.scrub_in_place(&mut name);
-        let scrubbed;
-        let attributes = if credentials.is_empty() {
-            &record.attributes
+        let rendered;
+        let attributes = if let ([Dialect::Semconv], true) =
+            (self.dialects.as_slice(), credentials.is_empty())
+        {
+            // The default names: the record's own attributes (less any of newer conventions).
+            if record
+                .attributes
+                .keys()
+                .any(|k| render::dialect::is_newer_only(k))
+            {
+                rendered = render::dialect::render_start(record, &self.dialects);
+                &rendered
+            } else {
+                &record.attributes
+            }
         } else {
-            let mut copy = record.attributes.clone();
+            let mut copy = render::dialect::render_start(record, &self.dialects);
             copy.values_mut().for_each(|v| credentials.scrub_json(v));
-            scrubbed = copy;
-            &scrubbed
+            rendered = copy;
+            &rendered
         };
         let kind = if record.client_span {
             SpanKind::Client
