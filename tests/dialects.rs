@@ -561,3 +561,109 @@ fn committed_dialect_schema_matches_the_types() {
         "schemas/dialect.schema.json is stale: run `cargo run -- schema --dialect > schemas/dialect.schema.json`"
     );
 }
+
+#[test]
+fn keep_semconv_adds_a_dialects_keys_to_the_semantic_conventions() {
+    let both = Dialect::parse(
+        "both",
+        "id: both\nkeep_semconv: true\nrename:\n  gen_ai.provider.name: llm.provider\nderived:\n  - key: llm.system\n    from: [gen_ai.provider.name]\n    values: { aws.bedrock: aws }\n",
+    )
+    .unwrap();
+    let span = span_of("bedrock/converse", vec![both]);
+    let a = &span["attributes"];
+    assert_eq!(a["gen_ai.provider.name"], "aws.bedrock");
+    assert_eq!(a["llm.provider"], "aws.bedrock");
+    assert_eq!(a["llm.system"], "aws");
+    assert_eq!(a["gen_ai.usage.input_tokens"], 8);
+    assert!(a["gen_ai.input.messages"].is_string());
+    // What the default rendering has, this one has too.
+    let default = span_of("bedrock/converse", vec![Dialect::Semconv]);
+    for (key, value) in default["attributes"].as_object().unwrap() {
+        assert_eq!(&a[key], value, "{key}");
+    }
+}
+
+fn specter_extract(case: &str, envs: &[(&str, &str)], extra: &[&str]) -> Json {
+    let dir = format!("tests/fixtures/{case}");
+    let meta = std::fs::read_to_string(format!("{dir}/meta.yaml")).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_specter"));
+    command
+        .args([
+            "extract",
+            "--url",
+            &meta_value(&meta, "url").unwrap(),
+            "--status",
+            &meta_value(&meta, "status").unwrap(),
+            "--request",
+            &format!("{dir}/request.json"),
+            "--response",
+            &format!("{dir}/{}", meta_value(&meta, "response_file").unwrap()),
+        ])
+        .args(extra)
+        .env_remove("SPECTER_PROVIDERS")
+        .env_remove("OTEL_SEMCONV_STABILITY_OPT_IN");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn specter_extract_honours_the_stability_opt_in() {
+    let case = "anthropic/messages_system_cache_control";
+    let default = specter_extract(case, &[], &[]);
+    assert_eq!(
+        default["span"]["attributes"]["gen_ai.usage.cache_creation.input_tokens"],
+        1733
+    );
+    let newest = specter_extract(
+        case,
+        &[(
+            "OTEL_SEMCONV_STABILITY_OPT_IN",
+            "gen_ai_latest_experimental",
+        )],
+        &[],
+    );
+    assert_eq!(
+        newest["span"]["attributes"]["gen_ai.usage.cache_write.input_tokens"],
+        1733
+    );
+    assert!(newest["span"]["attributes"]
+        .get("gen_ai.usage.cache_creation.input_tokens")
+        .is_none());
+    // The same by name.
+    let named = specter_extract(case, &[], &["--dialect", "gen_ai_latest_experimental"]);
+    assert_eq!(named["span"], newest["span"]);
+    // The opt-in replaces the default names only: OpenInference stays OpenInference.
+    let openinference = specter_extract(
+        case,
+        &[(
+            "OTEL_SEMCONV_STABILITY_OPT_IN",
+            "gen_ai_latest_experimental",
+        )],
+        &["--dialect", "openinference"],
+    );
+    assert_eq!(openinference["span"]["attributes"][oi::CACHE_WRITE], 1733);
+    assert!(openinference["span"]["attributes"]
+        .get("gen_ai.usage.cache_write.input_tokens")
+        .is_none());
+}
+
+#[test]
+fn specter_schema_prints_the_dialect_schema() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_specter"))
+        .args(["schema", "--dialect"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        std::fs::read_to_string("schemas/dialect.schema.json").unwrap()
+    );
+}
