@@ -156,6 +156,10 @@ pub struct FlatMessages {
     /// listed as content parts.
     #[serde(default)]
     pub content_types: BTreeMap<String, String>,
+    /// List the parts of a message that is a single text part too (by default such a message
+    /// has its `content` key only, which says the same).
+    #[serde(default)]
+    pub parts_for_plain_text: bool,
     /// Finish reason key.
     pub finish_reason: Option<String>,
     /// Tool call id key.
@@ -406,6 +410,8 @@ fn parse(text: Option<&str>) -> Option<Json> {
     serde_json::from_str(text?).ok()
 }
 
+/// A key from its template: `{i}` is `i`; `{j}` (a tool call) and `{k}` (a content part) are
+/// `j`, the index within the message of whichever the template is for.
 fn key(template: &str, i: usize, j: usize) -> String {
     template
         .replace("{i}", &i.to_string())
@@ -472,9 +478,13 @@ fn flatten(flat: &FlatMessages, messages: &[Json], out: &mut BTreeMap<String, Js
         }
         let mut gathered = Gathered::default();
         let (mut j, mut k) = (0, 0);
+        let plain_text =
+            matches!(parts, [one] if one.get("type").and_then(Json::as_str) == Some("text"));
+        let list_parts = flat.parts_for_plain_text || !plain_text;
         for part in parts {
             let kind = part.get("type").and_then(Json::as_str);
-            if let Some(listed) = kind.and_then(|t| flat.content_types.get(t)) {
+            if let (true, Some(listed)) = (list_parts, kind.and_then(|t| flat.content_types.get(t)))
+            {
                 if let Some(t) = &flat.content_type {
                     out.insert(key(t, i, k), Json::String(listed.clone()));
                 }
