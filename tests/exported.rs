@@ -2,7 +2,8 @@
 //! `tests/fixtures/` is sent through the `specter serve` binary over loopback (a stand-in
 //! upstream replays the recorded response) and the span it writes to its traces file is
 //! compared with what `specter::offline::extract` renders for the same exchange: name, kind,
-//! status, attributes and events, time values aside.
+//! status, attributes and events, time values aside. The same holds in every dialect and with
+//! the semantic-conventions stability opt-in, on a chosen set of exchanges.
 
 #![allow(
     clippy::unwrap_used,
@@ -27,6 +28,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value as Json};
 use specter::offline::{extract, ExtractOptions, Recorded};
+use specter::render::dialect::Dialect;
 use specter::Catalog;
 
 use serve::Served;
@@ -236,6 +238,117 @@ fn normalised(value: &Json) -> Json {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exported_span_is_the_extracted_span_for_every_fixture() {
+    let exported = exported_and_extracted(None, &[], &[], vec![Dialect::Semconv]).await;
+    assert!(
+        exported.len() >= 130,
+        "{} fixtures compared",
+        exported.len()
+    );
+}
+
+/// Cases of each kind: a chat, a streamed chat, tool calls, embeddings, an error, cache writes,
+/// reasoning.
+const DIALECT_CASES: &[&str] = &[
+    "openai/chat_plain",
+    "openai/chat_stream_include_usage",
+    "openai/chat_tool_calls",
+    "openai/embeddings",
+    "openai/chat_error_404_model",
+    "anthropic/messages_system_cache_control",
+    "anthropic/messages_stream_thinking",
+    "bedrock/converse",
+    "gemini/stream_generate_content_thinking",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_dialect_exports_the_extracted_span_and_no_other_names() {
+    let openinference = Dialect::named("openinference").unwrap();
+    let spans = exported_and_extracted(
+        Some(DIALECT_CASES),
+        &["--dialect", "openinference"],
+        &[],
+        vec![openinference],
+    )
+    .await;
+    let chat = &spans["openai/chat_plain"]["attributes"];
+    assert_eq!(chat["openinference.span.kind"], "LLM");
+    assert_eq!(chat["llm.provider"], "openai");
+    assert_eq!(chat["llm.model_name"], "gpt-4o-mini-2024-07-18");
+    // Set at the span's start by the semantic conventions before: now only OpenInference's names.
+    for key in ["gen_ai.provider.name", "gen_ai.request.model"] {
+        assert!(chat.get(key).is_none(), "{key}");
+    }
+    assert_eq!(
+        spans["bedrock/converse"]["attributes"]["llm.provider"],
+        "aws"
+    );
+    assert_eq!(
+        spans["openai/embeddings"]["attributes"]["openinference.span.kind"],
+        "EMBEDDING"
+    );
+
+    let agentops = Dialect::named("agentops").unwrap();
+    let spans = exported_and_extracted(
+        Some(DIALECT_CASES),
+        &["--dialect", "agentops"],
+        &[],
+        vec![agentops],
+    )
+    .await;
+    let chat = &spans["openai/chat_plain"]["attributes"];
+    assert_eq!(chat["gen_ai.system"], "openai");
+    assert_eq!(chat["gen_ai.request.streaming"], false);
+    for key in ["gen_ai.provider.name", "gen_ai.request.stream"] {
+        assert!(chat.get(key).is_none(), "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stability_opt_in_switches_the_gateway_to_the_newest_names() {
+    let latest = Dialect::named("gen_ai_latest_experimental").unwrap();
+    let spans = exported_and_extracted(
+        Some(DIALECT_CASES),
+        &[],
+        &[(
+            "OTEL_SEMCONV_STABILITY_OPT_IN",
+            "gen_ai_latest_experimental",
+        )],
+        vec![latest],
+    )
+    .await;
+    let cached = &spans["anthropic/messages_system_cache_control"]["attributes"];
+    assert_eq!(cached["gen_ai.usage.cache_write.input_tokens"], 1733);
+    assert!(cached
+        .get("gen_ai.usage.cache_creation.input_tokens")
+        .is_none());
+    assert_eq!(
+        spans["openai/chat_plain"]["attributes"]["gen_ai.usage.audio.input_tokens"],
+        0
+    );
+    let events: Vec<&Json> = spans["openai/chat_error_404_model"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["name"])
+        .collect();
+    assert_eq!(
+        events,
+        [
+            &json!("exception"),
+            &json!("gen_ai.client.operation.exception")
+        ]
+    );
+}
+
+/// Sends the recorded exchanges (all, or those named in `only`) through a `specter serve` run
+/// with `extra_args` and `envs`, checks that each exported span is what `extract` renders in
+/// `dialects`, and returns the spans by case name.
+async fn exported_and_extracted(
+    only: Option<&[&str]>,
+    extra_args: &[&str],
+    envs: &[(&str, &str)],
+    dialects: Vec<Dialect>,
+) -> HashMap<String, Json> {
     let dirs: Vec<PathBuf> = cases::discover(Path::new("tests/fixtures"))
         .unwrap()
         .into_iter()
@@ -244,8 +357,12 @@ async fn the_exported_span_is_the_extracted_span_for_every_fixture() {
     let cases: HashMap<String, Case> = dirs
         .iter()
         .map(|d| read_case(d))
+        .filter(|c| only.is_none_or(|names| names.contains(&c.name.as_str())))
         .map(|c| (c.name.clone(), c))
         .collect();
+    if let Some(names) = only {
+        assert_eq!(cases.len(), names.len(), "every named case exists");
+    }
     let mut names: Vec<String> = cases.keys().cloned().collect();
     names.sort();
     let cases = Arc::new(cases);
@@ -256,7 +373,9 @@ async fn the_exported_span_is_the_extracted_span_for_every_fixture() {
         args.push("--upstream".into());
         args.push(format!("{}=http://{upstream}", provider.id));
     }
-    let dir = std::env::temp_dir().join(format!("specter-exported-{}", std::process::id()));
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("specter-exported-{}-{run}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let traces = dir.join("traces.jsonl");
@@ -267,8 +386,9 @@ async fn the_exported_span_is_the_extracted_span_for_every_fixture() {
         traces.display().to_string(),
         "--quiet".into(),
     ]);
+    args.extend(extra_args.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let served = Served::start_async(&args, &[]).await;
+    let served = Served::start_async(&args, envs).await;
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     for (index, name) in names.iter().enumerate() {
@@ -303,7 +423,7 @@ async fn the_exported_span_is_the_extracted_span_for_every_fixture() {
     served.stop_async().await;
 
     let exported = spans_by_trace(&traces);
-    let mut compared = 0;
+    let mut compared = HashMap::new();
     for (index, name) in names.iter().enumerate() {
         let case = &cases[name];
         let span = exported
@@ -322,18 +442,20 @@ async fn the_exported_span_is_the_extracted_span_for_every_fixture() {
         };
         let options = ExtractOptions {
             provider: Some(case.provider.clone()),
+            dialects: dialects.clone(),
             ..ExtractOptions::default()
         };
         let extracted =
             extract(&catalog, &exchange, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let span = as_extracted(span);
         assert_eq!(
-            normalised(&as_extracted(span)),
+            normalised(&span),
             normalised(&extracted["span"]),
             "{name}: exported (left) and extracted (right) spans differ"
         );
-        compared += 1;
+        compared.insert(name.clone(), span);
     }
-    assert_eq!(compared, names.len());
-    assert!(compared >= 130, "{compared} fixtures compared");
+    assert_eq!(compared.len(), names.len());
     let _ = std::fs::remove_dir_all(&dir);
+    compared
 }

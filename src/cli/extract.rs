@@ -47,7 +47,8 @@ pub struct Args {
     #[arg(long = "response-header", value_name = "HEADER")]
     response_headers: Vec<String>,
     /// Attribute dialect (repeatable to emit several): `otel` (the GenAI semantic conventions),
-    /// `agentops`, `openinference`.
+    /// `agentops`, `openinference`, `gen_ai_latest_experimental` (the newest GenAI conventions,
+    /// also chosen for `otel` by `OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`).
     #[arg(long = "dialect", value_name = "DIALECT", default_value = "otel")]
     dialects: Vec<String>,
     /// Leave message content out of the span.
@@ -78,6 +79,15 @@ pub fn run(args: &Args) -> ExitCode {
             }
         }
     }
+    let opt_in = std::env::var(specter::render::dialect::STABILITY_OPT_IN_ENV).ok();
+    let dialects =
+        match specter::render::dialect::with_stability_opt_in(dialects, opt_in.as_deref()) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
     let mut content = ContentPolicy::default();
     if args.no_content {
         content.capture = Capture::NoContent;

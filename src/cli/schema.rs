@@ -1,4 +1,4 @@
-//! `specter schema`: prints the provider (or gateway configuration) JSON Schema.
+//! `specter schema`: prints the provider (or gateway configuration, or dialect file) JSON Schema.
 
 use std::process::ExitCode;
 
@@ -8,11 +8,16 @@ pub struct Args {
     /// Print the schema of the gateway's configuration file instead.
     #[arg(long)]
     config: bool,
+    /// Print the schema of dialect files (`dialects/*.yaml`) instead.
+    #[arg(long, conflicts_with = "config")]
+    dialect: bool,
 }
 
 /// Prints the schema as pretty JSON with a trailing newline.
 pub fn run(args: &Args) -> ExitCode {
-    let schema = if args.config {
+    let schema = if args.dialect {
+        specter::render::dialect::dialect_schema()
+    } else if args.config {
         specter::gateway::config_schema()
     } else {
         specter::spec::provider_schema()

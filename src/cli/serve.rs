@@ -54,7 +54,9 @@ pub struct Args {
     /// Add the gateway span's `traceparent` to upstream requests.
     #[arg(long)]
     propagate_trace_context: bool,
-    /// Attribute dialect (repeatable): `otel`, `agentops`, `openinference`.
+    /// Attribute dialect (repeatable): `otel`, `agentops`, `openinference`,
+    /// `gen_ai_latest_experimental` (`OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`
+    /// chooses it for `otel`).
     #[arg(long = "dialect", value_name = "DIALECT")]
     dialects: Vec<String>,
     /// Accept upstreams at link-local or cloud metadata addresses (169.254.169.254,

@@ -37,11 +37,17 @@ pub const GEN_AI_ATTRIBUTES: &[&str] = &[
     "gen_ai.tool.description",
     "gen_ai.tool.name",
     "gen_ai.tool.type",
+    "gen_ai.usage.audio.input_tokens",
+    "gen_ai.usage.audio.output_tokens",
     "gen_ai.usage.cache_creation.input_tokens",
     "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.image.input_tokens",
     "gen_ai.usage.input_tokens",
     "gen_ai.usage.output_tokens",
     "gen_ai.usage.reasoning.output_tokens",
+    "gen_ai.usage.text.input_tokens",
+    "gen_ai.usage.text.output_tokens",
+    "gen_ai.usage.video.input_tokens",
     "gen_ai.workflow.name",
 ];
 

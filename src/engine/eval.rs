@@ -145,8 +145,13 @@ fn sum<'a>(values: impl Iterator<Item = Cow<'a, Json>>) -> Option<Json> {
     let mut float: f64 = 0.0;
     let mut any = false;
     let mut all_int = true;
-    for v in values {
-        let Json::Number(n) = &*v else { continue };
+    // A value that is a list (a path with a filter or a wildcard) adds its numbers.
+    let numbers = values.flat_map(|v| match v.into_owned() {
+        Json::Array(items) => items,
+        other => vec![other],
+    });
+    for v in numbers {
+        let Json::Number(n) = &v else { continue };
         any = true;
         match n.as_i64() {
             Some(i) if all_int => int = int.saturating_add(i),

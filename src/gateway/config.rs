@@ -120,7 +120,8 @@ pub struct ConfigFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = true))]
     pub instrument: Option<bool>,
-    /// Attribute dialects: `otel`, `agentops`, `openinference`. Default `[otel]`.
+    /// Attribute dialects: `otel`, `agentops`, `openinference`, `gen_ai_latest_experimental`.
+    /// Default `[otel]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = ["otel"]))]
     pub dialects: Option<Vec<String>>,

@@ -298,17 +298,23 @@ fn export(
     })
 }
 
-/// The attribute dialects (flags, else the file, else `otel`).
+/// The attribute dialects (flags, else the file, else `otel`), with the environment's
+/// semantic-conventions stability opt-in (`OTEL_SEMCONV_STABILITY_OPT_IN`) applied.
 fn dialects(flags: &Flags, file: &ConfigFile) -> Result<Vec<Dialect>, SettingsError> {
     let names = if flags.dialects.is_empty() {
         file.dialects.clone().unwrap_or_else(|| vec!["otel".into()])
     } else {
         flags.dialects.clone()
     };
-    Ok(names
+    let dialects = names
         .iter()
         .map(|n| Dialect::named(n))
-        .collect::<Result<Vec<_>, _>>()?)
+        .collect::<Result<Vec<_>, _>>()?;
+    let opt_in = std::env::var(crate::render::dialect::STABILITY_OPT_IN_ENV).ok();
+    Ok(crate::render::dialect::with_stability_opt_in(
+        dialects,
+        opt_in.as_deref(),
+    )?)
 }
 
 /// The content policy: the environment's, with the file's capture, length and redactions.

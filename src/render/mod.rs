@@ -4,6 +4,7 @@
 //! plain value. Telemetry copies a [`RenderedSpan`] onto an OpenTelemetry span; `specter extract`
 //! serialises it. One path, so what `extract` prints is what is exported.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ pub enum Status {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
     /// The event name.
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     /// Its attributes, as text.
     pub attributes: BTreeMap<String, String>,
 }
@@ -109,17 +110,19 @@ impl Prepared {
         first_chunk: Option<Duration>,
     ) -> RenderedSpan {
         let record = &mut self.record;
-        let mut attributes = dialect::render_taking(record, dialects);
         if !self.content_on_span {
-            for (key, _) in dialect::message_texts(record) {
-                attributes.remove(key);
-            }
+            // Content that goes on an event only was copied already: no dialect sees it.
+            record.input_messages = None;
+            record.output_messages = None;
+            record.system_instructions = None;
+            record.tool_definitions = None;
         }
+        let mut attributes = dialect::render_taking(record, dialects);
         add_run_attributes(&mut attributes, record, first_chunk);
         let mut events = Vec::new();
         if !self.event_content.is_empty() {
             events.push(Event {
-                name: CONTENT_EVENT,
+                name: Cow::Borrowed(CONTENT_EVENT),
                 attributes: self
                     .event_content
                     .into_iter()
@@ -129,7 +132,7 @@ impl Prepared {
         }
         for problem in record.problems.iter().take(MAX_PROBLEM_EVENTS) {
             events.push(Event {
-                name: "specter.problem",
+                name: Cow::Borrowed("specter.problem"),
                 attributes: BTreeMap::from([("message".to_string(), problem.clone())]),
             });
         }
@@ -139,13 +142,16 @@ impl Prepared {
                     .message
                     .clone()
                     .unwrap_or_else(|| error.error_type.clone());
-                events.push(Event {
-                    name: "exception",
-                    attributes: BTreeMap::from([
-                        ("exception.type".to_string(), error.error_type.clone()),
-                        ("exception.message".to_string(), message.clone()),
-                    ]),
-                });
+                let attributes = BTreeMap::from([
+                    ("exception.type".to_string(), error.error_type.clone()),
+                    ("exception.message".to_string(), message.clone()),
+                ]);
+                for name in dialect::event_names("exception", dialects) {
+                    events.push(Event {
+                        name,
+                        attributes: attributes.clone(),
+                    });
+                }
                 Status::Error { message }
             }
             None => Status::Unset,
@@ -255,7 +261,7 @@ mod tests {
             span.attributes["gen_ai.input.messages"],
             r#"[{"role":"user","parts":[]}]"#
         );
-        let names: Vec<&str> = span.events.iter().map(|e| e.name).collect();
+        let names: Vec<&str> = span.events.iter().map(|e| e.name.as_ref()).collect();
         assert_eq!(names, ["specter.problem", "exception"]);
         assert_eq!(span.events[1].attributes["exception.type"], "rate_limit");
     }

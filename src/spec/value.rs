@@ -38,8 +38,8 @@ pub struct ValueRule {
     /// The first of these values that is present and not null.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first: Option<Vec<ValueSpec>>,
-    /// The sum of the numbers among these values; absent when none is present (never zero by
-    /// default). Used for `gen_ai.usage.input_tokens` where a provider reports cached tokens apart.
+    /// The sum of the numbers among these values (a list value adds its numbers, e.g. the counts
+    /// a filter selects); absent when none is present (never zero by default). Used for `gen_ai.usage.input_tokens` where a provider reports cached tokens apart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sum: Option<Vec<ValueSpec>>,
     /// A constant value.

@@ -233,15 +233,8 @@ impl Telemetry {
         // Only the name and the attributes are exported at the start: scrub copies of those.
         let mut name = record.span_name.clone();
         credentials.scrub_in_place(&mut name);
-        let scrubbed;
-        let attributes = if credentials.is_empty() {
-            &record.attributes
-        } else {
-            let mut copy = record.attributes.clone();
-            copy.values_mut().for_each(|v| credentials.scrub_json(v));
-            scrubbed = copy;
-            &scrubbed
-        };
+        let attributes = start_attributes(record, &self.dialects, &credentials);
+        let attributes = attributes.as_ref();
         let kind = if record.client_span {
             SpanKind::Client
         } else {
@@ -285,6 +278,30 @@ impl Telemetry {
         active.span.end_with_timestamp(timings.end);
         self.calls.ended.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// The attributes a span starts with: the request-phase record's, in `dialects`, with the
+/// call's credentials scrubbed. The default names without credentials borrow the record's own
+/// attributes (unless some belong to newer conventions only).
+fn start_attributes<'a>(
+    record: &'a Record,
+    dialects: &[Dialect],
+    credentials: &Credentials,
+) -> std::borrow::Cow<'a, std::collections::BTreeMap<String, serde_json::Value>> {
+    let plain = matches!(dialects, [Dialect::Semconv])
+        && credentials.is_empty()
+        && !record
+            .attributes
+            .keys()
+            .any(|k| render::dialect::is_newer_only(k));
+    if plain {
+        return std::borrow::Cow::Borrowed(&record.attributes);
+    }
+    let mut rendered = render::dialect::render_start(record, dialects);
+    rendered
+        .values_mut()
+        .for_each(|v| credentials.scrub_json(v));
+    std::borrow::Cow::Owned(rendered)
 }
 
 /// Copies a rendered span onto the open span: the attributes not already set at its start, the
