@@ -29,6 +29,7 @@ pub mod compile;
 pub mod diagnostic;
 pub mod engine;
 pub mod files;
+#[cfg(feature = "gateway")]
 pub mod gateway;
 pub mod instrument;
 pub mod offline;
@@ -36,6 +37,7 @@ pub mod printable;
 pub mod render;
 pub mod spec;
 pub mod telemetry;
+#[cfg(feature = "gateway")]
 pub mod tls;
 pub mod yaml;
 

@@ -140,6 +140,24 @@ impl Call {
         }
     }
 
+    /// Ends the call as abandoned: the application dropped the response before its end (see
+    /// [`super::ABANDONED`]).
+    pub fn abandon(mut self) {
+        if let Some(parts) = self.parts.take() {
+            let CallParts { mut exchange, span } = *parts;
+            exchange.abandon();
+            span.close(exchange, None, Vec::new());
+        }
+    }
+
+    /// Bytes of a complete response body kept to read it ([`super::Options::max_response_bytes`]).
+    #[cfg(any(feature = "reqwest", feature = "tower"))]
+    pub(super) fn response_cap(&self) -> usize {
+        self.parts
+            .as_ref()
+            .map_or(0, |p| p.span.shared.options.max_response_bytes)
+    }
+
     /// Continues the call as a stream when the response is one; gives the call back otherwise.
     pub fn into_stream(
         mut self,
