@@ -565,10 +565,15 @@ mod tracing_parentage {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     use tracing_subscriber::layer::SubscriberExt as _;
 
-    /// A subscriber that maps `tracing` spans to OpenTelemetry spans of the harness's provider.
+    /// A subscriber that maps `tracing` spans to OpenTelemetry spans of the harness's provider,
+    /// without making them the current OpenTelemetry context when entered: the parent must come
+    /// from the `tracing` span itself, not from `Context::current()`.
     fn subscriber(h: &Harness) -> impl tracing::Subscriber + Send + Sync {
-        tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(h.provider.tracer("app")))
+        tracing_subscriber::registry().with(
+            tracing_opentelemetry::layer()
+                .with_tracer(h.provider.tracer("app"))
+                .with_context_activation(false),
+        )
     }
 
     fn otel_id(span: &tracing::Span) -> opentelemetry::trace::SpanId {

@@ -23,6 +23,13 @@
 //! });
 //! assert_eq!(response.unwrap().status, 200);
 //! ```
+//!
+//! The HTTP clients an application already uses are instrumented with one line each, without
+//! converting requests: [`middleware`] (feature `reqwest`,
+//! `ClientBuilder::new(client).with(instrumentor.middleware())`) and [`layer`] (feature `tower`,
+//! `instrumentor.layer().layer(service)`). Their response bodies are observed as they pass
+//! ([`InstrumentedBody`]), never buffered. Every entry takes the span's parent from
+//! [`parent_context`] (with feature `tracing`, the caller's `tracing` span).
 
 #[cfg(any(feature = "reqwest", feature = "tower"))]
 mod adapt;

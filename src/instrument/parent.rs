@@ -7,6 +7,11 @@
 //! OpenTelemetry span (no `tracing_opentelemetry::OpenTelemetryLayer` in the subscriber, or no
 //! current span), the current OpenTelemetry [`Context`].
 //!
+//! `tracing-opentelemetry` (0.32 and later) also makes an entered span's context the current
+//! OpenTelemetry context, unless its layer is built `.with_context_activation(false)`; the
+//! `tracing` feature makes the parentage hold whatever that setting, and when a `tracing` span is
+//! current it wins over an OpenTelemetry context attached inside it.
+//!
 //! Versions that work together with this release of specter (the `tracing` feature's
 //! dependency is `tracing-opentelemetry` 0.34, which is built on `opentelemetry` 0.33):
 //!
