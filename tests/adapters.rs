@@ -351,6 +351,35 @@ mod reqwest_middleware_adapter {
     }
 
     #[tokio::test]
+    async fn a_streamed_request_body_is_sent_whole_and_the_span_reads_only_the_answer() {
+        let h = harness();
+        let upstream = Upstream::start(StreamEnd::Whole).await.unwrap();
+        let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+            plain_request().chunks(16).map(|c| Ok(c.to_vec())).collect();
+        let body = reqwest::Body::wrap_stream(futures::stream::iter(pieces));
+        let response = bounded(
+            h.reqwest()
+                .post(upstream.url("/v1/chat/completions"))
+                .body(body)
+                .send(),
+        )
+        .await
+        .unwrap();
+        bounded(response.bytes()).await.unwrap();
+        assert_eq!(upstream.seen()[0].body, plain_request());
+        let span = h.only_span();
+        assert_eq!(attr(&span, "gen_ai.request.model"), None);
+        assert_eq!(
+            attr(&span, "gen_ai.response.model").as_deref(),
+            Some("gpt-4o-mini-2024-07-18")
+        );
+        assert_eq!(
+            attr(&span, "gen_ai.usage.output_tokens").as_deref(),
+            Some("5")
+        );
+    }
+
+    #[tokio::test]
     async fn each_call_gets_one_span_and_its_traceparent_names_it() {
         let h = harness_with(Options {
             propagate_trace_context: true,
@@ -476,6 +505,84 @@ mod tower_layer_adapter {
         assert!(h.finished().is_empty(), "the stream is still open");
         drop(body);
         assert_abandoned(&h.only_span());
+    }
+
+    /// A body whose length is not known in advance, as a stream's is.
+    struct UnknownLength(Full<Bytes>);
+
+    impl From<Bytes> for UnknownLength {
+        fn from(bytes: Bytes) -> Self {
+            UnknownLength(Full::new(bytes))
+        }
+    }
+
+    impl http_body::Body for UnknownLength {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            std::pin::Pin::new(&mut self.0).poll_frame(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_body_of_unknown_length_is_sent_unread_and_the_span_reads_the_answer() {
+        let h = harness();
+        let upstream = Upstream::start(StreamEnd::Whole).await.unwrap();
+        let client = Client::builder(TokioExecutor::new()).build_http::<UnknownLength>();
+        let service = h.instrumentor.layer().layer(client);
+        let request = http::Request::post(upstream.url("/v1/chat/completions"))
+            .body(UnknownLength::from(Bytes::from(plain_request())))
+            .unwrap();
+        let response = bounded(service.oneshot(request)).await.unwrap();
+        bounded(response.into_body().collect()).await.unwrap();
+        assert_eq!(upstream.seen()[0].body, plain_request());
+        let span = h.only_span();
+        assert_eq!(attr(&span, "gen_ai.request.model"), None);
+        assert_eq!(
+            attr(&span, "gen_ai.response.model").as_deref(),
+            Some("gpt-4o-mini-2024-07-18")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_body_over_the_cap_is_sent_unread() {
+        let h = harness_with(Options {
+            max_request_bytes: 10,
+            ..Options::default()
+        });
+        let upstream = Upstream::start(StreamEnd::Whole).await.unwrap();
+        let service = h.instrumentor.layer().layer(client());
+        let request = post(&upstream.url("/v1/chat/completions"), plain_request());
+        let response = bounded(service.oneshot(request)).await.unwrap();
+        bounded(response.into_body().collect()).await.unwrap();
+        assert_eq!(upstream.seen()[0].body, plain_request());
+        assert_eq!(attr(&h.only_span(), "gen_ai.request.model"), None);
+    }
+
+    #[tokio::test]
+    async fn the_layer_adds_the_calls_traceparent() {
+        let h = harness_with(Options {
+            propagate_trace_context: true,
+            ..Options::default()
+        });
+        let upstream = Upstream::start(StreamEnd::Whole).await.unwrap();
+        let service = h.instrumentor.layer().layer(client());
+        let request = post(&upstream.url("/v1/chat/completions"), plain_request());
+        let response = bounded(service.oneshot(request)).await.unwrap();
+        bounded(response.into_body().collect()).await.unwrap();
+        let span = h.only_span();
+        let traceparent = upstream.seen()[0]
+            .header("traceparent")
+            .unwrap()
+            .to_string();
+        assert!(
+            traceparent.contains(&span.span_context.span_id().to_string()),
+            "{traceparent}"
+        );
     }
 
     #[tokio::test]

@@ -131,6 +131,28 @@ impl<B> std::fmt::Debug for InstrumentedBody<B> {
 impl<B: Body> InstrumentedBody<B> {
     /// The body of the response to `call`, which arrived with this status and headers. A body
     /// that is already at its end (an empty body) ends the call at once.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt as _, Full};
+    /// use specter::instrument::{HttpRequest, InstrumentedBody, Instrumentor};
+    ///
+    /// let instrumentor = Instrumentor::builder().build().unwrap();
+    /// let mut request = HttpRequest {
+    ///     method: "POST".into(),
+    ///     url: "https://api.openai.com/v1/embeddings".into(),
+    ///     headers: vec![],
+    ///     body: br#"{"model": "text-embedding-3-small", "input": "hi"}"#.to_vec(),
+    /// };
+    /// let parent = specter::instrument::parent_context();
+    /// let call = instrumentor.start(&mut request, &parent).unwrap();
+    /// let answer = Full::new(Bytes::from_static(br#"{"usage": {"prompt_tokens": 1}}"#));
+    /// let headers = vec![("content-type".to_string(), "application/json".to_string())];
+    /// let body = InstrumentedBody::new(answer, call, 200, headers);
+    /// // The span ends as the last byte is read.
+    /// let bytes = futures::executor::block_on(body.collect()).unwrap().to_bytes();
+    /// assert_eq!(&bytes[..], br#"{"usage": {"prompt_tokens": 1}}"#);
+    /// ```
     pub fn new(inner: B, call: Call, status: u16, headers: Vec<(String, String)>) -> Self {
         let observer = Observer::new(call, status, headers);
         let observer = if inner.is_end_stream() {

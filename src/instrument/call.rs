@@ -142,6 +142,21 @@ impl Call {
 
     /// Ends the call as abandoned: the application dropped the response before its end (see
     /// [`super::ABANDONED`]).
+    ///
+    /// ```
+    /// use specter::instrument::{HttpRequest, Instrumentor};
+    ///
+    /// let instrumentor = Instrumentor::builder().build().unwrap();
+    /// let mut request = HttpRequest {
+    ///     method: "POST".into(),
+    ///     url: "https://api.openai.com/v1/chat/completions".into(),
+    ///     headers: vec![],
+    ///     body: br#"{"model": "gpt-4o-mini", "messages": []}"#.to_vec(),
+    /// };
+    /// let call = instrumentor.start(&mut request, &opentelemetry::Context::current()).unwrap();
+    /// // The application gave up on the response: the span ends with `error.type` `_OTHER`.
+    /// call.abandon();
+    /// ```
     pub fn abandon(mut self) {
         if let Some(parts) = self.parts.take() {
             let CallParts { mut exchange, span } = *parts;

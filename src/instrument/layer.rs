@@ -26,7 +26,7 @@
 //!   its path.
 //! - The request body of a GenAI call is read before it is sent on, when its length is known and
 //!   at most [`super::Options::max_request_bytes`], and rebuilt with `B: From<Bytes>` (what
-//!   `http_body_util::Full<Bytes>`, `String` and `axum::body::Body` offer); a longer body, or one
+//!   `http_body_util::Full<Bytes>`, `reqwest::Body` and `axum::body::Body` offer); a longer body, or one
 //!   of unknown length (a stream), is sent as it is and the span records no request body.
 //! - The response body is wrapped in an [`InstrumentedBody`]: not buffered, handed on frame by
 //!   frame, and the span ends exactly once at its end, on its error, or when it is dropped
@@ -55,13 +55,16 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Wraps a service so that its GenAI calls are instrumented.
 ///
 /// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
 /// use specter::instrument::{Instrumentor, SpecterLayer};
 /// use tower_layer::Layer as _;
 ///
 /// let layer = SpecterLayer::new(Instrumentor::builder().build().unwrap());
-/// let service = layer.layer(tower::service_fn(|request: http::Request<String>| async move {
+/// let echo = tower::service_fn(|request: http::Request<Full<Bytes>>| async move {
 ///     Ok::<_, std::convert::Infallible>(http::Response::new(request.into_body()))
-/// }));
+/// });
+/// let service = layer.layer(echo);
 /// # let _ = service;
 /// ```
 #[derive(Debug, Clone)]
@@ -80,14 +83,15 @@ impl Instrumentor {
     /// This instrumentor as a tower layer (feature `tower`).
     ///
     /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
     /// use tower_layer::Layer as _;
     ///
     /// let instrumentor = specter::instrument::Instrumentor::builder().build().unwrap();
-    /// let service = instrumentor.layer().layer(tower::service_fn(
-    ///     |request: http::Request<String>| async move {
-    ///         Ok::<_, std::convert::Infallible>(http::Response::new(request.into_body()))
-    ///     },
-    /// ));
+    /// let echo = tower::service_fn(|request: http::Request<Full<Bytes>>| async move {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(request.into_body()))
+    /// });
+    /// let service = instrumentor.layer().layer(echo);
     /// # let _ = service;
     /// ```
     pub fn layer(&self) -> SpecterLayer {
@@ -106,7 +110,27 @@ impl<S> Layer<S> for SpecterLayer {
     }
 }
 
-/// A service whose GenAI calls are instrumented; made by [`SpecterLayer`].
+/// A service whose GenAI calls are instrumented; made by [`SpecterLayer`]. Its responses'
+/// bodies are [`InstrumentedBody`]s; its errors are boxed.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt as _, Full};
+/// use tower::{Layer as _, ServiceExt as _};
+///
+/// let instrumentor = specter::instrument::Instrumentor::builder().build().unwrap();
+/// // Stands in for an HTTP client: answers every request with its own body.
+/// let echo = tower::service_fn(|request: http::Request<Full<Bytes>>| async move {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(request.into_body()))
+/// });
+/// let service = instrumentor.layer().layer(echo);
+/// let request = http::Request::get("http://example.com/health")
+///     .body(Full::from("not a GenAI call"))
+///     .unwrap();
+/// let response = futures::executor::block_on(service.oneshot(request)).unwrap();
+/// let body = futures::executor::block_on(response.into_body().collect()).unwrap();
+/// assert_eq!(body.to_bytes(), "not a GenAI call");
+/// ```
 #[derive(Debug, Clone)]
 pub struct SpecterService<S> {
     inner: S,

@@ -1,33 +1,29 @@
 //! Where a call's span takes its parent from: one function, [`parent_context`], used by every
 //! entry of the library ([`super::Instrumentor::instrument`],
 //! [`super::Instrumentor::instrument_blocking`], the reqwest middleware and the tower layer).
-//!
-//! With the `tracing` feature, the parent is the caller's current `tracing` span, as
-//! `tracing-opentelemetry` maps it to an OpenTelemetry span; without it, or when that span has no
-//! OpenTelemetry span (no `tracing_opentelemetry::OpenTelemetryLayer` in the subscriber, or no
-//! current span), the current OpenTelemetry [`Context`].
-//!
-//! `tracing-opentelemetry` (0.32 and later) also makes an entered span's context the current
-//! OpenTelemetry context, unless its layer is built `.with_context_activation(false)`; the
-//! `tracing` feature makes the parentage hold whatever that setting, and when a `tracing` span is
-//! current it wins over an OpenTelemetry context attached inside it.
-//!
-//! Versions that work together with this release of specter (the `tracing` feature's
-//! dependency is `tracing-opentelemetry` 0.34, which is built on `opentelemetry` 0.33):
-//!
-//! | specter | opentelemetry | opentelemetry_sdk | tracing-opentelemetry | tracing |
-//! |---------|---------------|-------------------|-----------------------|---------|
-//! | 0.1     | 0.33          | 0.33              | 0.34                  | 0.1.35 or later |
-//!
-//! An application whose `tracing-opentelemetry` is built on another `opentelemetry` minor version
-//! has two copies of `opentelemetry` whose contexts do not see each other: its spans then have no
-//! specter children. Align the versions as in the table.
 
 use opentelemetry::Context;
 
 /// The context a call started now is parented under: the current `tracing` span's
 /// OpenTelemetry context when the `tracing` feature is on and that span has one, the current
-/// OpenTelemetry context otherwise.
+/// OpenTelemetry [`Context`] otherwise (no `tracing_opentelemetry::OpenTelemetryLayer` in the
+/// subscriber, no current `tracing` span, or the feature off).
+///
+/// `tracing-opentelemetry` (0.32 and later) also makes an entered span's context the current
+/// OpenTelemetry context, unless its layer is built `.with_context_activation(false)`; the
+/// `tracing` feature makes the parentage hold whatever that setting, and when a `tracing` span is
+/// current it wins over an OpenTelemetry context attached inside it.
+///
+/// Versions that work together with this release (the `tracing` feature depends on
+/// `tracing-opentelemetry` 0.34, which is built on `opentelemetry` 0.33):
+///
+/// | specter | opentelemetry | opentelemetry_sdk | tracing-opentelemetry | tracing |
+/// |---------|---------------|-------------------|-----------------------|---------|
+/// | 0.1     | 0.33          | 0.33              | 0.34                  | 0.1.35 or later |
+///
+/// An application whose `tracing-opentelemetry` is built on another `opentelemetry` minor version
+/// has two copies of `opentelemetry` whose contexts do not see each other: its `tracing` spans
+/// then parent no specter span. Align the versions as in the table.
 ///
 /// ```
 /// use opentelemetry::trace::TraceContextExt as _;

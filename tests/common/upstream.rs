@@ -110,6 +110,9 @@ impl Upstream {
 /// Most bytes of a request head.
 const MAX_HEAD: usize = 64 << 10;
 
+/// Most bytes of a request body.
+const MAX_BODY: usize = 1 << 20;
+
 /// Serves one request on a connection, then closes it.
 async fn serve(
     mut socket: TcpStream,
@@ -168,8 +171,14 @@ async fn read_request(socket: &mut TcpStream) -> std::io::Result<Seen> {
         .find(|(k, _)| k == "content-length")
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
     let mut body = buffer.get(head_end + 4..).unwrap_or_default().to_vec();
-    while body.len() < length {
+    while (chunked && !body.ends_with(b"0\r\n\r\n")) || (!chunked && body.len() < length) {
+        if body.len() > MAX_BODY {
+            return Err(std::io::ErrorKind::InvalidData.into());
+        }
         let mut chunk = [0u8; 4096];
         let n = socket.read(&mut chunk).await?;
         if n == 0 {
@@ -177,12 +186,31 @@ async fn read_request(socket: &mut TcpStream) -> std::io::Result<Seen> {
         }
         body.extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
+    if chunked {
+        body = dechunk(&body);
+    }
     Ok(Seen {
         method,
         path,
         headers,
         body,
     })
+}
+
+/// The data of a chunked body (`SIZE\r\nDATA\r\n` ..., `0\r\n\r\n`).
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    while let Some(line_end) = find(raw, b"\r\n") {
+        let size_line = String::from_utf8_lossy(raw.get(..line_end).unwrap_or_default());
+        let size = usize::from_str_radix(size_line.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        data.extend_from_slice(raw.get(start..start + size).unwrap_or_default());
+        raw = raw.get(start + size + 2..).unwrap_or_default();
+    }
+    data
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
