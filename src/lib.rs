@@ -14,8 +14,8 @@
 //! under size caps, [`yaml`]: positioned YAML, [`diagnostic`]: located problems); compiling them
 //! ([`compile`]) into a [`Catalog`] ([`catalog`]); the runtime ([`engine`]: one exchange,
 //! [`render`]: the exported span, [`telemetry`]: OpenTelemetry); its three entries
-//! ([`instrument`]: the library, [`gateway`]: `specter serve`, [`offline`]: recorded exchanges).
-//! Two small modules serve several layers and so sit at the root: [`tls`] (the one rustls setup,
+//! ([`instrument`]: the library, `gateway`: `specter serve`, [`offline`]: recorded exchanges).
+//! Two small modules serve several layers and so sit at the root: `tls` (the one rustls setup,
 //! for upstreams and collectors alike) and [`printable`] (escaping foreign text in lines meant
 //! for people).
 //!
@@ -23,12 +23,35 @@
 //! let catalog = specter::Catalog::bundled().unwrap();
 //! assert!(catalog.provider("openai").is_some());
 //! ```
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---------|---------|--------------|
+//! | `gateway` | yes | `specter serve` and the `specter` binary: the gateway's HTTP server and TLS client, request signing, reloads, the OTLP pipeline and the file exporters (`gateway`, `tls`, `telemetry::pipeline`, `telemetry::export`, `telemetry::traces_file`) |
+//! | `instrument` | (always built) | the library: the [`instrument::Instrumentor`], the bundled providers, offline extraction ([`offline`]); named for `default-features = false` |
+//! | `reqwest` | no | [`SpecterMiddleware`]: `reqwest_middleware::ClientBuilder::new(client).with(instrumentor.middleware())` |
+//! | `tower` | no | [`SpecterLayer`]: `instrumentor.layer().layer(service)` for `http` services (hyper, hyper-util) |
+//! | `tracing` | no | spans parented under the caller's `tracing` span ([`instrument::parent_context`]) |
+//!
+//! An application that only instruments its own HTTP client depends on
+//! `specter = { version = "0.1", default-features = false, features = ["reqwest"] }` (or
+//! `"tower"`), which builds no server, no TLS stack of specter's own and no OTLP exporter: spans
+//! and metrics go to the application's OpenTelemetry providers (the global ones unless
+//! [`instrument::InstrumentorBuilder::telemetry`] says otherwise).
+//!
+//! Versions that work with this release:
+//!
+//! | specter | opentelemetry | opentelemetry_sdk | tracing-opentelemetry | reqwest | reqwest-middleware | http / http-body | tower-layer / tower-service |
+//! |---------|---------------|-------------------|-----------------------|---------|--------------------|------------------|-----------------------------|
+//! | 0.1     | 0.33          | 0.33              | 0.34                  | 0.13    | 0.5                | 1 / 1            | 0.3 / 0.3                   |
 
 pub mod catalog;
 pub mod compile;
 pub mod diagnostic;
 pub mod engine;
 pub mod files;
+#[cfg(feature = "gateway")]
 pub mod gateway;
 pub mod harness;
 pub mod instrument;
@@ -37,8 +60,13 @@ pub mod printable;
 pub mod render;
 pub mod spec;
 pub mod telemetry;
+#[cfg(feature = "gateway")]
 pub mod tls;
 pub mod yaml;
 
 pub use catalog::{Catalog, CatalogSlot, LoadError, Match};
 pub use diagnostic::{Diagnostic, Diagnostics};
+#[cfg(feature = "tower")]
+pub use instrument::SpecterLayer;
+#[cfg(feature = "reqwest")]
+pub use instrument::SpecterMiddleware;

@@ -1,6 +1,6 @@
 //! Compiling provider specs into rules.
 //!
-//! This module owns the *compiled* family: [`load`] reads provider files and checks them (YAML,
+//! This module owns the *compiled* family: `load` reads provider files and checks them (YAML,
 //! JSON Schema, `extends`, then every JSONPath, template, route and rule), reporting all problems
 //! of a run at once as [`crate::Diagnostics`]; [`rules`] holds the compiled types the engine runs.
 //! Nothing here runs per request.

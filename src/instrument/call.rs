@@ -140,6 +140,39 @@ impl Call {
         }
     }
 
+    /// Ends the call as abandoned: the application dropped the response before its end (see
+    /// [`super::ABANDONED`]).
+    ///
+    /// ```
+    /// use specter::instrument::{HttpRequest, Instrumentor};
+    ///
+    /// let instrumentor = Instrumentor::builder().build().unwrap();
+    /// let mut request = HttpRequest {
+    ///     method: "POST".into(),
+    ///     url: "https://api.openai.com/v1/chat/completions".into(),
+    ///     headers: vec![],
+    ///     body: br#"{"model": "gpt-4o-mini", "messages": []}"#.to_vec(),
+    /// };
+    /// let call = instrumentor.start(&mut request, &opentelemetry::Context::current()).unwrap();
+    /// // The application gave up on the response: the span ends with `error.type` `_OTHER`.
+    /// call.abandon();
+    /// ```
+    pub fn abandon(mut self) {
+        if let Some(parts) = self.parts.take() {
+            let CallParts { mut exchange, span } = *parts;
+            exchange.abandon();
+            span.close(exchange, None, Vec::new());
+        }
+    }
+
+    /// Bytes of a complete response body kept to read it ([`super::Options::max_response_bytes`]).
+    #[cfg(any(feature = "reqwest", feature = "tower"))]
+    pub(super) fn response_cap(&self) -> usize {
+        self.parts
+            .as_ref()
+            .map_or(0, |p| p.span.shared.options.max_response_bytes)
+    }
+
     /// Continues the call as a stream when the response is one; gives the call back otherwise.
     pub fn into_stream(
         mut self,

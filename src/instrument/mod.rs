@@ -23,8 +23,24 @@
 //! });
 //! assert_eq!(response.unwrap().status, 200);
 //! ```
+//!
+//! The HTTP clients an application already uses are instrumented with one line each, without
+//! converting requests: [`middleware`] (feature `reqwest`,
+//! `ClientBuilder::new(client).with(instrumentor.middleware())`) and [`layer`] (feature `tower`,
+//! `instrumentor.layer().layer(service)`). Their response bodies are observed as they pass
+//! ([`InstrumentedBody`]), never buffered. Every entry takes the span's parent from
+//! [`parent_context`] (with feature `tracing`, the caller's `tracing` span).
 
+#[cfg(any(feature = "reqwest", feature = "tower"))]
+mod adapt;
+#[cfg(any(feature = "reqwest", feature = "tower"))]
+mod body;
 mod call;
+#[cfg(feature = "tower")]
+pub mod layer;
+#[cfg(feature = "reqwest")]
+pub mod middleware;
+mod parent;
 pub mod stall;
 mod stream;
 mod wrap;
@@ -36,7 +52,14 @@ use std::time::{Instant, SystemTime};
 
 use opentelemetry::Context;
 
+#[cfg(any(feature = "reqwest", feature = "tower"))]
+pub use body::InstrumentedBody;
 pub use call::{Call, HttpRequest, HttpResponse};
+#[cfg(feature = "tower")]
+pub use layer::{SpecterLayer, SpecterService};
+#[cfg(feature = "reqwest")]
+pub use middleware::SpecterMiddleware;
+pub use parent::parent_context;
 pub use stream::{StreamCall, ABANDONED};
 pub use wrap::{InstrumentedChunks, InstrumentedStream};
 
@@ -58,7 +81,21 @@ pub struct Options {
     /// Bytes of text a stream may accumulate for its span (default 1 MiB); the rest is counted,
     /// not kept.
     pub max_stream_text: usize,
+    /// Bytes of a complete (non-streamed) response body that the middleware and layer adapters
+    /// copy to read it (default 8 MiB, the gateway's `max_response_bytes`); a longer body still
+    /// reaches the application whole, and its span reads only what was copied.
+    pub max_response_bytes: usize,
+    /// Bytes of a request body that the tower layer reads before sending it on (default 32 MiB,
+    /// the gateway's `max_request_bytes`); a request body longer than this, or of unknown
+    /// length, is sent as it is and its span records no request body.
+    pub max_request_bytes: usize,
 }
+
+/// The default of [`Options::max_response_bytes`]: 8 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 << 20;
+
+/// The default of [`Options::max_request_bytes`]: 32 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 32 << 20;
 
 impl Default for Options {
     fn default() -> Self {
@@ -66,6 +103,8 @@ impl Default for Options {
             enrich_token_usage: true,
             propagate_trace_context: false,
             max_stream_text: crate::offline::DEFAULT_TEXT_CAP,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
         }
     }
 }
@@ -232,21 +271,33 @@ impl Instrumentor {
     /// span as a child of `parent`. With trace-context propagation on, adds `traceparent` to the
     /// request's headers. `None` when the request is not a known GenAI call.
     pub fn start(&self, request: &mut HttpRequest, parent: &Context) -> Option<Call> {
-        let target = HttpTarget::parse(&request.url)?;
-        let found = self.catalog().find(
-            &request.method.to_ascii_uppercase(),
-            Some(&target.host),
-            &target.path,
-            &target.query,
-        )?;
+        let (found, target) = self.find(&request.method, &request.url)?;
         let call = self.start_matched(found, target, &request.headers, &request.body, parent);
-        if self.shared.options.propagate_trace_context {
+        if self.propagates() {
             request.headers.retain(|(k, _)| {
                 !k.eq_ignore_ascii_case("traceparent") && !k.eq_ignore_ascii_case("tracestate")
             });
             request.headers.extend(call.trace_headers());
         }
         Some(call)
+    }
+
+    /// The operation a request with this method and absolute URL calls, with the URL parsed;
+    /// `None` when it is not a known GenAI call.
+    pub(crate) fn find(&self, method: &str, url: &str) -> Option<(crate::Match, HttpTarget)> {
+        let target = HttpTarget::parse(url)?;
+        let found = self.catalog().find(
+            &method.to_ascii_uppercase(),
+            Some(&target.host),
+            &target.path,
+            &target.query,
+        )?;
+        Some((found, target))
+    }
+
+    /// Whether calls add W3C trace-context headers to their requests.
+    pub(crate) fn propagates(&self) -> bool {
+        self.shared.options.propagate_trace_context
     }
 
     /// Starts a call for an operation already found (the gateway's route).
@@ -306,8 +357,8 @@ impl Instrumentor {
     }
 
     /// Instruments an async call: `send` receives the request (with `traceparent` when
-    /// propagation is on) and returns the complete response. The span is a child of the current
-    /// OpenTelemetry context. Requests that match no operation are sent untouched.
+    /// propagation is on) and returns the complete response. The span is a child of
+    /// [`parent_context`]. Requests that match no operation are sent untouched.
     pub async fn instrument<F, Fut, E>(
         &self,
         mut request: HttpRequest,
@@ -318,7 +369,7 @@ impl Instrumentor {
         Fut: Future<Output = Result<HttpResponse, E>>,
         E: std::fmt::Display,
     {
-        let call = self.start(&mut request, &Context::current());
+        let call = self.start(&mut request, &parent_context());
         let result = send(request).await;
         finish_with(call, &result);
         result
@@ -334,7 +385,7 @@ impl Instrumentor {
         F: FnOnce(HttpRequest) -> Result<HttpResponse, E>,
         E: std::fmt::Display,
     {
-        let call = self.start(&mut request, &Context::current());
+        let call = self.start(&mut request, &parent_context());
         let result = send(request);
         finish_with(call, &result);
         result

@@ -3,10 +3,13 @@
 //! bucket boundaries.
 
 mod convert;
+#[cfg(feature = "gateway")]
 pub mod export;
 mod metrics;
+#[cfg(feature = "gateway")]
 pub mod pipeline;
 mod plain;
+#[cfg(feature = "gateway")]
 pub mod traces_file;
 
 use std::sync::atomic::{AtomicU64, Ordering};
