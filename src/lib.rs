@@ -26,12 +26,14 @@
 
 pub mod catalog;
 pub mod compile;
+pub mod context;
 pub mod diagnostic;
 pub mod engine;
 pub mod files;
 pub mod gateway;
 pub mod instrument;
 pub mod offline;
+pub mod prices;
 pub mod printable;
 pub mod render;
 pub mod spec;

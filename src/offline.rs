@@ -57,6 +57,10 @@ pub struct ExtractOptions {
     /// Match the exchange against this provider's operations only (as the gateway does for
     /// `/{provider}/...`), whatever the URL's host. Default: by host, else by path alone.
     pub provider: Option<String>,
+    /// Which request headers and baggage entries become span attributes.
+    pub context: crate::context::ContextRules,
+    /// The prices the cost is computed from (default: the bundled table).
+    pub prices: std::sync::Arc<crate::prices::PriceBook>,
 }
 
 impl Default for ExtractOptions {
@@ -65,6 +69,8 @@ impl Default for ExtractOptions {
             dialects: vec![Dialect::Semconv],
             content: ContentPolicy::default(),
             provider: None,
+            context: crate::context::ContextRules::default(),
+            prices: crate::prices::PriceBook::bundled(),
         }
     }
 }
@@ -122,6 +128,8 @@ pub fn extract(
         exchange.request_headers.to_vec(),
         exchange.request,
     );
+    crate::context::apply(&options.context, exchange.request_headers, &mut run);
+    run.set_prices(options.prices.clone());
     run.respond_recorded(
         exchange.status,
         exchange.response_headers,

@@ -62,6 +62,10 @@ pub struct Args {
     /// could hand out the host's cloud credentials.
     #[arg(long, env = "SPECTER_ALLOW_METADATA_UPSTREAM")]
     allow_metadata_upstream: bool,
+    /// A price file (YAML or JSON) whose model prices come before the bundled ones (config key
+    /// `prices`).
+    #[arg(long, value_name = "FILE")]
+    prices: Option<std::path::PathBuf>,
 }
 
 /// Runs the gateway until SIGINT or SIGTERM.
@@ -134,6 +138,7 @@ fn flags(args: &Args) -> Flags {
         propagate_trace_context: args.propagate_trace_context,
         dialects: args.dialects.clone(),
         allow_metadata_upstream: args.allow_metadata_upstream,
+        prices: args.prices.clone(),
     }
 }
 

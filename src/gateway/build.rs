@@ -132,7 +132,11 @@ impl Gateway {
                 Instrumentor::builder()
                     .catalog_slot(slot.clone())
                     .telemetry(telemetry)
-                    .options(Options::default())
+                    .options(Options {
+                        context: config.context.clone(),
+                        prices: config.prices.clone(),
+                        ..Options::default()
+                    })
                     .build()?,
             )
         } else {

@@ -58,6 +58,11 @@ pub struct Options {
     /// Bytes of text a stream may accumulate for its span (default 1 MiB); the rest is counted,
     /// not kept.
     pub max_stream_text: usize,
+    /// Which request headers and baggage entries become span attributes (default: the built-in
+    /// mappings of [`crate::context`]).
+    pub context: Arc<crate::context::ContextRules>,
+    /// The prices a call's cost is computed from (default: the bundled table).
+    pub prices: Arc<crate::prices::PriceBook>,
 }
 
 impl Default for Options {
@@ -66,6 +71,8 @@ impl Default for Options {
             enrich_token_usage: true,
             propagate_trace_context: false,
             max_stream_text: crate::offline::DEFAULT_TEXT_CAP,
+            context: Arc::new(crate::context::ContextRules::default()),
+            prices: crate::prices::PriceBook::bundled(),
         }
     }
 }
@@ -285,7 +292,9 @@ impl Instrumentor {
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect();
         let credentials = Credentials::of_request(headers, &target.query);
-        let exchange = Exchange::new(found, target, request_headers, body);
+        let mut exchange = Exchange::new(found, target, request_headers, body);
+        crate::context::apply(&self.shared.options.context, headers, &mut exchange);
+        exchange.set_prices(self.shared.options.prices.clone());
         let span = self.shared.telemetry.start_scrubbed(
             exchange.record(),
             parent,
