@@ -7,7 +7,7 @@ Without an argument it downloads the newest wheel from PyPI with
 `pip download genai-prices --no-deps` into a temporary directory. The package's data is read by
 importing it (it needs `pydantic`), and converted to specter's price table format: one entry per
 model and specter provider, with the model match rule, the prices in USD per million tokens in
-force today, and the service-tier variants. What the table does not carry: per-request fees,
+force today, the per-request fee, and the service-tier variants. What the table does not carry:
 web searches, audio hours, document pages, time-of-day discounts and batch prices (a single
 call through the gateway does not say it is part of a batch).
 
@@ -96,6 +96,10 @@ def prices_of(model_price):
     for key, value in model_price.__dict__.items():
         if value is not None and key in KEYS:
             out[KEYS[key]] = price(value)
+    requests = getattr(model_price, "requests_kcount", None)
+    if requests is not None:
+        # USD per thousand requests -> USD per request.
+        out["request"] = number(requests) / 1000
     return out
 
 

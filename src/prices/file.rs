@@ -266,6 +266,10 @@ fn rates(spec: &RatesSpec, pointer: &str, problems: &mut Problems<'_>) -> Rates 
         cache_audio_read: rate(&spec.cache_audio_read, "cache_audio_read"),
         output_audio: rate(&spec.output_audio, "output_audio"),
         output_reasoning: rate(&spec.output_reasoning, "output_reasoning"),
+        request: spec
+            .request
+            .as_ref()
+            .and_then(|fee| one_rate(&RateSpec::Flat(*fee), &format!("{pointer}/request"), problems)),
     }
 }
 

@@ -85,6 +85,8 @@ pub struct Rates {
     pub output_audio: Option<Rate>,
     /// Reasoning output, when priced apart.
     pub output_reasoning: Option<Rate>,
+    /// A fee per request (USD, not per million tokens).
+    pub request: Option<Rate>,
 }
 
 impl Rates {
@@ -101,6 +103,7 @@ impl Rates {
             cache_audio_read: pick(&self.cache_audio_read, &over.cache_audio_read),
             output_audio: pick(&self.output_audio, &over.output_audio),
             output_reasoning: pick(&self.output_reasoning, &over.output_reasoning),
+            request: pick(&self.request, &over.request),
         }
     }
 }
@@ -370,7 +373,8 @@ pub fn cost_of(rates: &Rates, usage: &Usage) -> Option<f64> {
     pay(usage.output - audio_out - reasoning, output)?;
     pay(audio_out, at(rates.output_audio.as_ref()).or(output))?;
     pay(reasoning, reasoning_price)?;
-    let usd = usd / 1e6;
+    let fee = rates.request.as_ref().map_or(0.0, |r| r.at(usage.input));
+    let usd = usd / 1e6 + fee;
     Some((usd * 1e8).round() / 1e8)
 }
 

@@ -112,6 +112,9 @@ pub struct RatesSpec {
     /// Reasoning output tokens, where priced apart from output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_reasoning: Option<RateSpec>,
+    /// A fee per request, in USD (not per million tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<f64>,
 }
 
 /// A price: flat, or tiered by the request's input tokens.
