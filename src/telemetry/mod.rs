@@ -150,6 +150,50 @@ pub struct Telemetry {
 pub struct CallCounts {
     started: AtomicU64,
     ended: AtomicU64,
+    usage: std::sync::Mutex<UsageTable>,
+}
+
+/// Most provider-and-model rows kept by [`CallCounts`]; the calls of further models are summed
+/// in one `other` row.
+pub const MAX_USAGE_ROWS: usize = 100;
+
+/// Longest model name kept in a usage row, in bytes.
+const MAX_MODEL_BYTES: usize = 128;
+
+/// What the calls of one provider and model used.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsageRow {
+    /// `gen_ai.provider.name` (`other` for the summed row).
+    pub provider: String,
+    /// The model (response model, else request model; `-` when unknown).
+    pub model: String,
+    /// Calls ended.
+    pub calls: u64,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Cost in USD of the calls whose cost is known.
+    pub cost: f64,
+    /// Calls whose cost is not known.
+    pub unpriced: u64,
+}
+
+impl UsageRow {
+    fn add(&mut self, other: &UsageRow) {
+        self.calls += other.calls;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cost += other.cost;
+        self.unpriced += other.unpriced;
+    }
+}
+
+/// Usage rows by provider and model, bounded.
+#[derive(Debug, Default)]
+struct UsageTable {
+    rows: std::collections::BTreeMap<(String, String), UsageRow>,
+    other: UsageRow,
 }
 
 impl CallCounts {
@@ -161,6 +205,71 @@ impl CallCounts {
     /// Calls whose span ended.
     pub fn ended(&self) -> u64 {
         self.ended.load(Ordering::Relaxed)
+    }
+
+    /// Adds a finished call's tokens and cost to its provider and model's row.
+    pub fn count_usage(&self, record: &Record) {
+        let text = |key: &str| record.attributes.get(key).and_then(|v| v.as_str());
+        let n = |key: &str| {
+            record
+                .attributes
+                .get(key)
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0)
+        };
+        let provider = text("gen_ai.provider.name").unwrap_or("-").to_string();
+        let mut model = text("gen_ai.response.model")
+            .or_else(|| text("gen_ai.request.model"))
+            .unwrap_or("-")
+            .to_string();
+        if model.len() > MAX_MODEL_BYTES {
+            let mut end = MAX_MODEL_BYTES;
+            while !model.is_char_boundary(end) {
+                end -= 1;
+            }
+            model.truncate(end);
+        }
+        let cost = record
+            .attributes
+            .get(crate::prices::COST)
+            .and_then(|v| v.as_f64());
+        let row = UsageRow {
+            provider: provider.clone(),
+            model: model.clone(),
+            calls: 1,
+            input_tokens: n("gen_ai.usage.input_tokens"),
+            output_tokens: n("gen_ai.usage.output_tokens"),
+            cost: cost.unwrap_or(0.0),
+            unpriced: u64::from(cost.is_none()),
+        };
+        let Ok(mut table) = self.usage.lock() else {
+            return;
+        };
+        let key = (provider, model);
+        if let Some(existing) = table.rows.get_mut(&key) {
+            existing.add(&row);
+        } else if table.rows.len() < MAX_USAGE_ROWS {
+            table.rows.insert(key, row);
+        } else {
+            table.other.add(&row);
+        }
+    }
+
+    /// The usage rows by provider and model, and the `other` row when more models were seen
+    /// than [`MAX_USAGE_ROWS`].
+    pub fn usage(&self) -> Vec<UsageRow> {
+        let Ok(table) = self.usage.lock() else {
+            return Vec::new();
+        };
+        let mut rows: Vec<UsageRow> = table.rows.values().cloned().collect();
+        if table.other.calls > 0 {
+            rows.push(UsageRow {
+                provider: "other".into(),
+                model: "-".into(),
+                ..table.other.clone()
+            });
+        }
+        rows
     }
 }
 
@@ -278,6 +387,7 @@ impl Telemetry {
         timings: &Timings,
     ) {
         active.credentials.scrub_record(&mut record);
+        self.calls.count_usage(&record);
         let prepared = Prepared::new(record, &self.content);
         self.instruments.record(prepared.record(), op, timings);
         let rendered = prepared.into_span(&self.dialects, timings.first_chunk);
