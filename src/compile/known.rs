@@ -100,14 +100,19 @@ pub const UNBOUNDED_ATTRIBUTES: &[&str] = &[
 /// assert!(is_credential_header("session"));
 /// assert!(!is_credential_header("x-specter-session-id"));
 /// assert!(!is_credential_header("helicone-session-id"));
+/// assert!(!is_credential_header("helicone-session-name"));
+/// assert!(is_credential_header("x-session-secret-id"));
 /// ```
 pub fn is_credential_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    // A session *id* names a session (`x-specter-session-id`, `helicone-session-id`); a session
-    // token or key (`x-session-token`, `x-session-key`) or a bare `session` still opens one.
-    let session_id = ["-id", "_id", ".id"].iter().any(|s| name.ends_with(s));
+    // A session *id* or *name* names a session (`x-specter-session-id`, `helicone-session-id`,
+    // `helicone-session-name`); a session token or key (`x-session-token`, `x-session-key`) or a
+    // bare `session` still opens one.
+    let session_id = ["-id", "_id", ".id", "-name", "_name", ".name"]
+        .iter()
+        .any(|s| name.ends_with(s));
     if name.contains("session") && session_id && !name.contains("token") {
-        return !is_credential_header(&name.replace("session", ""));
+        return is_credential_header(&name.replace("session", ""));
     }
     matches!(
         name.as_str(),

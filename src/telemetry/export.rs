@@ -134,7 +134,7 @@ fn call_summary(span: &SpanData, line: &mut String) {
 
 /// A cost in USD with enough digits to tell small calls apart (`0.000123`, `1.25`).
 pub fn format_usd(usd: f64) -> String {
-    let text = format!("{usd:.6}");
+    let text = format!("{usd:.8}");
     let trimmed = text.trim_end_matches('0');
     match trimmed.strip_suffix('.') {
         Some(whole) => format!("{whole}.00"),
