@@ -30,7 +30,7 @@ pub(super) fn bundled() -> PriceBook {
         return PriceBook::default();
     };
     let mut problems = Problems::new("prices/genai-prices.json", None);
-    let entries = compile(&file.models, &mut problems);
+    let entries = compile(&indexed(file.models), &mut problems);
     let version = match (&file.version, &file.converted) {
         (Some(v), Some(d)) => Some(format!("genai-prices {v}, {d}")),
         (Some(v), None) => Some(format!("genai-prices {v}")),
@@ -42,12 +42,16 @@ pub(super) fn bundled() -> PriceBook {
     }
 }
 
+fn indexed(models: Vec<ModelPriceSpec>) -> Vec<(usize, ModelPriceSpec)> {
+    models.into_iter().enumerate().collect()
+}
+
 /// Checks the bundled table: every problem in it (the tests assert there is none).
 pub fn check_bundled() -> Diagnostics {
     match serde_json::from_str::<PriceFile>(super::BUNDLED) {
         Ok(file) => {
             let mut problems = Problems::new("prices/genai-prices.json", None);
-            compile(&file.models, &mut problems);
+            compile(&indexed(file.models), &mut problems);
             Diagnostics(problems.found)
         }
         Err(e) => Diagnostics(vec![Diagnostic {
@@ -79,13 +83,14 @@ pub fn load_file(path: &Path) -> Result<PriceBook, PriceFileError> {
     let models = read_models(&doc.value, &mut problems);
     let entries = compile(&models, &mut problems);
     if !problems.found.is_empty() {
+        problems.found.sort();
         return Err(PriceFileError::Invalid(Diagnostics(problems.found)));
     }
     Ok(PriceBook::from_entries(entries))
 }
 
 /// The file's entries, each read on its own so that a problem is located at its entry.
-fn read_models(value: &Json, problems: &mut Problems<'_>) -> Vec<ModelPriceSpec> {
+fn read_models(value: &Json, problems: &mut Problems<'_>) -> Vec<(usize, ModelPriceSpec)> {
     let Some(map) = value.as_object() else {
         problems.add("", "a price file is a mapping with a `models` list".into());
         return Vec::new();
@@ -106,14 +111,12 @@ fn read_models(value: &Json, problems: &mut Problems<'_>) -> Vec<ModelPriceSpec>
     let mut out = Vec::new();
     for (i, model) in models.iter().enumerate() {
         match serde_json::from_value::<ModelPriceSpec>(model.clone()) {
-            Ok(spec) => out.push(spec),
+            Ok(spec) => out.push((i, spec)),
             Err(e) => {
                 let message = e.to_string();
                 let key = message.split('`').nth(1).unwrap_or_default();
-                let pointer = format!("/models/{i}/{}", crate::yaml::escape_segment(key));
+                let pointer = problems.locate_key(&format!("/models/{i}"), key);
                 problems.add(&pointer, message);
-                // Keep the indices of later entries right.
-                out.push(ModelPriceSpec::default());
             }
         }
     }
@@ -136,6 +139,21 @@ impl<'a> Problems<'a> {
         }
     }
 
+    /// The pointer of the first node named `key` inside `within` (serde names the key of a
+    /// problem, not its path), else `within` itself.
+    fn locate_key(&self, within: &str, key: &str) -> String {
+        let suffix = format!("/{}", crate::yaml::escape_segment(key));
+        let prefix = format!("{within}/");
+        let found = self.doc.and_then(|d| {
+            d.positions
+                .iter()
+                .filter(|(p, _)| p.starts_with(&prefix) && p.ends_with(&suffix))
+                .min_by_key(|(p, pos)| (pos.line, pos.col, p.len()))
+                .map(|(p, _)| p.clone())
+        });
+        found.unwrap_or_else(|| within.to_string())
+    }
+
     fn add(&mut self, pointer: &str, message: String) {
         let pos = self
             .doc
@@ -153,9 +171,9 @@ impl<'a> Problems<'a> {
 }
 
 /// Compiles entries, recording every problem; entries with problems are left out.
-fn compile(models: &[ModelPriceSpec], problems: &mut Problems<'_>) -> Vec<Entry> {
+fn compile(models: &[(usize, ModelPriceSpec)], problems: &mut Problems<'_>) -> Vec<Entry> {
     let mut out = Vec::new();
-    for (i, spec) in models.iter().enumerate() {
+    for (i, spec) in models {
         let at = format!("/models/{i}");
         let before = problems.found.len();
         let matcher = match (&spec.model, &spec.matches) {

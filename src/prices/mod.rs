@@ -361,7 +361,9 @@ pub fn cost_of(rates: &Rates, usage: &Usage) -> Option<f64> {
         write_1h,
         at(rates.cache_write_1h.as_ref()).or(write_5m_price),
     )?;
-    pay(audio_in, at(rates.input_audio.as_ref()).or(input))?;
+    // Audio is priced apart wherever it is sold; a table without an audio price for the model
+    // cannot price audio tokens, and the call gets no cost rather than a text-priced one.
+    pay(audio_in, at(rates.input_audio.as_ref()))?;
     // Output: audio and (when priced apart) reasoning come out of the plain output tokens.
     let audio_out = usage.output_audio.min(usage.output);
     let reasoning_price = at(rates.output_reasoning.as_ref());
@@ -371,7 +373,7 @@ pub fn cost_of(rates: &Rates, usage: &Usage) -> Option<f64> {
         0.0
     };
     pay(usage.output - audio_out - reasoning, output)?;
-    pay(audio_out, at(rates.output_audio.as_ref()).or(output))?;
+    pay(audio_out, at(rates.output_audio.as_ref()))?;
     pay(reasoning, reasoning_price)?;
     let fee = rates.request.as_ref().map_or(0.0, |r| r.at(usage.input));
     let usd = usd / 1e6 + fee;

@@ -78,9 +78,10 @@ pub enum MatchSpec {
     Not(Box<MatchSpec>),
 }
 
-/// Prices by kind of token, USD per million tokens. A kind without a price is paid at the price
-/// of the kind it is part of (`cache_write_1h` at `cache_write`, then at `input`; audio and cache
-/// prices at `input` or `output`); a call whose input or output has no price gets no cost.
+/// Prices by kind of token, USD per million tokens. A cache kind without a price is paid at the
+/// price of the kind it is part of (`cache_write_1h` at `cache_write`, then at `input`;
+/// `cache_read` at `input`); a call with tokens of a kind that has no price (input, output,
+/// audio, or reasoning where given apart) gets no cost.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RatesSpec {
