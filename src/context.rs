@@ -240,7 +240,10 @@ impl ContextRules {
             let context = CONTEXT_KEYS.contains(&key.as_str())
                 || targets.contains(&key.as_str())
                 || CONTEXT_PREFIXES.iter().any(|p| key.starts_with(p))
-                || self.prefixes.iter().any(|(_, p)| key.starts_with(p.as_str()));
+                || self
+                    .prefixes
+                    .iter()
+                    .any(|(_, p)| key.starts_with(p.as_str()));
             if let (true, Json::String(text)) = (context, &*value) {
                 *value = Json::String(self.cap(text));
             }
@@ -342,7 +345,10 @@ mod tests {
             ("X-Specter-Session-Id", "sess-1"),
             ("x-specter-user-id", "u-1"),
             ("X-Specter-Property-Team", "Search"),
-            ("baggage", "gen_ai.agent.name=planner;p=1,session.id=from-baggage,other=x"),
+            (
+                "baggage",
+                "gen_ai.agent.name=planner;p=1,session.id=from-baggage,other=x",
+            ),
         ]));
         assert_eq!(attrs["session.id"], "sess-1");
         assert_eq!(attrs["user.id"], "u-1");

@@ -55,11 +55,22 @@ async fn upstream() -> (SocketAddr, Seen) {
                 let token = headers.get("x-session-token").cloned().unwrap_or_default();
                 let auth = headers.get("authorization").cloned().unwrap_or_default();
                 let message = format!("refused {auth} with token {token}");
-                (401, json!({"error": {"message": message, "type": "invalid_request_error"}}).to_string().into_bytes())
+                (
+                    401,
+                    json!({"error": {"message": message, "type": "invalid_request_error"}})
+                        .to_string()
+                        .into_bytes(),
+                )
             } else if path.ends_with("/messages") {
-                (200, std::fs::read("tests/fixtures/anthropic/messages_plain/response.json").unwrap())
+                (
+                    200,
+                    std::fs::read("tests/fixtures/anthropic/messages_plain/response.json").unwrap(),
+                )
             } else {
-                (200, std::fs::read("tests/fixtures/openai/chat_plain/response.json").unwrap())
+                (
+                    200,
+                    std::fs::read("tests/fixtures/openai/chat_plain/response.json").unwrap(),
+                )
             };
             log.lock().unwrap().push(headers);
             let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -91,7 +102,9 @@ fn plain(value: &Value) -> Value {
         return s.clone();
     }
     if let Some(i) = value.get("intValue") {
-        return json!(i.as_str().map_or_else(|| i.as_i64().unwrap(), |s| s.parse().unwrap()));
+        return json!(i
+            .as_str()
+            .map_or_else(|| i.as_i64().unwrap(), |s| s.parse().unwrap()));
     }
     if let Some(d) = value.get("doubleValue") {
         return d.clone();
@@ -120,7 +133,9 @@ fn spans(path: &Path) -> Vec<BTreeMap<String, Value>> {
                                 .as_array()
                                 .unwrap()
                                 .iter()
-                                .map(|kv| (kv["key"].as_str().unwrap().to_string(), plain(&kv["value"])))
+                                .map(|kv| {
+                                    (kv["key"].as_str().unwrap().to_string(), plain(&kv["value"]))
+                                })
                                 .collect(),
                         );
                     }
@@ -232,12 +247,16 @@ async fn headers_baggage_and_body_fields_become_attributes_and_specter_headers_s
         .find(|l| l.starts_with("specter: openai chat gpt-4o-mini"))
         .unwrap_or_else(|| panic!("no console line: {lines:#?}"));
     assert!(
-        console.contains("in=12 out=5 finish=stop $0.0000048 session=sess-0123456789 user=body-user-1 "),
+        console.contains(
+            "in=12 out=5 finish=stop $0.0000048 session=sess-0123456789 user=body-user-1 "
+        ),
         "{console}"
     );
     assert!(
-        lines.iter().any(|l| l
-            == "specter: openai gpt-4o-mini-2024-07-18: 1 call(s), in=12 out=5, $0.0000048"),
+        lines
+            .iter()
+            .any(|l| l
+                == "specter: openai gpt-4o-mini-2024-07-18: 1 call(s), in=12 out=5, $0.0000048"),
         "{lines:#?}"
     );
 }
@@ -265,9 +284,18 @@ async fn a_session_id_is_recorded_while_api_keys_and_session_tokens_are_scrubbed
     let span = &spans(&traces)[0];
     assert_eq!(span["session.id"], "sess-visible-42");
     let text = std::fs::read_to_string(&traces).unwrap();
-    assert!(!text.contains(API_KEY), "the API key reached the traces file");
-    assert!(!text.contains(SESSION_TOKEN), "the session token reached the traces file");
-    assert!(text.contains("refused [REDACTED] with token [REDACTED]"), "{text}");
+    assert!(
+        !text.contains(API_KEY),
+        "the API key reached the traces file"
+    );
+    assert!(
+        !text.contains(SESSION_TOKEN),
+        "the session token reached the traces file"
+    );
+    assert!(
+        text.contains("refused [REDACTED] with token [REDACTED]"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -351,7 +379,13 @@ fn a_context_section_that_maps_a_credential_is_refused() {
     let config = dir.join("specter.yaml");
     std::fs::write(&config, "context:\n  headers:\n    X-Api-Key: user.id\n").unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_specter"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--no-traces-file", "--config"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-traces-file",
+            "--config",
+        ])
         .arg(&config)
         .output()
         .unwrap();

@@ -71,7 +71,9 @@ fn written(url: &str, request: Value, response: Value, options: &ExtractOptions)
 }
 
 fn cost(attributes: &Value) -> Option<f64> {
-    attributes.get("gen_ai.usage.cost").map(|v| v.as_f64().unwrap())
+    attributes
+        .get("gen_ai.usage.cost")
+        .map(|v| v.as_f64().unwrap())
 }
 
 fn assert_cost(attributes: &Value, expected: f64, source: &str, what: &str) {
@@ -92,7 +94,9 @@ fn the_bundled_table_loads_whole() {
     let book = PriceBook::bundled();
     assert!(book.len() > 1000, "{} entries", book.len());
     assert_eq!(
-        book.bundled_version.as_deref().map(|v| v.starts_with("genai-prices ")),
+        book.bundled_version
+            .as_deref()
+            .map(|v| v.starts_with("genai-prices ")),
         Some(true)
     );
     // Every bundled provider that sells metered tokens has prices; Ollama runs locally, Writer and
@@ -116,7 +120,10 @@ fn the_bundled_table_loads_whole() {
         "perplexity",
     ] {
         let catalog = specter::Catalog::bundled().unwrap();
-        assert!(catalog.provider(provider).is_some(), "{provider} is bundled");
+        assert!(
+            catalog.provider(provider).is_some(),
+            "{provider} is bundled"
+        );
     }
 }
 
@@ -168,7 +175,11 @@ fn each_bundled_provider_with_prices_costs_its_fixture() {
         // claude-3-7-sonnet $3 / 5-minute cache write $3.75 / $15; 1733 of 1754 input tokens
         // written to the cache: 21 × 3 + 1733 × 3.75 + 561 × 15 = 63 + 6498.75 + 8415
         // = 14976.75 → $0.01497675
-        ("anthropic/messages_system_cache_control", 0.01497675, "anthropic"),
+        (
+            "anthropic/messages_system_cache_control",
+            0.01497675,
+            "anthropic",
+        ),
     ];
     let options = ExtractOptions::default();
     for (case, expected, _provider) in cases {
@@ -213,7 +224,10 @@ fn cache_writes_for_five_minutes_and_for_one_hour_have_their_own_prices() {
         }),
         &ExtractOptions::default(),
     );
-    assert_eq!(attributes["specter.usage.cache_creation_1h.input_tokens"], 2000);
+    assert_eq!(
+        attributes["specter.usage.cache_creation_1h.input_tokens"],
+        2000
+    );
     assert_cost(&attributes, 0.0174, "local", "cache writes");
 }
 
@@ -419,7 +433,12 @@ fn a_user_price_file_overrides_and_extends_the_tables() {
     assert_cost(&attributes, 0.0001, "local", "user model, flex tier");
     // Models the user's file does not name keep the bundled prices: claude-3-opus as above.
     let attributes = fixture_attributes("anthropic/messages_plain_gzip", &options);
-    assert_cost(&attributes, 0.016755, "local", "bundled behind the user's file");
+    assert_cost(
+        &attributes,
+        0.016755,
+        "local",
+        "bundled behind the user's file",
+    );
 }
 
 #[test]
@@ -444,11 +463,15 @@ fn a_bad_price_file_is_refused_with_located_problems() {
         "{error}"
     );
     assert!(
-        error.contains(&format!("{file}:5:5: models.1: `model` or `match` is required")),
+        error.contains(&format!(
+            "{file}:5:5: models.1: `model` or `match` is required"
+        )),
         "{error}"
     );
     assert!(
-        error.contains(&format!("{file}:8:15: models.2.prices.inptu: unknown field `inptu`")),
+        error.contains(&format!(
+            "{file}:8:15: models.2.prices.inptu: unknown field `inptu`"
+        )),
         "{error}"
     );
 }
@@ -477,7 +500,11 @@ fn specter_extract_takes_a_price_file_and_request_headers() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let out: Value = serde_json::from_slice(&output.stdout).unwrap();
     let attributes = &out["span"]["attributes"];
     // 12 × 1 + 5 × 2 = 22 → $0.000022

@@ -211,8 +211,7 @@ fn context_and_prices(
     }
     if let Some(path) = flags.prices.as_ref().or(file.prices.as_ref()) {
         let bundled = crate::prices::PriceBook::bundled();
-        gateway.prices =
-            std::sync::Arc::new(crate::prices::load_file(path)?.before(&bundled));
+        gateway.prices = std::sync::Arc::new(crate::prices::load_file(path)?.before(&bundled));
     }
     Ok(())
 }

@@ -96,7 +96,15 @@ fn read_models(value: &Json, problems: &mut Problems<'_>) -> Vec<(usize, ModelPr
         return Vec::new();
     };
     for key in map.keys() {
-        if !["source", "version", "converted", "license", "unit", "models"].contains(&key.as_str())
+        if ![
+            "source",
+            "version",
+            "converted",
+            "license",
+            "unit",
+            "models",
+        ]
+        .contains(&key.as_str())
         {
             problems.add(
                 &format!("/{}", crate::yaml::escape_segment(key)),
@@ -284,10 +292,13 @@ fn rates(spec: &RatesSpec, pointer: &str, problems: &mut Problems<'_>) -> Rates 
         cache_audio_read: rate(&spec.cache_audio_read, "cache_audio_read"),
         output_audio: rate(&spec.output_audio, "output_audio"),
         output_reasoning: rate(&spec.output_reasoning, "output_reasoning"),
-        request: spec
-            .request
-            .as_ref()
-            .and_then(|fee| one_rate(&RateSpec::Flat(*fee), &format!("{pointer}/request"), problems)),
+        request: spec.request.as_ref().and_then(|fee| {
+            one_rate(
+                &RateSpec::Flat(*fee),
+                &format!("{pointer}/request"),
+                problems,
+            )
+        }),
     }
 }
 

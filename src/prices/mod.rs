@@ -56,9 +56,9 @@ impl Rate {
             Rate::Flat(p) => *p,
             Rate::Tiered(base, tiers) => tiers
                 .iter()
-                .filter(|(start, _)| input_tokens > *start as f64)
+                .rev()
+                .find(|(start, _)| input_tokens > *start as f64)
                 .map(|(_, p)| *p)
-                .last()
                 .unwrap_or(*base),
         }
     }
@@ -351,7 +351,9 @@ pub fn cost_of(rates: &Rates, usage: &Usage) -> Option<f64> {
     let cache_read = usage.cache_read.min(usage.input);
     let cache_write = usage.cache_write.min(usage.input - cache_read);
     let write_1h = usage.cache_write_1h.min(cache_write);
-    let audio_in = usage.input_audio.min(usage.input - cache_read - cache_write);
+    let audio_in = usage
+        .input_audio
+        .min(usage.input - cache_read - cache_write);
     let plain_in = usage.input - cache_read - cache_write - audio_in;
     let write_5m_price = at(rates.cache_write.as_ref()).or(input);
     pay(plain_in, input)?;
