@@ -94,6 +94,11 @@ pub struct ContextSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 32))]
     pub max_attributes: Option<usize>,
+    /// Context attribute keys with few distinct values (e.g. `specter.property.environment`)
+    /// copied onto the standard GenAI metrics. No other context attribute is ever a metric
+    /// dimension; ids (`session.id`, `user.id`, `gen_ai.conversation.id`) are refused here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metric_attributes: Vec<String>,
 }
 
 /// Why a `context` section cannot be used.
@@ -105,6 +110,9 @@ pub enum ContextError {
     /// An empty or blank header name, prefix or attribute key.
     #[error("context: `{0}` is not a header name or attribute key")]
     Invalid(String),
+    /// An id listed as a metric attribute.
+    #[error("context: `{0}` has a value per session, user or conversation and cannot be a metric attribute")]
+    Unbounded(String),
 }
 
 /// The compiled `context` section.
@@ -116,6 +124,7 @@ pub struct ContextRules {
     strip: Vec<(String, bool)>,
     max_value_bytes: usize,
     max_attributes: usize,
+    metric_attributes: Vec<String>,
 }
 
 impl Default for ContextRules {
@@ -127,6 +136,7 @@ impl Default for ContextRules {
             strip: Vec::new(),
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             max_attributes: DEFAULT_MAX_ATTRIBUTES,
+            metric_attributes: Vec::new(),
         })
     }
 }
@@ -174,6 +184,14 @@ impl ContextRules {
                 }
             })
             .collect();
+        let mut metric_attributes = Vec::new();
+        for key in &spec.metric_attributes {
+            let key = checked_key(key)?;
+            if key.ends_with(".id") || key.ends_with("_id") || key == "specter.safety_identifier" {
+                return Err(ContextError::Unbounded(key));
+            }
+            metric_attributes.push(key);
+        }
         Ok(ContextRules {
             headers: headers.into_iter().collect(),
             prefixes: prefixes.into_iter().collect(),
@@ -181,7 +199,13 @@ impl ContextRules {
             strip,
             max_value_bytes: spec.max_value_bytes.unwrap_or(DEFAULT_MAX_VALUE_BYTES),
             max_attributes: spec.max_attributes.unwrap_or(DEFAULT_MAX_ATTRIBUTES),
+            metric_attributes,
         })
+    }
+
+    /// The context attribute keys copied onto the standard metrics.
+    pub fn metric_attributes(&self) -> &[String] {
+        &self.metric_attributes
     }
 
     /// Whether a request header is kept from the upstream.
@@ -400,6 +424,33 @@ mod tests {
         })
         .unwrap();
         assert!(!none.strips("x-specter-session-id"));
+    }
+
+    #[test]
+    fn the_schema_shows_the_context_defaults() {
+        let schema = crate::gateway::config::config_schema();
+        let props = &schema["$defs"]["ContextSpec"]["properties"];
+        assert_eq!(props["max_value_bytes"]["default"], DEFAULT_MAX_VALUE_BYTES);
+        assert_eq!(props["max_attributes"]["default"], DEFAULT_MAX_ATTRIBUTES);
+        assert_eq!(
+            props["strip_headers"]["default"],
+            serde_json::json!(DEFAULT_STRIP_HEADERS)
+        );
+        assert_eq!(props["defaults"]["default"], true);
+    }
+
+    #[test]
+    fn ids_cannot_be_metric_attributes() {
+        let spec = |key: &str| ContextSpec {
+            metric_attributes: vec![key.to_string()],
+            ..Default::default()
+        };
+        assert_eq!(
+            ContextRules::from_spec(&spec("session.id")),
+            Err(ContextError::Unbounded("session.id".into()))
+        );
+        let rules = ContextRules::from_spec(&spec("specter.property.environment")).unwrap();
+        assert_eq!(rules.metric_attributes(), ["specter.property.environment"]);
     }
 
     #[test]

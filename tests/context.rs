@@ -396,3 +396,121 @@ fn a_context_section_that_maps_a_credential_is_refused() {
         "{stderr}"
     );
 }
+
+/// Histogram points of the standard metrics recorded in process: name → attribute keys.
+fn metric_attribute_keys(
+    rules: specter::context::ContextRules,
+    metric_keys: Vec<String>,
+) -> Vec<(String, Vec<String>)> {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    use specter::instrument::{HttpRequest, HttpResponse, Instrumentor, Options};
+
+    let metrics = InMemoryMetricExporter::default();
+    let meter_provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(metrics.clone()).build())
+        .build();
+    let tracer_provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let tracer =
+        opentelemetry::global::BoxedTracer::new(Box::new(tracer_provider.tracer("specter")));
+    let telemetry = specter::telemetry::Telemetry::new(
+        tracer,
+        &meter_provider.meter("specter"),
+        vec![specter::render::dialect::Dialect::Semconv],
+        specter::render::content::ContentPolicy::default(),
+    )
+    .with_metric_attributes(metric_keys);
+    let instrumentor = Instrumentor::builder()
+        .telemetry(telemetry)
+        .options(Options {
+            context: Arc::new(rules),
+            ..Options::default()
+        })
+        .build()
+        .unwrap();
+    let request = HttpRequest {
+        method: "POST".into(),
+        url: "https://api.openai.com/v1/chat/completions".into(),
+        headers: vec![
+            ("X-Specter-Session-Id".into(), "sess-metrics-1".into()),
+            ("X-Specter-Property-Environment".into(), "qa".into()),
+        ],
+        body: std::fs::read("tests/fixtures/openai/chat_plain/request.json").unwrap(),
+    };
+    instrumentor
+        .instrument_blocking(request, |_| {
+            Ok::<_, std::io::Error>(HttpResponse {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: std::fs::read("tests/fixtures/openai/chat_plain/response.json").unwrap(),
+            })
+        })
+        .unwrap();
+    meter_provider.force_flush().unwrap();
+    let mut out = Vec::new();
+    for rm in metrics.get_finished_metrics().unwrap() {
+        for sm in rm.scope_metrics() {
+            for metric in sm.metrics() {
+                let keys = |attrs: Vec<&opentelemetry::KeyValue>| {
+                    attrs
+                        .iter()
+                        .map(|kv| kv.key.to_string())
+                        .collect::<Vec<_>>()
+                };
+                match metric.data() {
+                    AggregatedMetrics::U64(MetricData::Histogram(h)) => {
+                        for dp in h.data_points() {
+                            out.push((metric.name().to_string(), keys(dp.attributes().collect())));
+                        }
+                    }
+                    AggregatedMetrics::F64(MetricData::Histogram(h)) => {
+                        for dp in h.data_points() {
+                            out.push((metric.name().to_string(), keys(dp.attributes().collect())));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn context_attributes_are_metric_dimensions_only_when_listed_as_bounded() {
+    use specter::context::{ContextRules, ContextSpec};
+    let points = metric_attribute_keys(ContextRules::default(), Vec::new());
+    let cost = points
+        .iter()
+        .find(|(name, _)| name == "gen_ai.client.operation.cost")
+        .unwrap_or_else(|| panic!("no cost point: {points:?}"));
+    assert!(!cost
+        .1
+        .iter()
+        .any(|k| k == "session.id" || k.starts_with("specter.property.")));
+    assert!(points.iter().all(|(_, keys)| keys
+        .iter()
+        .all(|k| k != "session.id" && !k.starts_with("specter."))));
+
+    let rules = ContextRules::from_spec(&ContextSpec {
+        metric_attributes: vec!["specter.property.environment".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let keys = rules.metric_attributes().to_vec();
+    let points = metric_attribute_keys(rules, keys);
+    for name in [
+        "gen_ai.client.operation.cost",
+        "gen_ai.client.token.usage",
+        "gen_ai.client.operation.duration",
+    ] {
+        let (_, keys) = points.iter().find(|(n, _)| n == name).unwrap();
+        assert!(
+            keys.iter().any(|k| k == "specter.property.environment"),
+            "{name}: {keys:?}"
+        );
+        assert!(!keys.iter().any(|k| k == "session.id"), "{name}: {keys:?}");
+    }
+}

@@ -185,6 +185,7 @@ pub struct Instruments {
     time_to_first_chunk: Histogram<f64>,
     time_per_output_chunk: Histogram<f64>,
     cost: Histogram<f64>,
+    context_keys: Vec<String>,
     provider: Mutex<HashMap<String, ProviderInstrument>>,
 }
 
@@ -222,8 +223,15 @@ impl Instruments {
                 .with_description("Cost of a GenAI operation in US dollars, when known.")
                 .with_boundaries(COST_BUCKETS.to_vec())
                 .build(),
+            context_keys: Vec::new(),
             provider: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Also copies these (bounded) request context attributes onto the standard metrics.
+    pub fn with_context_attributes(mut self, keys: Vec<String>) -> Instruments {
+        self.context_keys = keys;
+        self
     }
 
     /// Records the metric points of a finished call (the points [`points`] lists, with the
@@ -236,6 +244,11 @@ impl Instruments {
                 Some(KeyValue::new(Key::from_static_str(k), value))
             })
             .collect();
+        for key in &self.context_keys {
+            if let Some(value) = record.attributes.get(key).and_then(shared_value) {
+                base.push(KeyValue::new(key.clone(), value));
+            }
+        }
         // In key order, as the attribute maps of `points` are.
         base.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
         each_point(record, op, Some(timings), |name, value, which| {

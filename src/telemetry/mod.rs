@@ -309,6 +309,12 @@ impl Telemetry {
         }
     }
 
+    /// Copies these bounded request context attributes onto the standard metrics.
+    pub fn with_metric_attributes(mut self, keys: Vec<String>) -> Telemetry {
+        self.instruments = self.instruments.with_context_attributes(keys);
+        self
+    }
+
     /// Counts calls into `calls` (shared with whoever reports them).
     pub fn with_call_counts(mut self, calls: Arc<CallCounts>) -> Telemetry {
         self.calls = calls;
