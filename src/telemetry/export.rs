@@ -336,6 +336,14 @@ mod tests {
     use crate::telemetry::traces_file::fault::{opener, Faults};
     use crate::telemetry::traces_file::{Rotation, TracesFile};
 
+    #[test]
+    fn costs_print_with_the_digits_they_need() {
+        assert_eq!(super::format_usd(0.0000048), "0.0000048");
+        assert_eq!(super::format_usd(1.25), "1.25");
+        assert_eq!(super::format_usd(2.0), "2.00");
+        assert_eq!(super::format_usd(0.5), "0.50");
+    }
+
     /// `count` finished spans from two scopes, each span named `call N`.
     fn spans(count: usize) -> Vec<SpanData> {
         let memory = InMemorySpanExporter::default();

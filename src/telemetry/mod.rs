@@ -426,3 +426,59 @@ fn copy_onto(active: &mut ActiveSpan, rendered: RenderedSpan, end: SystemTime) {
         active.span.set_status(Status::error(message));
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod usage_tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::{CallCounts, MAX_USAGE_ROWS};
+    use crate::engine::Record;
+
+    fn record(model: &str, cost: Option<f64>) -> Record {
+        let mut attributes = BTreeMap::new();
+        attributes.insert("gen_ai.provider.name".into(), json!("openai"));
+        attributes.insert("gen_ai.response.model".into(), json!(model));
+        attributes.insert("gen_ai.usage.input_tokens".into(), json!(10));
+        attributes.insert("gen_ai.usage.output_tokens".into(), json!(2));
+        if let Some(c) = cost {
+            attributes.insert("gen_ai.usage.cost".into(), json!(c));
+        }
+        Record {
+            provider: "openai".into(),
+            operation: "chat".into(),
+            span_name: "chat".into(),
+            client_span: true,
+            attributes,
+            input_messages: None,
+            output_messages: None,
+            system_instructions: None,
+            tool_definitions: None,
+            error: None,
+            problems: Vec::new(),
+            stream: None,
+            metric_values: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn usage_rows_add_up_by_model_and_are_bounded() {
+        let counts = CallCounts::default();
+        counts.count_usage(&record("gpt-4o", Some(0.25)));
+        counts.count_usage(&record("gpt-4o", None));
+        for n in 0..MAX_USAGE_ROWS + 5 {
+            counts.count_usage(&record(&format!("m-{n:03}"), Some(0.5)));
+        }
+        let rows = counts.usage();
+        assert_eq!(rows.len(), MAX_USAGE_ROWS + 1);
+        let gpt = rows.iter().find(|r| r.model == "gpt-4o").unwrap();
+        assert_eq!((gpt.calls, gpt.input_tokens, gpt.output_tokens), (2, 20, 4));
+        assert_eq!((gpt.cost, gpt.unpriced), (0.25, 1));
+        // 100 rows: gpt-4o and m-000..m-098; m-099..m-104 (6 calls) are summed as `other`.
+        let other = rows.last().unwrap();
+        assert_eq!((other.provider.as_str(), other.calls), ("other", 6));
+        assert_eq!(other.cost, 3.0);
+    }
+}
