@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 
-use percent_encoding::percent_decode_str;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -230,11 +229,14 @@ impl ContextRules {
                 out.insert(key, Json::String(self.cap(value)));
             }
         };
-        for (name, value) in headers {
-            if !name.eq_ignore_ascii_case("baggage") {
-                continue;
-            }
-            for (key, value) in parse_baggage(value) {
+        // Several `baggage` headers are one list (RFC 9110 field lines combined with commas).
+        let baggage: Vec<&str> = headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("baggage"))
+            .map(|(_, value)| value.as_str())
+            .collect();
+        if !baggage.is_empty() {
+            for (key, value) in parse_baggage(&baggage.join(",")) {
                 if let Some((_, attr)) = self.baggage.iter().find(|(k, _)| *k == key) {
                     add(&mut out, attr.clone(), &value);
                 }
@@ -314,40 +316,44 @@ fn checked_key(key: &str) -> Result<String, ContextError> {
     Ok(key.to_string())
 }
 
-/// Parses a W3C `baggage` header value: `key=value` members separated by commas, optional
-/// whitespace around each part, properties after `;` ignored, values percent-decoded. A header
-/// over [`MAX_BAGGAGE_BYTES`] is not read at all (as the specification allows); at most
-/// [`MAX_BAGGAGE_MEMBERS`] members are read; malformed members are skipped.
+/// Parses a W3C `baggage` header value with the OpenTelemetry SDK's baggage propagator:
+/// `key=value` members separated by commas, optional whitespace around each part, properties
+/// after `;` kept apart (not returned), keys and values percent-decoded. A header over
+/// [`MAX_BAGGAGE_BYTES`] is not read at all (as the specification allows), at most
+/// [`MAX_BAGGAGE_MEMBERS`] members are kept, malformed members are skipped. Sorted by key.
 ///
 /// ```
 /// use specter::context::parse_baggage;
 /// assert_eq!(
 ///     parse_baggage("user.id=alice%20b;meta=1, session.id = s-1 ,bad"),
-///     vec![("user.id".to_string(), "alice b".to_string()), ("session.id".to_string(), "s-1".to_string())]
+///     vec![("session.id".to_string(), "s-1".to_string()), ("user.id".to_string(), "alice b".to_string())]
 /// );
 /// ```
 pub fn parse_baggage(header: &str) -> Vec<(String, String)> {
+    use opentelemetry::baggage::BaggageExt as _;
+    use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
+
+    struct Baggage<'a>(&'a str);
+    impl Extractor for Baggage<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            (key == "baggage").then_some(self.0)
+        }
+        fn keys(&self) -> Vec<&str> {
+            vec!["baggage"]
+        }
+    }
     if header.len() > MAX_BAGGAGE_BYTES {
         return Vec::new();
     }
-    header
-        .split(',')
-        .take(MAX_BAGGAGE_MEMBERS)
-        .filter_map(|member| {
-            let pair = member.split(';').next()?;
-            let (key, value) = pair.split_once('=')?;
-            let key = key.trim();
-            let valid_key = !key.is_empty()
-                && key
-                    .bytes()
-                    .all(|b| b.is_ascii_graphic() && !b"\"(),/:;<=>?@[\\]{}".contains(&b));
-            if !valid_key {
-                return None;
-            }
-            let value = percent_decode_str(value.trim()).decode_utf8().ok()?;
-            Some((key.to_string(), value.into_owned()))
-        })
-        .collect()
+    let cx = opentelemetry_sdk::propagation::BaggagePropagator::new().extract(&Baggage(header));
+    let mut members: Vec<(String, String)> = cx
+        .baggage()
+        .iter()
+        .map(|(key, (value, _))| (key.to_string(), value.to_string()))
+        .collect();
+    members.sort();
+    members.truncate(MAX_BAGGAGE_MEMBERS);
+    members
 }
 
 #[cfg(test)]
@@ -451,6 +457,16 @@ mod tests {
         );
         let rules = ContextRules::from_spec(&spec("specter.property.environment")).unwrap();
         assert_eq!(rules.metric_attributes(), ["specter.property.environment"]);
+    }
+
+    #[test]
+    fn several_baggage_headers_are_one_list() {
+        let attrs = ContextRules::default().attributes(&h(&[
+            ("baggage", "user.id=u-7"),
+            ("Baggage", "session.id=s-7;ttl=1"),
+        ]));
+        assert_eq!(attrs["user.id"], "u-7");
+        assert_eq!(attrs["session.id"], "s-7");
     }
 
     #[test]
