@@ -48,6 +48,7 @@
 
 pub mod catalog;
 pub mod compile;
+pub mod context;
 pub mod diagnostic;
 pub mod engine;
 pub mod files;
@@ -56,6 +57,7 @@ pub mod gateway;
 pub mod harness;
 pub mod instrument;
 pub mod offline;
+pub mod prices;
 pub mod printable;
 pub mod render;
 pub mod spec;

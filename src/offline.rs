@@ -89,6 +89,10 @@ pub struct ExtractOptions {
     /// Match the exchange against this provider's operations only (as the gateway does for
     /// `/{provider}/...`), whatever the URL's host. Default: by host, else by path alone.
     pub provider: Option<String>,
+    /// Which request headers and baggage entries become span attributes.
+    pub context: crate::context::ContextRules,
+    /// The prices the cost is computed from (default: the bundled table).
+    pub prices: std::sync::Arc<crate::prices::PriceBook>,
 }
 
 impl Default for ExtractOptions {
@@ -97,6 +101,8 @@ impl Default for ExtractOptions {
             dialects: vec![Dialect::Semconv],
             content: ContentPolicy::default(),
             provider: None,
+            context: crate::context::ContextRules::default(),
+            prices: crate::prices::PriceBook::bundled(),
         }
     }
 }
@@ -159,6 +165,8 @@ pub fn extract_with(
         exchange.request_headers.to_vec(),
         exchange.request,
     );
+    crate::context::apply(&options.context, exchange.request_headers, &mut run);
+    run.set_prices(options.prices.clone());
     run.respond_recorded(
         exchange.status,
         exchange.response_headers,

@@ -98,12 +98,12 @@ fn replayable(name: &str) -> bool {
 }
 
 /// A stand-in upstream answering each request with the recorded response of the case named in
-/// its `x-specter-case` header.
+/// its `x-replay-case` header.
 async fn replaying_upstream(cases: Arc<HashMap<String, Case>>) -> std::net::SocketAddr {
     serve::http_server(move |request: Request<Incoming>| {
         let cases = cases.clone();
         async move {
-            let name = request.headers()["x-specter-case"]
+            let name = request.headers()["x-replay-case"]
                 .to_str()
                 .unwrap()
                 .to_string();
@@ -402,7 +402,7 @@ async fn exported_and_extracted(
             }
         }
         let request = request
-            .header("x-specter-case", name)
+            .header("x-replay-case", name)
             .header(
                 "traceparent",
                 format!("00-{}-00f067aa0ba902b7-01", trace_id(index)),

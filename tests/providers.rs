@@ -71,11 +71,12 @@ fn messages(output: &Json, key: &str) -> Json {
 }
 
 /// The keys of the `gen_ai.usage.*` attributes.
+/// The token count keys (the cost attributes left out).
 fn usage_keys(output: &Json) -> Vec<&str> {
     attributes(output)
         .keys()
         .map(String::as_str)
-        .filter(|k| k.starts_with("gen_ai.usage."))
+        .filter(|k| k.starts_with("gen_ai.usage.") && !k.starts_with("gen_ai.usage.cost"))
         .collect()
 }
 

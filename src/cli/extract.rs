@@ -54,6 +54,9 @@ pub struct Args {
     /// Leave message content out of the span.
     #[arg(long)]
     no_content: bool,
+    /// A price file (YAML or JSON) whose model prices come before the bundled ones.
+    #[arg(long, value_name = "FILE")]
+    prices: Option<PathBuf>,
     #[command(flatten)]
     providers: super::ProviderArgs,
 }
@@ -92,10 +95,22 @@ pub fn run(args: &Args) -> ExitCode {
     if args.no_content {
         content.capture = Capture::NoContent;
     }
+    let prices = match &args.prices {
+        None => specter::prices::PriceBook::bundled(),
+        Some(path) => match specter::prices::load_file(path) {
+            Ok(book) => std::sync::Arc::new(book.before(&specter::prices::PriceBook::bundled())),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let options = ExtractOptions {
         dialects,
         content,
         provider: args.provider.clone(),
+        prices,
+        ..ExtractOptions::default()
     };
     if let Some(provider) = &args.provider {
         if catalog.provider(provider).is_none() {

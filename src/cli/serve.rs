@@ -64,6 +64,10 @@ pub struct Args {
     /// could hand out the host's cloud credentials.
     #[arg(long, env = "SPECTER_ALLOW_METADATA_UPSTREAM")]
     allow_metadata_upstream: bool,
+    /// A price file (YAML or JSON) whose model prices come before the bundled ones (config key
+    /// `prices`).
+    #[arg(long, value_name = "FILE")]
+    prices: Option<std::path::PathBuf>,
 }
 
 /// Runs the gateway until SIGINT or SIGTERM.
@@ -116,6 +120,9 @@ fn serve(args: &Args) -> anyhow::Result<()> {
     })?;
     let report = gateway.stop();
     eprintln!("specter: stopped ({})", stop_line(&report));
+    for line in usage_lines(&report.calls.usage()) {
+        eprintln!("specter: {line}");
+    }
     Ok(())
 }
 
@@ -136,6 +143,7 @@ fn flags(args: &Args) -> Flags {
         propagate_trace_context: args.propagate_trace_context,
         dialects: args.dialects.clone(),
         allow_metadata_upstream: args.allow_metadata_upstream,
+        prices: args.prices.clone(),
     }
 }
 
@@ -223,6 +231,29 @@ fn stop_line(report: &StopReport) -> String {
         _ => summary.join("; "),
     };
     format!("{}; {summary}", calls_summary(&report.calls))
+}
+
+/// One line per provider and model: calls, tokens and cost (`openai gpt-4o-mini: 3 call(s),
+/// in=120 out=45, $0.000123`), model names escaped.
+fn usage_lines(rows: &[specter::telemetry::UsageRow]) -> Vec<String> {
+    rows.iter()
+        .map(|row| {
+            let mut line = format!(
+                "{} {}: {} call(s), in={} out={}",
+                row.provider, row.model, row.calls, row.input_tokens, row.output_tokens
+            );
+            if row.unpriced < row.calls {
+                line.push_str(&format!(
+                    ", ${}",
+                    specter::telemetry::export::format_usd(row.cost)
+                ));
+            }
+            if row.unpriced > 0 && row.unpriced < row.calls {
+                line.push_str(&format!(" ({} call(s) without a price)", row.unpriced));
+            }
+            specter::printable::escape_controls(&line).into_owned()
+        })
+        .collect()
 }
 
 /// `N call(s), N span(s) ended`, and the calls whose span never ended when there are any.

@@ -41,6 +41,7 @@ pub const GEN_AI_ATTRIBUTES: &[&str] = &[
     "gen_ai.usage.audio.output_tokens",
     "gen_ai.usage.cache_creation.input_tokens",
     "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cost",
     "gen_ai.usage.image.input_tokens",
     "gen_ai.usage.input_tokens",
     "gen_ai.usage.output_tokens",
@@ -88,6 +89,8 @@ pub const UNBOUNDED_ATTRIBUTES: &[&str] = &[
     "gen_ai.system_instructions",
     "gen_ai.tool.definitions",
     "gen_ai.retrieval.query.text",
+    "session.id",
+    "user.id",
 ];
 
 /// Whether a (lower-case) header name carries credentials.
@@ -99,9 +102,24 @@ pub const UNBOUNDED_ATTRIBUTES: &[&str] = &[
 /// assert!(is_credential_header("x-amz-security-token"));
 /// assert!(!is_credential_header("x-amzn-bedrock-input-token-count"));
 /// assert!(!is_credential_header("x-ratelimit-remaining-tokens"));
+/// assert!(is_credential_header("x-session-token"));
+/// assert!(is_credential_header("session"));
+/// assert!(!is_credential_header("x-specter-session-id"));
+/// assert!(!is_credential_header("helicone-session-id"));
+/// assert!(!is_credential_header("helicone-session-name"));
+/// assert!(is_credential_header("x-session-secret-id"));
 /// ```
 pub fn is_credential_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
+    // A session *id* or *name* names a session (`x-specter-session-id`, `helicone-session-id`,
+    // `helicone-session-name`); a session token or key (`x-session-token`, `x-session-key`) or a
+    // bare `session` still opens one.
+    let session_id = ["-id", "_id", ".id", "-name", "_name", ".name"]
+        .iter()
+        .any(|s| name.ends_with(s));
+    if name.contains("session") && session_id && !name.contains("token") {
+        return is_credential_header(&name.replace("session", ""));
+    }
     matches!(
         name.as_str(),
         "authorization" | "proxy-authorization" | "cookie" | "set-cookie"

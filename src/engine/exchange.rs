@@ -26,6 +26,8 @@ pub struct Exchange {
     body: Json,
     captures: Vec<(String, String)>,
     record: Record,
+    /// The prices the call's cost is computed from.
+    prices: Arc<crate::prices::PriceBook>,
     /// Bodies that were not JSON; added to the record's problems when it is finished.
     problems: Vec<String>,
 }
@@ -50,8 +52,25 @@ impl Exchange {
             body,
             captures: found.captures,
             record,
+            prices: crate::prices::PriceBook::bundled(),
             problems,
         }
+    }
+
+    /// Computes the call's cost from these prices instead of the bundled ones.
+    pub fn set_prices(&mut self, prices: Arc<crate::prices::PriceBook>) {
+        self.prices = prices;
+    }
+
+    /// Adds attributes to the record (request context, before the span starts); existing keys
+    /// are replaced.
+    pub fn add_attributes(&mut self, attributes: impl IntoIterator<Item = (String, Json)>) {
+        self.record.attributes.extend(attributes);
+    }
+
+    /// The record's attributes, for a request-context step to cap in place.
+    pub fn attributes_mut(&mut self) -> &mut std::collections::BTreeMap<String, Json> {
+        &mut self.record.attributes
     }
 
     /// The engine's view of the request.
@@ -160,6 +179,7 @@ impl Exchange {
         };
         let request = view(&self.target, &self.headers, &self.body, &self.captures);
         super::response_phase(&self.op, &mut self.record, &request, &response);
+        super::record_cost(&self.op, &mut self.record, &self.prices);
     }
 }
 

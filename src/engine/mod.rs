@@ -160,7 +160,7 @@ pub fn request_phase(op: &Operation, request: &Request<'_>) -> Record {
     // `String::from(&*key)`: `Arc<str>::to_string` would go through `Display`.
     for (key, value) in &op.request.attributes {
         if let Some(v) = eval::eval(value, &scope) {
-            attributes.insert(String::from(&**key), v.into_owned());
+            insert_attribute(&mut attributes, key, v.into_owned());
         }
     }
     let span_name = render_template(op, &attributes);
@@ -212,9 +212,6 @@ pub fn response_phase(
             record.metric_values.push((index, value));
         }
     }
-    if let Some(cost) = cost(op, &record.attributes) {
-        record.attributes.insert("gen_ai.usage.cost".into(), cost);
-    }
     let failed_status = response.status.is_some_and(|s| !(200..300).contains(&s));
     let failed_body = op
         .error
@@ -258,8 +255,8 @@ fn text(value: Option<&crate::compile::rules::Value>, scope: &Scope<'_>) -> Opti
     })
 }
 
-/// The call's cost in USD from the provider's prices, when its model is priced and tokens are known.
-fn cost(op: &Operation, attributes: &BTreeMap<String, Json>) -> Option<Json> {
+/// The price of the call's model in the provider spec's own `pricing`, when it has one.
+fn spec_rates(op: &Operation, attributes: &BTreeMap<String, Json>) -> Option<crate::prices::Rates> {
     let model = ["gen_ai.response.model", "gen_ai.request.model"]
         .iter()
         .find_map(|k| attributes.get(*k).and_then(Json::as_str))?;
@@ -273,22 +270,42 @@ fn cost(op: &Operation, attributes: &BTreeMap<String, Json>) -> Option<Json> {
                 .filter(|p| p.prefix && model.starts_with(&p.model))
                 .max_by_key(|p| p.model.len())
         })?;
-    let tokens = |key: &str| attributes.get(key).and_then(Json::as_f64);
-    let input = tokens("gen_ai.usage.input_tokens");
-    let output = tokens("gen_ai.usage.output_tokens");
-    if input.is_none() && output.is_none() {
-        return None;
+    use crate::prices::Rate;
+    Some(crate::prices::Rates {
+        input: Some(Rate::Flat(price.input)),
+        output: Some(Rate::Flat(price.output)),
+        cache_read: Some(Rate::Flat(price.cached_input)),
+        ..Default::default()
+    })
+}
+
+/// Sets the call's cost attributes: the provider's own reported cost, else the provider spec's
+/// price, else the price book's.
+pub fn record_cost(op: &Operation, record: &mut Record, prices: &crate::prices::PriceBook) {
+    let spec = spec_rates(op, &record.attributes);
+    prices.record_cost(&op.provider, &mut record.attributes, spec.as_ref());
+}
+
+/// Most attributes one `prefix.*` rule expands to.
+pub const MAX_EXPANDED_ATTRIBUTES: usize = 32;
+
+/// Inserts an attribute. A key ending in `.*` expands an object value into one attribute per
+/// scalar entry (`specter.property.*` on `{"team": "a"}` gives `specter.property.team`), keys
+/// lower-cased, at most [`MAX_EXPANDED_ATTRIBUTES`] of them; any other value of such a key is
+/// left out.
+fn insert_attribute(attributes: &mut BTreeMap<String, Json>, key: &str, value: Json) {
+    let Some(prefix) = key.strip_suffix('*') else {
+        attributes.insert(key.to_string(), value);
+        return;
+    };
+    let Json::Object(map) = value else { return };
+    let scalars = map
+        .into_iter()
+        .filter(|(_, v)| matches!(v, Json::String(_) | Json::Number(_) | Json::Bool(_)))
+        .take(MAX_EXPANDED_ATTRIBUTES);
+    for (k, v) in scalars {
+        attributes.insert(format!("{prefix}{}", k.to_lowercase()), v);
     }
-    let input = input.unwrap_or(0.0);
-    let cached = tokens("gen_ai.usage.cache_read.input_tokens")
-        .unwrap_or(0.0)
-        .min(input);
-    let usd = ((input - cached) * price.input
-        + cached * price.cached_input
-        + output.unwrap_or(0.0) * price.output)
-        / 1e6;
-    // Rounded to a millionth of a cent: enough for any bill, and no float noise in the output.
-    serde_json::Number::from_f64((usd * 1e8).round() / 1e8).map(Json::Number)
 }
 
 fn render_template(op: &Operation, attributes: &BTreeMap<String, Json>) -> String {

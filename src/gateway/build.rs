@@ -127,12 +127,18 @@ impl Gateway {
         let pipeline = Pipeline::start(&export)?;
         let slot = CatalogSlot::new(catalog.clone());
         let instrumentor = if config.instrument {
-            let telemetry = pipeline.telemetry(dialects, content);
+            let telemetry = pipeline
+                .telemetry(dialects, content)
+                .with_metric_attributes(config.context.metric_attributes().to_vec());
             Some(
                 Instrumentor::builder()
                     .catalog_slot(slot.clone())
                     .telemetry(telemetry)
-                    .options(Options::default())
+                    .options(Options {
+                        context: config.context.clone(),
+                        prices: config.prices.clone(),
+                        ..Options::default()
+                    })
                     .build()?,
             )
         } else {

@@ -162,6 +162,15 @@ pub struct ConfigFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = false))]
     pub allow_metadata_upstreams: Option<bool>,
+    /// Request context recorded on spans: request headers and W3C `baggage` entries mapped to
+    /// attributes (`session.id`, `user.id`, ...), and the specter-only headers kept from the
+    /// upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<crate::context::ContextSpec>,
+    /// A price file (YAML or JSON, the format of `prices/genai-prices.json`) whose model prices
+    /// come before the bundled ones. `--prices` wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prices: Option<PathBuf>,
 }
 
 /// One redaction rule.
@@ -280,6 +289,10 @@ pub struct GatewayConfig {
     pub upstream_ca: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// SigV4 re-signing per provider id.
     pub aws_signing: BTreeMap<String, super::sign::AwsSigning>,
+    /// Request context mapping and the headers kept from the upstream.
+    pub context: std::sync::Arc<crate::context::ContextRules>,
+    /// Model prices.
+    pub prices: std::sync::Arc<crate::prices::PriceBook>,
 }
 
 impl Default for GatewayConfig {
@@ -306,6 +319,8 @@ impl Default for GatewayConfig {
             instrument: true,
             upstream_ca: Vec::new(),
             aws_signing: BTreeMap::new(),
+            context: std::sync::Arc::new(crate::context::ContextRules::default()),
+            prices: crate::prices::PriceBook::bundled(),
         }
     }
 }

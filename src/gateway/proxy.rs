@@ -412,6 +412,9 @@ impl Proxy {
             {
                 continue;
             }
+            if self.config.context.strips(k.as_str()) {
+                continue;
+            }
             upstream = upstream.header(k, v);
         }
         if self.config.propagate_trace_context {

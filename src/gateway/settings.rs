@@ -55,6 +55,8 @@ pub struct Flags {
     pub dialects: Vec<String>,
     /// `--allow-metadata-upstream`.
     pub allow_metadata_upstream: bool,
+    /// `--prices`.
+    pub prices: Option<PathBuf>,
 }
 
 /// Everything the gateway is built from.
@@ -129,6 +131,12 @@ pub enum SettingsError {
         /// Why it is not one.
         source: regex::Error,
     },
+    /// The `context` section cannot be used.
+    #[error(transparent)]
+    Context(#[from] crate::context::ContextError),
+    /// The price file cannot be used.
+    #[error(transparent)]
+    Prices(#[from] crate::prices::PriceFileError),
 }
 
 impl Settings {
@@ -164,6 +172,7 @@ impl Settings {
         gateway.propagate_trace_context =
             flags.propagate_trace_context || file.propagate_trace_context == Some(true);
         gateway.instrument = !flags.no_instrument && file.instrument != Some(false);
+        context_and_prices(flags, &file, &mut gateway)?;
         let spec_limits = ReadLimits {
             max_file_bytes: file
                 .max_spec_file_bytes
@@ -189,6 +198,22 @@ impl Settings {
             gateway,
         })
     }
+}
+
+/// The request context rules and the price book (the user's price file before the bundled one).
+fn context_and_prices(
+    flags: &Flags,
+    file: &ConfigFile,
+    gateway: &mut GatewayConfig,
+) -> Result<(), SettingsError> {
+    if let Some(spec) = &file.context {
+        gateway.context = std::sync::Arc::new(crate::context::ContextRules::from_spec(spec)?);
+    }
+    if let Some(path) = flags.prices.as_ref().or(file.prices.as_ref()) {
+        let bundled = crate::prices::PriceBook::bundled();
+        gateway.prices = std::sync::Arc::new(crate::prices::load_file(path)?.before(&bundled));
+    }
+    Ok(())
 }
 
 /// The listen address, refused beyond loopback unless allowed.

@@ -89,6 +89,11 @@ pub struct Options {
     /// the gateway's `max_request_bytes`); a request body longer than this, or of unknown
     /// length, is sent as it is and its span records no request body.
     pub max_request_bytes: usize,
+    /// Which request headers and baggage entries become span attributes (default: the built-in
+    /// mappings of [`crate::context`]).
+    pub context: Arc<crate::context::ContextRules>,
+    /// The prices a call's cost is computed from (default: the bundled table).
+    pub prices: Arc<crate::prices::PriceBook>,
 }
 
 /// The default of [`Options::max_response_bytes`]: 8 MiB.
@@ -105,6 +110,8 @@ impl Default for Options {
             max_stream_text: crate::offline::DEFAULT_TEXT_CAP,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            context: Arc::new(crate::context::ContextRules::default()),
+            prices: crate::prices::PriceBook::bundled(),
         }
     }
 }
@@ -336,7 +343,9 @@ impl Instrumentor {
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect();
         let credentials = Credentials::of_request(headers, &target.query);
-        let exchange = Exchange::new(found, target, request_headers, body);
+        let mut exchange = Exchange::new(found, target, request_headers, body);
+        crate::context::apply(&self.shared.options.context, headers, &mut exchange);
+        exchange.set_prices(self.shared.options.prices.clone());
         let span = self.shared.telemetry.start_scrubbed(
             exchange.record(),
             parent,

@@ -68,8 +68,10 @@ pub struct ProviderSpec {
     /// Metrics this provider adds beyond the standard GenAI client metrics.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<MetricSpec>,
-    /// Prices per model, used to record `gen_ai.usage.cost` (USD). A model with no price gets no
-    /// cost attribute rather than zero.
+    /// Prices per model, used to record `gen_ai.usage.cost` (USD) before the bundled price
+    /// table (`prices/genai-prices.json`) and after a user's price file (`--prices`). Most specs
+    /// leave this out: the bundled table prices the bundled providers' models. A model with no
+    /// price anywhere gets no cost attribute rather than zero.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pricing: Vec<PriceSpec>,
     /// Free-form notes for spec authors; ignored by the engine.

@@ -100,8 +100,52 @@ fn get<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
         .map(|kv| &kv.value)
 }
 
+/// Finish reasons that say the model called tools.
+const TOOL_FINISH_REASONS: [&str; 4] = ["tool_call", "tool_calls", "tool_use", "function_call"];
+
+/// The finish reason, a `tools` marker when the model called tools, the cost when known, and the
+/// session and user when the request named them.
+fn call_summary(span: &SpanData, line: &mut String) {
+    let reasons: Vec<String> = match get(span, "gen_ai.response.finish_reasons") {
+        Some(Value::Array(opentelemetry::Array::String(items))) => {
+            items.iter().map(|s| s.to_string()).collect()
+        }
+        Some(other) => vec![other.to_string()],
+        None => Vec::new(),
+    };
+    if !reasons.is_empty() {
+        let _ = write!(line, " finish={}", reasons.join(","));
+    }
+    if reasons
+        .iter()
+        .any(|r| TOOL_FINISH_REASONS.contains(&r.as_str()))
+    {
+        line.push_str(" tools");
+    }
+    if let Some(Value::F64(usd)) = get(span, crate::prices::COST) {
+        let _ = write!(line, " ${}", format_usd(*usd));
+    }
+    for (key, label) in [("session.id", "session"), ("user.id", "user")] {
+        if let Some(v) = get(span, key) {
+            let _ = write!(line, " {label}={v}");
+        }
+    }
+}
+
+/// A cost in USD with enough digits to tell small calls apart (`0.000123`, `1.25`).
+pub fn format_usd(usd: f64) -> String {
+    let text = format!("{usd:.8}");
+    let trimmed = text.trim_end_matches('0');
+    match trimmed.strip_suffix('.') {
+        Some(whole) => format!("{whole}.00"),
+        None if trimmed.split('.').nth(1).is_some_and(|d| d.len() == 1) => format!("{trimmed}0"),
+        None => trimmed.to_string(),
+    }
+}
+
 /// The console line of a span:
-/// `openai chat gpt-4o-mini in=12 out=5 1.234s ttfc=0.120s ok`. Control characters in the
+/// `openai chat gpt-4o-mini in=12 out=5 finish=tool_call tools $0.000042 session=s-1 user=u-1
+/// 1.234s ttfc=0.120s ok`. Control characters in the
 /// upstream's text (model name, error message) are escaped: the line stays one line and no
 /// escape sequence reaches the terminal.
 pub fn console_line(span: &SpanData) -> String {
@@ -121,6 +165,7 @@ pub fn console_line(span: &SpanData) -> String {
             let _ = write!(line, " {label}={v}");
         }
     }
+    call_summary(span, &mut line);
     let duration = span
         .end_time
         .duration_since(span.start_time)
@@ -290,6 +335,14 @@ mod tests {
     use super::{ExportStats, JsonLinesExporter};
     use crate::telemetry::traces_file::fault::{opener, Faults};
     use crate::telemetry::traces_file::{Rotation, TracesFile};
+
+    #[test]
+    fn costs_print_with_the_digits_they_need() {
+        assert_eq!(super::format_usd(0.0000048), "0.0000048");
+        assert_eq!(super::format_usd(1.25), "1.25");
+        assert_eq!(super::format_usd(2.0), "2.00");
+        assert_eq!(super::format_usd(0.5), "0.50");
+    }
 
     /// `count` finished spans from two scopes, each span named `call N`.
     fn spans(count: usize) -> Vec<SpanData> {

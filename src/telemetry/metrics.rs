@@ -46,6 +46,12 @@ pub const DURATION: &str = "gen_ai.client.operation.duration";
 pub const TIME_TO_FIRST_CHUNK: &str = "gen_ai.client.operation.time_to_first_chunk";
 /// Time per output chunk histogram name.
 pub const TIME_PER_OUTPUT_CHUNK: &str = "gen_ai.client.operation.time_per_output_chunk";
+/// Operation cost histogram name (USD; only calls whose cost is known).
+pub const COST: &str = "gen_ai.client.operation.cost";
+
+const COST_BUCKETS: [f64; 12] = [
+    0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
+];
 
 /// One metric point of a finished call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -82,6 +88,13 @@ fn each_point<'r>(
         if let Some(n) = record.attributes.get(key).and_then(Json::as_f64) {
             f(TOKEN_USAGE, n, PointAttributes::Tokens(token_type));
         }
+    }
+    if let Some(usd) = record
+        .attributes
+        .get(crate::prices::COST)
+        .and_then(Json::as_f64)
+    {
+        f(COST, usd, PointAttributes::Base);
     }
     if let Some(t) = timings {
         f(DURATION, t.duration.as_secs_f64(), PointAttributes::Base);
@@ -171,6 +184,8 @@ pub struct Instruments {
     duration: Histogram<f64>,
     time_to_first_chunk: Histogram<f64>,
     time_per_output_chunk: Histogram<f64>,
+    cost: Histogram<f64>,
+    context_keys: Vec<String>,
     provider: Mutex<HashMap<String, ProviderInstrument>>,
 }
 
@@ -202,8 +217,21 @@ impl Instruments {
                 TIME_PER_OUTPUT_CHUNK,
                 "Time between consecutive chunks of a streamed response, after the first.",
             ),
+            cost: meter
+                .f64_histogram(COST)
+                .with_unit("{USD}")
+                .with_description("Cost of a GenAI operation in US dollars, when known.")
+                .with_boundaries(COST_BUCKETS.to_vec())
+                .build(),
+            context_keys: Vec::new(),
             provider: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Also copies these (bounded) request context attributes onto the standard metrics.
+    pub fn with_context_attributes(mut self, keys: Vec<String>) -> Instruments {
+        self.context_keys = keys;
+        self
     }
 
     /// Records the metric points of a finished call (the points [`points`] lists, with the
@@ -216,6 +244,11 @@ impl Instruments {
                 Some(KeyValue::new(Key::from_static_str(k), value))
             })
             .collect();
+        for key in &self.context_keys {
+            if let Some(value) = record.attributes.get(key).and_then(shared_value) {
+                base.push(KeyValue::new(key.clone(), value));
+            }
+        }
         // In key order, as the attribute maps of `points` are.
         base.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
         each_point(record, op, Some(timings), |name, value, which| {
@@ -252,6 +285,7 @@ impl Instruments {
                 DURATION => self.duration.record(value, attrs),
                 TIME_TO_FIRST_CHUNK => self.time_to_first_chunk.record(value, attrs),
                 TIME_PER_OUTPUT_CHUNK => self.time_per_output_chunk.record(value, attrs),
+                COST => self.cost.record(value, attrs),
                 name => self.record_provider(op, name, value, attrs),
             }
         });

@@ -153,6 +153,50 @@ pub struct Telemetry {
 pub struct CallCounts {
     started: AtomicU64,
     ended: AtomicU64,
+    usage: std::sync::Mutex<UsageTable>,
+}
+
+/// Most provider-and-model rows kept by [`CallCounts`]; the calls of further models are summed
+/// in one `other` row.
+pub const MAX_USAGE_ROWS: usize = 100;
+
+/// Longest model name kept in a usage row, in bytes.
+const MAX_MODEL_BYTES: usize = 128;
+
+/// What the calls of one provider and model used.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsageRow {
+    /// `gen_ai.provider.name` (`other` for the summed row).
+    pub provider: String,
+    /// The model (response model, else request model; `-` when unknown).
+    pub model: String,
+    /// Calls ended.
+    pub calls: u64,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Cost in USD of the calls whose cost is known.
+    pub cost: f64,
+    /// Calls whose cost is not known.
+    pub unpriced: u64,
+}
+
+impl UsageRow {
+    fn add(&mut self, other: &UsageRow) {
+        self.calls += other.calls;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cost += other.cost;
+        self.unpriced += other.unpriced;
+    }
+}
+
+/// Usage rows by provider and model, bounded.
+#[derive(Debug, Default)]
+struct UsageTable {
+    rows: std::collections::BTreeMap<(String, String), UsageRow>,
+    other: UsageRow,
 }
 
 impl CallCounts {
@@ -164,6 +208,71 @@ impl CallCounts {
     /// Calls whose span ended.
     pub fn ended(&self) -> u64 {
         self.ended.load(Ordering::Relaxed)
+    }
+
+    /// Adds a finished call's tokens and cost to its provider and model's row.
+    pub fn count_usage(&self, record: &Record) {
+        let text = |key: &str| record.attributes.get(key).and_then(|v| v.as_str());
+        let n = |key: &str| {
+            record
+                .attributes
+                .get(key)
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0)
+        };
+        let provider = text("gen_ai.provider.name").unwrap_or("-").to_string();
+        let mut model = text("gen_ai.response.model")
+            .or_else(|| text("gen_ai.request.model"))
+            .unwrap_or("-")
+            .to_string();
+        if model.len() > MAX_MODEL_BYTES {
+            let mut end = MAX_MODEL_BYTES;
+            while !model.is_char_boundary(end) {
+                end -= 1;
+            }
+            model.truncate(end);
+        }
+        let cost = record
+            .attributes
+            .get(crate::prices::COST)
+            .and_then(|v| v.as_f64());
+        let row = UsageRow {
+            provider: provider.clone(),
+            model: model.clone(),
+            calls: 1,
+            input_tokens: n("gen_ai.usage.input_tokens"),
+            output_tokens: n("gen_ai.usage.output_tokens"),
+            cost: cost.unwrap_or(0.0),
+            unpriced: u64::from(cost.is_none()),
+        };
+        let Ok(mut table) = self.usage.lock() else {
+            return;
+        };
+        let key = (provider, model);
+        if let Some(existing) = table.rows.get_mut(&key) {
+            existing.add(&row);
+        } else if table.rows.len() < MAX_USAGE_ROWS {
+            table.rows.insert(key, row);
+        } else {
+            table.other.add(&row);
+        }
+    }
+
+    /// The usage rows by provider and model, and the `other` row when more models were seen
+    /// than [`MAX_USAGE_ROWS`].
+    pub fn usage(&self) -> Vec<UsageRow> {
+        let Ok(table) = self.usage.lock() else {
+            return Vec::new();
+        };
+        let mut rows: Vec<UsageRow> = table.rows.values().cloned().collect();
+        if table.other.calls > 0 {
+            rows.push(UsageRow {
+                provider: "other".into(),
+                model: "-".into(),
+                ..table.other.clone()
+            });
+        }
+        rows
     }
 }
 
@@ -201,6 +310,12 @@ impl Telemetry {
             content,
             calls: Arc::default(),
         }
+    }
+
+    /// Copies these bounded request context attributes onto the standard metrics.
+    pub fn with_metric_attributes(mut self, keys: Vec<String>) -> Telemetry {
+        self.instruments = self.instruments.with_context_attributes(keys);
+        self
     }
 
     /// Counts calls into `calls` (shared with whoever reports them).
@@ -274,6 +389,7 @@ impl Telemetry {
         timings: &Timings,
     ) {
         active.credentials.scrub_record(&mut record);
+        self.calls.count_usage(&record);
         let prepared = Prepared::new(record, &self.content);
         self.instruments.record(prepared.record(), op, timings);
         let rendered = prepared.into_span(&self.dialects, timings.first_chunk);
@@ -328,5 +444,61 @@ fn copy_onto(active: &mut ActiveSpan, rendered: RenderedSpan, end: SystemTime) {
     }
     if let render::Status::Error { message } = rendered.status {
         active.span.set_status(Status::error(message));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod usage_tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::{CallCounts, MAX_USAGE_ROWS};
+    use crate::engine::Record;
+
+    fn record(model: &str, cost: Option<f64>) -> Record {
+        let mut attributes = BTreeMap::new();
+        attributes.insert("gen_ai.provider.name".into(), json!("openai"));
+        attributes.insert("gen_ai.response.model".into(), json!(model));
+        attributes.insert("gen_ai.usage.input_tokens".into(), json!(10));
+        attributes.insert("gen_ai.usage.output_tokens".into(), json!(2));
+        if let Some(c) = cost {
+            attributes.insert("gen_ai.usage.cost".into(), json!(c));
+        }
+        Record {
+            provider: "openai".into(),
+            operation: "chat".into(),
+            span_name: "chat".into(),
+            client_span: true,
+            attributes,
+            input_messages: None,
+            output_messages: None,
+            system_instructions: None,
+            tool_definitions: None,
+            error: None,
+            problems: Vec::new(),
+            stream: None,
+            metric_values: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn usage_rows_add_up_by_model_and_are_bounded() {
+        let counts = CallCounts::default();
+        counts.count_usage(&record("gpt-4o", Some(0.25)));
+        counts.count_usage(&record("gpt-4o", None));
+        for n in 0..MAX_USAGE_ROWS + 5 {
+            counts.count_usage(&record(&format!("m-{n:03}"), Some(0.5)));
+        }
+        let rows = counts.usage();
+        assert_eq!(rows.len(), MAX_USAGE_ROWS + 1);
+        let gpt = rows.iter().find(|r| r.model == "gpt-4o").unwrap();
+        assert_eq!((gpt.calls, gpt.input_tokens, gpt.output_tokens), (2, 20, 4));
+        assert_eq!((gpt.cost, gpt.unpriced), (0.25, 1));
+        // 100 rows: gpt-4o and m-000..m-098; m-099..m-104 (6 calls) are summed as `other`.
+        let other = rows.last().unwrap();
+        assert_eq!((other.provider.as_str(), other.calls), ("other", 6));
+        assert_eq!(other.cost, 3.0);
     }
 }

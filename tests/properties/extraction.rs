@@ -185,6 +185,7 @@ pub(crate) fn options() -> &'static [ExtractOptions] {
                     }],
                 },
                 provider: None,
+                ..ExtractOptions::default()
             },
             ExtractOptions {
                 dialects: dialects.clone(),
@@ -193,6 +194,7 @@ pub(crate) fn options() -> &'static [ExtractOptions] {
                     ..ContentPolicy::default()
                 },
                 provider: None,
+                ..ExtractOptions::default()
             },
             ExtractOptions {
                 dialects,
@@ -202,6 +204,7 @@ pub(crate) fn options() -> &'static [ExtractOptions] {
                     redactions: Vec::new(),
                 },
                 provider: None,
+                ..ExtractOptions::default()
             },
         ]
     })

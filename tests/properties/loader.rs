@@ -270,7 +270,7 @@ proptest! {
             content_type: fixture.content_type.clone(),
             response_headers: fixture.response_headers.clone(),
         };
-        let options = ExtractOptions { dialects: vec![Dialect::Semconv, dialect], content: ContentPolicy::default(), provider: None };
+        let options = ExtractOptions { dialects: vec![Dialect::Semconv, dialect], content: ContentPolicy::default(), provider: None, ..ExtractOptions::default() };
         run_extract(&exchange, &options, &fixture.provider)?;
     }
 }

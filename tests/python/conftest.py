@@ -161,9 +161,11 @@ def start_gateway(
     traces: bool = True,
     extra_env: dict[str, str] | None = None,
     quiet: bool = True,
+    extra_args: list[str] | None = None,
 ) -> Gateway:
     port = free_port()
     args = [str(specter_binary()), "serve", "--listen", f"127.0.0.1:{port}"]
+    args += extra_args or []
     for provider, url in upstreams.items():
         args += ["--upstream", f"{provider}={url}"]
     traces_path = directory / "traces.jsonl" if traces else None
