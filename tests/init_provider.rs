@@ -119,7 +119,7 @@ fn scaffolds_a_plain_provider_that_validates_and_extracts() {
     let validate = specter(tmp.path(), &["validate", "providers/"]);
     assert_eq!(
         text(&validate.stdout),
-        "ok: 1 provider(s), 1 operation(s) in 1 file(s)\n",
+        "ok: 1 provider, 1 operation in 1 file\n",
         "{}",
         text(&validate.stderr)
     );

@@ -63,14 +63,31 @@ pub struct Catalog {
 impl Catalog {
     /// The providers bundled with specter (the `providers/` directory of its source).
     pub fn bundled() -> Result<Catalog, LoadError> {
-        let sources: Vec<Source> = crate::catalog::bundled::PROVIDERS
-            .iter()
-            .map(|(name, text)| Source {
-                name: format!("providers/{name}"),
-                text: (*text).to_string(),
-            })
-            .collect();
-        Catalog::from_sources(&sources).map_err(LoadError::Invalid)
+        Catalog::from_sources(&bundled_sources()).map_err(LoadError::Invalid)
+    }
+
+    /// The providers of `paths` on top of the bundled ones (when `bundled` is set): a local spec
+    /// whose id is a bundled provider's replaces it, and `extends` resolves against both. Returns
+    /// the catalog and the bundled providers that local files replaced.
+    pub fn load_layered(
+        paths: &[PathBuf],
+        limits: &ReadLimits,
+        bundled: bool,
+    ) -> Result<Loaded, LoadError> {
+        let local = read_sources_within(paths, limits)?;
+        let layered = if bundled {
+            layer_on_bundled(local)
+        } else {
+            Layered {
+                sources: local,
+                replaced: Vec::new(),
+            }
+        };
+        let catalog = Catalog::from_sources(&layered.sources).map_err(LoadError::Invalid)?;
+        Ok(Loaded {
+            catalog,
+            replaced: layered.replaced,
+        })
     }
 
     /// Loads every `*.yaml` file of a directory, or the given files.
@@ -217,6 +234,79 @@ impl Catalog {
     }
 }
 
+/// A catalog with the bundled providers that local files replaced in it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The compiled providers.
+    pub catalog: Catalog,
+    /// Bundled providers replaced by a local file of the same id.
+    pub replaced: Vec<Replacement>,
+}
+
+/// A local spec file that takes the place of a bundled provider of the same id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    /// The provider id.
+    pub id: String,
+    /// The local file, as named in diagnostics.
+    pub file: String,
+    /// Whether the local file's text is the bundled text (a copy of the bundled directory).
+    pub identical: bool,
+}
+
+/// Sources put together from the bundled set and local files.
+#[derive(Debug, Clone, Default)]
+pub struct Layered {
+    /// Bundled sources not replaced (in name order), then the local ones (in their order).
+    pub sources: Vec<Source>,
+    /// The bundled providers local files replaced.
+    pub replaced: Vec<Replacement>,
+}
+
+/// The bundled specs as sources named `providers/NAME.yaml`.
+pub fn bundled_sources() -> Vec<Source> {
+    bundled::PROVIDERS
+        .iter()
+        .map(|(name, text)| Source {
+            name: format!("providers/{name}"),
+            text: (*text).to_string(),
+        })
+        .collect()
+}
+
+/// The provider id a source declares by its file name (a spec's `id` must equal its file stem;
+/// a file that breaks the rule is reported by the compiler).
+pub fn source_id(source: &Source) -> &str {
+    Path::new(&source.name)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+}
+
+/// The bundled sources with `local` on top: a local source with a bundled provider's id replaces
+/// it, every other local source is added.
+pub fn layer_on_bundled(local: Vec<Source>) -> Layered {
+    let mut replaced = Vec::new();
+    let bundled: Vec<Source> = bundled_sources()
+        .into_iter()
+        .filter(|b| {
+            let id = source_id(b);
+            let Some(over) = local.iter().find(|l| source_id(l) == id) else {
+                return true;
+            };
+            replaced.push(Replacement {
+                id: id.to_string(),
+                file: over.name.clone(),
+                identical: over.text == b.text,
+            });
+            false
+        })
+        .collect();
+    let mut sources = bundled;
+    sources.extend(local);
+    Layered { sources, replaced }
+}
+
 /// Reads provider files: each path is a file, or a directory whose `*.yaml`/`*.yml` files are read
 /// in name order. The default size caps apply; see [`read_sources_within`].
 pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<Source>, LoadError> {
@@ -334,5 +424,107 @@ impl CatalogSlot {
             Err(poisoned) => poisoned.into_inner(),
         };
         std::mem::replace(&mut *slot, Arc::new(catalog))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundled_text(id: &str) -> String {
+        bundled::PROVIDERS
+            .iter()
+            .find(|(name, _)| *name == format!("{id}.yaml"))
+            .map(|(_, text)| (*text).to_string())
+            .unwrap()
+    }
+
+    fn local(name: &str, text: &str) -> Source {
+        Source {
+            name: format!("mine/{name}"),
+            text: text.to_string(),
+        }
+    }
+
+    /// OpenAI's bundled spec with one more operation.
+    fn openai_with_extra() -> String {
+        format!(
+            "{}\n  - id: extra\n    operation_name: chat\n    match: {{ method: POST, path: /extra }}\n",
+            bundled_text("openai").trim_end()
+        )
+    }
+
+    #[test]
+    fn a_local_spec_is_added_to_the_bundled_ones() {
+        let acme = "id: acme\nprovider_name: acme\nupstream: { base_url: https://api.acme.test, hosts: [api.acme.test] }\noperations:\n  - id: chat\n    operation_name: chat\n    match: { path: /chat }\n";
+        let layered = layer_on_bundled(vec![local("acme.yaml", acme)]);
+        assert!(layered.replaced.is_empty());
+        let catalog = Catalog::from_sources(&layered.sources).unwrap();
+        assert_eq!(catalog.providers().len(), bundled::PROVIDERS.len() + 1);
+        assert_eq!(catalog.provider("acme").unwrap().file, "mine/acme.yaml");
+        assert!(catalog.provider("openai").is_some());
+    }
+
+    #[test]
+    fn a_local_spec_with_a_bundled_id_replaces_it_and_is_what_others_extend() {
+        let acme = "id: acme\nextends: openai\nprovider_name: acme\nupstream: { base_url: https://api.acme.test, hosts: [api.acme.test] }\n";
+        let layered = layer_on_bundled(vec![
+            local("openai.yaml", &openai_with_extra()),
+            local("acme.yaml", acme),
+        ]);
+        assert_eq!(
+            layered.replaced,
+            vec![Replacement {
+                id: "openai".into(),
+                file: "mine/openai.yaml".into(),
+                identical: false
+            }]
+        );
+        let catalog = Catalog::from_sources(&layered.sources).unwrap();
+        assert_eq!(catalog.providers().len(), bundled::PROVIDERS.len() + 1);
+        assert_eq!(catalog.provider("openai").unwrap().file, "mine/openai.yaml");
+        // The local acme and the bundled groq both extend the local openai.
+        assert!(catalog.operation("acme/extra").is_some());
+        assert!(catalog.operation("groq/extra").is_some());
+        assert!(catalog.operation("acme/chat").is_some());
+    }
+
+    #[test]
+    fn a_copy_of_a_bundled_spec_is_an_identical_replacement() {
+        let layered = layer_on_bundled(vec![local("openai.yaml", &bundled_text("openai"))]);
+        assert_eq!(layered.replaced.len(), 1);
+        assert!(layered.replaced[0].identical);
+        assert_eq!(layered.sources.len(), bundled::PROVIDERS.len());
+    }
+
+    #[test]
+    fn without_bundled_only_the_directory_is_loaded_and_extends_needs_its_parent_there() {
+        let dir = std::env::temp_dir().join(format!("specter-layered-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("acme.yaml"),
+            "id: acme\nextends: openai\nprovider_name: acme\n",
+        )
+        .unwrap();
+        let limits = ReadLimits::default();
+        let with = Catalog::load_layered(std::slice::from_ref(&dir), &limits, true).unwrap();
+        assert_eq!(with.catalog.providers().len(), bundled::PROVIDERS.len() + 1);
+        assert!(with.catalog.operation("acme/chat").is_some());
+        let Err(LoadError::Invalid(diags)) =
+            Catalog::load_layered(std::slice::from_ref(&dir), &limits, false)
+        else {
+            panic!("`extends: openai` cannot resolve without the bundled providers");
+        };
+        let rendered = diags.to_string();
+        assert!(
+            rendered.contains("acme.yaml:2:1: extends: unknown provider `openai`"),
+            "{rendered}"
+        );
+        std::fs::write(dir.join("openai.yaml"), bundled_text("openai")).unwrap();
+        let alone = Catalog::load_layered(std::slice::from_ref(&dir), &limits, false).unwrap();
+        let ids: Vec<&str> = alone.catalog.providers().iter().map(|p| &*p.id).collect();
+        assert_eq!(ids, vec!["openai", "acme"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

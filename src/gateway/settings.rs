@@ -33,6 +33,8 @@ pub struct Flags {
     pub allow_remote: bool,
     /// `--providers`.
     pub providers: Option<PathBuf>,
+    /// `--no-bundled`.
+    pub no_bundled: bool,
     /// `--upstream PROVIDER=URL`, in order.
     pub upstreams: Vec<String>,
     /// `--upstream-ca`.
@@ -216,6 +218,7 @@ fn upstreams(
     gateway: &mut GatewayConfig,
 ) -> Result<(), SettingsError> {
     gateway.providers = flags.providers.clone().or(file.providers.clone());
+    gateway.bundled_providers = !flags.no_bundled && file.bundled_providers != Some(false);
     gateway.upstreams = file.upstreams.clone();
     for pair in &flags.upstreams {
         let Some((provider, url)) = pair.split_once('=') else {
