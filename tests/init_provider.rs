@@ -124,7 +124,11 @@ fn scaffolds_a_plain_provider_that_validates_and_extracts() {
         .filter(|l| l.starts_with("providers/"))
         .map(str::to_string)
         .collect();
-    assert_eq!(problems.len(), spec.matches("# TODO").count(), "{problems:#?}");
+    assert_eq!(
+        problems.len(),
+        spec.matches("# TODO").count(),
+        "{problems:#?}"
+    );
     assert!(
         problems
             .iter()

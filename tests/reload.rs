@@ -546,3 +546,74 @@ fn with_verbose_a_route_matching_no_operation_is_reported_once() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn start_up_lines_name_only_the_providers_loaded() {
+    let dir = temp_dir("hint");
+    std::fs::write(
+        dir.join("acme.yaml"),
+        "id: acme\nprovider_name: acme\nupstream: { base_url: https://api.acme.test, hosts: [api.acme.test] }\noperations:\n  - id: chat\n    operation_name: chat\n    match: { path: /chat }\n",
+    )
+    .unwrap();
+    let dir_text = dir.display().to_string();
+    let served = serve::Served::start(
+        &["--providers", &dir_text, "--no-bundled", "--no-traces-file"],
+        &[],
+    );
+    let hint = served.wait_for("point an SDK", Duration::from_secs(10));
+    let lines = served.lines();
+    assert!(lines[0].contains("(1 provider,"), "{lines:#?}");
+    let address = served.address;
+    assert_eq!(
+        hint.as_deref(),
+        Some(
+            format!(
+                "specter: point an SDK at http://{address}/<provider>, e.g. http://{address}/acme"
+            )
+            .as_str()
+        ),
+        "{lines:#?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("openai")), "{lines:#?}");
+    let (status, lines) = served.stop();
+    assert!(status.success(), "{lines:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_says_which_bundled_provider_a_local_file_replaces() {
+    let dir = temp_dir("replace");
+    let openai = std::fs::read_to_string("providers/openai.yaml").unwrap();
+    std::fs::write(
+        dir.join("openai.yaml"),
+        openai.replace("name: OpenAI\n", "name: OpenAI (local)\n"),
+    )
+    .unwrap();
+    assert!(std::fs::read_to_string(dir.join("openai.yaml")).unwrap() != openai);
+    std::fs::copy("providers/groq.yaml", dir.join("groq.yaml")).unwrap();
+    let dir_text = dir.display().to_string();
+    let served = serve::Served::start(&["--providers", &dir_text, "--no-traces-file"], &[]);
+    let lines = served.lines();
+    let bundled = Catalog::bundled().unwrap().providers().len();
+    // The changed file is named; the identical copy of groq is not.
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("replaces the bundled provider"))
+            .collect::<Vec<_>>(),
+        vec![&format!(
+            "specter: {} replaces the bundled provider openai",
+            dir.join("openai.yaml").display()
+        )],
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("({bundled} providers,"))),
+        "{lines:#?}"
+    );
+    let (status, lines) = served.stop();
+    assert!(status.success(), "{lines:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,5 +1,9 @@
 //! The catalog: compiled providers and the route lookup from an HTTP request to an operation.
 //!
+//! Providers come from the bundled set ([`bundled`]) with the specs of a directory layered on
+//! top ([`Catalog::load_layered`]): a local spec whose id is a bundled provider's replaces it
+//! (and is what every `extends` of that id resolves to), other local specs are added.
+//!
 //! Lookup cost does not grow with the number of providers: a known host or gateway prefix selects
 //! the provider through a hash map, and routes are bucketed by method, segment count and first
 //! literal segment.

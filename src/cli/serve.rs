@@ -113,8 +113,12 @@ fn serve(args: &Args) -> anyhow::Result<()> {
         gateway.traces_file_repaired(),
     ) {
         eprintln!(
-            "specter: cut a torn last line ({} bytes) from {}",
-            gateway.traces_file_repaired(),
+            "specter: cut a torn last line ({}) from {}",
+            super::count(
+                usize::try_from(gateway.traces_file_repaired()).unwrap_or(usize::MAX),
+                "byte",
+                "bytes"
+            ),
             path.display()
         );
     }
