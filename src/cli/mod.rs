@@ -34,6 +34,10 @@ enum Command {
     Serve(serve::Args),
     /// Check provider specs and report every problem with its file, line and column.
     ///
+    /// The files are checked on top of the bundled providers (`extends` resolves against them; a
+    /// file with a bundled provider's id replaces it), unless `--no-bundled`. `TODO` notes left
+    /// from `specter init-provider` are reported too.
+    ///
     /// Exit status: 0 when every spec is valid, 1 when a spec has problems, 2 when a file cannot
     /// be read.
     Validate(validate::Args),

@@ -353,6 +353,28 @@ mod tests {
     }
 
     #[test]
+    fn bundled_providers_are_on_unless_the_flag_or_the_file_turns_them_off() {
+        assert!(resolve(&quiet()).unwrap().gateway.bundled_providers);
+        let off = Flags {
+            no_bundled: true,
+            ..quiet()
+        };
+        assert!(!resolve(&off).unwrap().gateway.bundled_providers);
+        let path = std::env::temp_dir().join(format!(
+            "specter-settings-{}-bundled.yaml",
+            std::process::id()
+        ));
+        std::fs::write(&path, "bundled_providers: false\n").unwrap();
+        let from_file = Flags {
+            config: Some(path.clone()),
+            ..quiet()
+        };
+        let settings = resolve(&from_file).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(!settings.gateway.bundled_providers);
+    }
+
+    #[test]
     fn flags_win_over_the_file_and_the_file_over_the_defaults() {
         let path = std::env::temp_dir().join(format!(
             "specter-settings-{}-flags-win.yaml",
