@@ -53,8 +53,7 @@ pub struct OperationSpec {
     pub stream: Option<StreamSpec>,
 }
 
-/// A `gen_ai.operation.name` value: one of the semantic conventions, or marked as the provider's
-/// own.
+/// A semantic-conventions operation name (`chat`, `embeddings`, ...), or `{custom: NAME}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum OperationNameSpec {
