@@ -9,6 +9,9 @@
 //! literal segment.
 
 pub mod bundled;
+mod layer;
+
+pub use layer::{bundled_sources, layer_on_bundled, source_id, Layered, Loaded, Replacement};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -67,7 +70,8 @@ pub struct Catalog {
 impl Catalog {
     /// The providers bundled with specter (the `providers/` directory of its source).
     pub fn bundled() -> Result<Catalog, LoadError> {
-        Catalog::from_sources(&bundled_sources()).map_err(LoadError::Invalid)
+        let providers = layer::compiled_bundled().map_err(|d| LoadError::Invalid(d.clone()))?;
+        Ok(Catalog::from_providers(providers.to_vec()))
     }
 
     /// The providers of `paths` on top of the bundled ones (when `bundled` is set): a local spec
@@ -87,7 +91,12 @@ impl Catalog {
                 replaced: Vec::new(),
             }
         };
-        let catalog = Catalog::from_sources(&layered.sources).map_err(LoadError::Invalid)?;
+        let catalog = if bundled {
+            layer::compile_layered(&layered)
+        } else {
+            Catalog::from_sources(&layered.sources)
+        }
+        .map_err(LoadError::Invalid)?;
         Ok(Loaded {
             catalog,
             replaced: layered.replaced,
@@ -236,79 +245,6 @@ impl Catalog {
             })
             .cloned()
     }
-}
-
-/// A catalog with the bundled providers that local files replaced in it.
-#[derive(Debug, Clone)]
-pub struct Loaded {
-    /// The compiled providers.
-    pub catalog: Catalog,
-    /// Bundled providers replaced by a local file of the same id.
-    pub replaced: Vec<Replacement>,
-}
-
-/// A local spec file that takes the place of a bundled provider of the same id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replacement {
-    /// The provider id.
-    pub id: String,
-    /// The local file, as named in diagnostics.
-    pub file: String,
-    /// Whether the local file's text is the bundled text (a copy of the bundled directory).
-    pub identical: bool,
-}
-
-/// Sources put together from the bundled set and local files.
-#[derive(Debug, Clone, Default)]
-pub struct Layered {
-    /// Bundled sources not replaced (in name order), then the local ones (in their order).
-    pub sources: Vec<Source>,
-    /// The bundled providers local files replaced.
-    pub replaced: Vec<Replacement>,
-}
-
-/// The bundled specs as sources named `providers/NAME.yaml`.
-pub fn bundled_sources() -> Vec<Source> {
-    bundled::PROVIDERS
-        .iter()
-        .map(|(name, text)| Source {
-            name: format!("providers/{name}"),
-            text: (*text).to_string(),
-        })
-        .collect()
-}
-
-/// The provider id a source declares by its file name (a spec's `id` must equal its file stem;
-/// a file that breaks the rule is reported by the compiler).
-pub fn source_id(source: &Source) -> &str {
-    Path::new(&source.name)
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default()
-}
-
-/// The bundled sources with `local` on top: a local source with a bundled provider's id replaces
-/// it, every other local source is added.
-pub fn layer_on_bundled(local: Vec<Source>) -> Layered {
-    let mut replaced = Vec::new();
-    let bundled: Vec<Source> = bundled_sources()
-        .into_iter()
-        .filter(|b| {
-            let id = source_id(b);
-            let Some(over) = local.iter().find(|l| source_id(l) == id) else {
-                return true;
-            };
-            replaced.push(Replacement {
-                id: id.to_string(),
-                file: over.name.clone(),
-                identical: over.text == b.text,
-            });
-            false
-        })
-        .collect();
-    let mut sources = bundled;
-    sources.extend(local);
-    Layered { sources, replaced }
 }
 
 /// Reads provider files: each path is a file, or a directory whose `*.yaml`/`*.yml` files are read
