@@ -31,7 +31,7 @@ pub enum ReloadEvent {
     Reloaded {
         /// The providers directory.
         dir: PathBuf,
-        /// How many providers it holds now.
+        /// How many providers are loaded now (with the bundled ones, unless they are off).
         providers: usize,
         /// How long reading and compiling took.
         elapsed: Duration,
