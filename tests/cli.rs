@@ -37,7 +37,7 @@ fn validate_exit_codes_and_messages() {
         })
         .count();
     assert!(
-        summary.starts_with("ok: ") && summary.trim_end().ends_with(&format!("in {files} file(s)")),
+        summary.starts_with("ok: ") && summary.trim_end().ends_with(&format!("in {files} files")),
         "{summary}"
     );
 
@@ -45,7 +45,7 @@ fn validate_exit_codes_and_messages() {
     assert_eq!(bad.status.code(), Some(1));
     assert_eq!(
         text(&bad.stderr),
-        "tests/specs/broken/unknown_key.yaml:3:1: operatons: unknown key `operatons`\n  help: did you mean `operations`?\nerror: 1 problem(s) in provider specs\n"
+        "tests/specs/broken/unknown_key.yaml:3:1: operatons: unknown key `operatons`\n  help: did you mean `operations`?\nerror: 1 problem in provider specs\n"
     );
 
     let missing = specter(&["validate", "no/such/dir"]);
@@ -247,7 +247,7 @@ fn validate_warns_of_an_upstream_at_a_metadata_address_and_still_passes() {
     let out = specter(&["validate", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).starts_with("ok: 2 provider(s)"),
+        text(&out.stdout).starts_with("ok: 2 providers"),
         "{}",
         text(&out.stdout)
     );
@@ -363,5 +363,305 @@ fn serve_reports_a_deeply_nested_configuration_file_instead_of_crashing() {
             config.display()
         )
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The ids of the bundled providers: the stems of `providers/*.yaml`.
+fn bundled_ids() -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir("providers")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| p.file_stem().unwrap().to_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The provider ids `specter list --format json ARGS` prints, sorted and deduplicated.
+fn listed(args: &[&str]) -> (Vec<String>, String) {
+    let mut all = vec!["list", "--format", "json"];
+    all.extend_from_slice(args);
+    let out = specter(&all);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut ids: Vec<String> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["provider"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    (ids, text(&out.stderr))
+}
+
+const ACME: &str = "id: acme\nextends: openai\nprovider_name: acme\nupstream: { base_url: https://api.acme.test, hosts: [api.acme.test] }\n";
+
+/// OpenAI's bundled spec with one more operation.
+fn openai_with_extra() -> String {
+    format!(
+        "{}\n  - id: extra\n    operation_name: chat\n    match: {{ method: POST, path: /extra }}\n",
+        std::fs::read_to_string("providers/openai.yaml").unwrap().trim_end()
+    )
+}
+
+#[test]
+fn list_with_a_providers_directory_shows_its_providers_and_every_bundled_one() {
+    let dir = temp_dir("list-local");
+    std::fs::write(dir.join("acme.yaml"), ACME).unwrap();
+    let dir_text = dir.display().to_string();
+    let (ids, err) = listed(&["--providers", &dir_text]);
+    let mut wanted = bundled_ids();
+    wanted.push("acme".into());
+    wanted.sort();
+    assert_eq!(ids, wanted);
+    assert_eq!(err, "");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn list_without_bundled_providers_and_an_unresolved_extends_fails() {
+    let dir = temp_dir("list-alone");
+    std::fs::write(dir.join("acme.yaml"), ACME).unwrap();
+    let dir_text = dir.display().to_string();
+    let out = specter(&["list", "--providers", &dir_text, "--no-bundled"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:2:1: extends: unknown provider `openai`",
+            dir.join("acme.yaml").display()
+        )),
+        "{err}"
+    );
+    std::fs::copy("providers/openai.yaml", dir.join("openai.yaml")).unwrap();
+    let (ids, err) = listed(&["--providers", &dir_text, "--no-bundled"]);
+    assert_eq!(ids, vec!["acme".to_string(), "openai".to_string()]);
+    assert_eq!(err, "");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_local_spec_replacing_a_bundled_one_is_announced_unless_it_is_a_copy() {
+    let dir = temp_dir("list-replace");
+    std::fs::write(dir.join("openai.yaml"), openai_with_extra()).unwrap();
+    let dir_text = dir.display().to_string();
+    let out = specter(&["list", "--providers", &dir_text]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "specter: {} replaces the bundled provider openai\n",
+            dir.join("openai.yaml").display()
+        )
+    );
+    let table = text(&out.stdout);
+    // The replacement's new operation, inherited by a bundled provider that extends it.
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("openai ") && l.contains("POST /v1/extra")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("groq ") && l.contains("POST /openai/v1/extra")),
+        "{table}"
+    );
+
+    // The repository's own providers directory is the bundled set: nothing to say.
+    let (ids, err) = listed(&["--providers", "providers"]);
+    assert_eq!(ids, bundled_ids());
+    assert_eq!(err, "");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn show_prints_a_spec_verbatim_and_suggests_known_names() {
+    let out = specter(&["show", "openai"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        std::fs::read_to_string("providers/openai.yaml").unwrap()
+    );
+
+    let out = specter(&["show", "opnai"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: no provider `opnai`\nhelp: did you mean `openai`?\nknown providers: {}\n",
+            bundled_ids().join(", ")
+        )
+    );
+
+    let dir = temp_dir("show-local");
+    std::fs::write(dir.join("openai.yaml"), openai_with_extra()).unwrap();
+    std::fs::write(dir.join("acme.yaml"), ACME).unwrap();
+    let dir_text = dir.display().to_string();
+    let out = specter(&["show", "openai", "--providers", &dir_text]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), openai_with_extra());
+    let out = specter(&["show", "acme", "--providers", &dir_text]);
+    assert_eq!(text(&out.stdout), ACME);
+    let out = specter(&["show", "groq", "--providers", &dir_text, "--no-bundled"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).ends_with("known providers: acme, openai\n"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn validate_reports_a_schema_error_a_broken_jsonpath_and_a_capture_typo_in_one_run() {
+    let dir = temp_dir("validate-three");
+    let file = dir.join("three.yaml");
+    std::fs::write(
+        &file,
+        "id: three\nprovider_name: three\noperations:\n  - id: chat\n    operation_name: chat\n    match: { path: /chat }\n    requets:\n      attributes:\n        gen_ai.request.model: $.model\n  - id: embeddings\n    operation_name: embeddings\n    match: { path: /embeddings }\n    request:\n      attributes:\n        gen_ai.request.model: $.model[\n  - id: completions\n    operation_name: text_completion\n    match: { path: \"/engines/{engine}/completions\" }\n    request:\n      attributes:\n        gen_ai.request.model: { capture: engin }\n",
+    )
+    .unwrap();
+    let out = specter(&["validate", &file.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let f = file.display();
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{f}:7:5: operations[0].requets: unknown key `requets`\n  help: did you mean `request`?\n\
+             {f}:15:9: operations[1].request.attributes.\"gen_ai.request.model\": invalid JSONPath `$.model[`: at character 9: expected selector\n\
+             {f}:21:33: operations[2].request.attributes.\"gen_ai.request.model\".capture: `engin` is not a placeholder of the operation's `match.path`\n  help: did you mean `engine`?\n\
+             error: 3 problems in provider specs\n"
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn validate_reports_each_scaffold_placeholder_left_with_its_line() {
+    let dir = temp_dir("validate-scaffold");
+    let providers = dir.join("providers");
+    let fixtures = dir.join("fixtures");
+    let made = specter(&[
+        "init-provider",
+        "acme",
+        "--dir",
+        &providers.display().to_string(),
+        "--fixtures",
+        &fixtures.display().to_string(),
+    ]);
+    assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+    let file = providers.join("acme.yaml");
+    let spec = std::fs::read_to_string(&file).unwrap();
+    let todo_lines: Vec<usize> = spec
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("# TODO"))
+        .map(|(n, _)| n + 1)
+        .collect();
+    assert!(todo_lines.len() >= 5, "{spec}");
+    let out = specter(&["validate", &providers.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let reported: Vec<usize> = err
+        .lines()
+        .filter(|l| l.contains("scaffold placeholder `TODO` left in the spec"))
+        .map(|l| {
+            let rest = l.strip_prefix(&format!("{}:", file.display())).unwrap();
+            rest.split(':').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(reported, todo_lines, "{err}");
+    assert!(
+        err.ends_with(&format!(
+            "error: {} problems in provider specs\n",
+            todo_lines.len()
+        )),
+        "{err}"
+    );
+
+    // With every TODO note removed, the scaffold validates.
+    let done: String = spec
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("# TODO"))
+        .map(|l| l.split(" # TODO").next().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&file, done + "\n").unwrap();
+    let out = specter(&["validate", &providers.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ok: 1 provider, 1 operation in 1 file\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_without_bundled_providers_and_no_spec_is_a_start_up_error() {
+    let dir = temp_dir("serve-empty");
+    let dir_text = dir.display().to_string();
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-traces-file",
+        "--providers",
+        &dir_text,
+        "--no-bundled",
+    ];
+    let (code, err) = specter_bounded(&args).expect("the gateway refuses to start");
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "error: no provider to serve: {dir_text} holds no provider spec (*.yaml) and the bundled providers are off\n  help: add provider specs to the directory, or drop --no-bundled (`bundled_providers: false`)\n"
+        )
+    );
+    let (code, err) = specter_bounded(&["serve", "--listen", "127.0.0.1:0", "--no-bundled"])
+        .expect("the gateway refuses to start");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.starts_with("error: no provider to serve: the bundled providers are off and no providers directory is given\n"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_rest_capture_gives_the_model_of_a_workers_ai_path() {
+    let dir = temp_dir("workers-ai");
+    std::fs::write(
+        dir.join("workers_ai.yaml"),
+        "id: workers_ai\nprovider_name: cloudflare.workers_ai\nupstream: { base_url: https://api.cloudflare.com, hosts: [api.cloudflare.com] }\noperations:\n  - id: run\n    operation_name: chat\n    match: { method: POST, path: \"/client/v4/accounts/{account_id}/ai/run/{model...}\" }\n    request:\n      attributes:\n        gen_ai.request.model: { capture: model }\n        gen_ai.request.max_tokens: $.max_tokens\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("request.json"),
+        r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":16}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("response.json"),
+        r#"{"result":{"response":"hello"},"success":true}"#,
+    )
+    .unwrap();
+    let out = specter(&[
+        "extract",
+        "--providers",
+        &dir.display().to_string(),
+        "--url",
+        "https://api.cloudflare.com/client/v4/accounts/a1b2/ai/run/@cf/meta/llama-3.1-8b-instruct",
+        "--request",
+        &dir.join("request.json").display().to_string(),
+        "--response",
+        &dir.join("response.json").display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["span"]["name"], "chat @cf/meta/llama-3.1-8b-instruct");
+    assert_eq!(
+        json["span"]["attributes"]["gen_ai.request.model"],
+        "@cf/meta/llama-3.1-8b-instruct"
+    );
+    assert_eq!(json["span"]["attributes"]["gen_ai.request.max_tokens"], 16);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -129,11 +129,37 @@ fn scaffolds_a_plain_provider_that_validates_and_extracts() {
         .collect();
     assert_eq!(ops, vec![("chat", "chat")]);
 
-    // The same check through the command, as the next steps tell.
+    // The same check through the command, as the next steps tell: it reports the `TODO` notes
+    // left to fill in, and nothing else; without them the spec is valid.
+    let validate = specter(tmp.path(), &["validate", "providers/"]);
+    assert_eq!(validate.status.code(), Some(1));
+    let problems: Vec<String> = text(&validate.stderr)
+        .lines()
+        .filter(|l| l.starts_with("providers/"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        problems.len(),
+        spec.matches("# TODO").count(),
+        "{problems:#?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .all(|l| l.ends_with("scaffold placeholder `TODO` left in the spec")),
+        "{problems:#?}"
+    );
+    let filled: String = spec
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("# TODO"))
+        .map(|l| l.split(" # TODO").next().unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(tmp.path().join("providers/acme_ai.yaml"), filled).unwrap();
     let validate = specter(tmp.path(), &["validate", "providers/"]);
     assert_eq!(
         text(&validate.stdout),
-        "ok: 1 provider(s), 1 operation(s) in 1 file(s)\n",
+        "ok: 1 provider, 1 operation in 1 file\n",
         "{}",
         text(&validate.stderr)
     );

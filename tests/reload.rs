@@ -89,9 +89,12 @@ fn sighup_rereads_the_providers_directory() {
     let dir = temp_dir("sighup");
     std::fs::copy("providers/openai.yaml", dir.join("openai.yaml")).unwrap();
     let dir_text = dir.display().to_string();
-    let served = serve::Served::start(&["--providers", &dir_text, "--no-traces-file"], &[]);
+    let served = serve::Served::start(
+        &["--providers", &dir_text, "--no-bundled", "--no-traces-file"],
+        &[],
+    );
     assert!(
-        served.lines()[0].contains("(1 providers,"),
+        served.lines()[0].contains("(1 provider,"),
         "{:#?}",
         served.lines()
     );
@@ -100,7 +103,7 @@ fn sighup_rereads_the_providers_directory() {
     assert_eq!(served.count("reloaded"), 0, "{:#?}", served.lines());
     for round in 1..=3 {
         served.signal("HUP");
-        let wanted = format!("reloaded 1 provider(s) from {dir_text}");
+        let wanted = format!("reloaded 1 provider from {dir_text}");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while served.count(&wanted) < round && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -446,6 +449,7 @@ fn a_reload_adding_a_metadata_upstream_is_rejected_unless_allowed() {
         &[
             "--providers",
             &dir_text,
+            "--no-bundled",
             "--no-traces-file",
             "--config",
             &config_text,
@@ -460,5 +464,156 @@ fn a_reload_adding_a_metadata_upstream_is_rejected_unless_allowed() {
     let (status, lines) = served.stop();
     assert!(status.success(), "{lines:#?}");
     let _ = std::fs::remove_file(&config);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_bundled_providers_under_the_directory() {
+    let dir = temp_dir("bundled-base");
+    let acme = "id: acme\nextends: openai\nprovider_name: acme\nupstream: { base_url: https://api.acme.test, hosts: [api.acme.test] }\n";
+    std::fs::write(dir.join("acme.yaml"), acme).unwrap();
+    let limits = specter::files::ReadLimits::default();
+    let loaded = Catalog::load_layered(std::slice::from_ref(&dir), &limits, true).unwrap();
+    let bundled = Catalog::bundled().unwrap().providers().len();
+    assert_eq!(loaded.catalog.providers().len(), bundled + 1);
+    let slot = specter::CatalogSlot::new(loaded.catalog);
+    let watcher = watch_providers(dir.clone(), slot.clone(), Default::default()).unwrap();
+
+    let changed = format!(
+        "{acme}operations:\n  - id: extra\n    operation_name: chat\n    match: {{ path: /extra }}\n"
+    );
+    put(&dir, "acme.yaml", &changed);
+    assert!(
+        eventually(|| slot.current().operation("acme/extra").is_some()).await,
+        "the change is picked up"
+    );
+    let current = slot.current();
+    assert_eq!(current.providers().len(), bundled + 1);
+    assert!(
+        current.operation("acme/chat").is_some(),
+        "still extends the bundled openai"
+    );
+    assert!(current.provider("groq").is_some());
+    watcher.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends `METHOD PATH` with a small JSON body to the gateway; returns the status.
+fn send(gateway: SocketAddr, method: &str, path: &str) -> u16 {
+    let mut stream = TcpStream::connect(gateway).unwrap();
+    let body = r#"{"model":"gpt-4o","messages":[]}"#;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: {gateway}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let (head, _) = read_message(&mut stream);
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn with_verbose_a_route_matching_no_operation_is_reported_once() {
+    let (dir, served) = serving("unmatched", &["--verbose"], &[]);
+    // A base URL without `/v1`: forwarded, but no operation matches.
+    for _ in 0..3 {
+        assert_eq!(
+            send(served.address, "POST", "/openai/chat/completions"),
+            200
+        );
+    }
+    assert_eq!(
+        send(served.address, "GET", "/openai/chat/completions?x=1"),
+        200
+    );
+    assert_eq!(
+        send(served.address, "POST", "/openai/v1/chat/completions"),
+        200
+    );
+    let (status, lines) = served.stop();
+    assert!(status.success(), "{lines:#?}");
+    let debug: Vec<&String> = lines.iter().filter(|l| l.contains("debug:")).collect();
+    assert_eq!(
+        debug,
+        vec![
+            "specter: debug: POST /openai/chat/completions matches no operation of `openai`; forwarded without a span (is a path prefix such as /v1 missing from the base URL?)",
+            "specter: debug: GET /openai/chat/completions matches no operation of `openai`; forwarded without a span (is a path prefix such as /v1 missing from the base URL?)",
+        ],
+        "{lines:#?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn start_up_lines_name_only_the_providers_loaded() {
+    let dir = temp_dir("hint");
+    std::fs::write(
+        dir.join("acme.yaml"),
+        "id: acme\nprovider_name: acme\nupstream: { base_url: https://api.acme.test, hosts: [api.acme.test] }\noperations:\n  - id: chat\n    operation_name: chat\n    match: { path: /chat }\n",
+    )
+    .unwrap();
+    let dir_text = dir.display().to_string();
+    let served = serve::Served::start(
+        &["--providers", &dir_text, "--no-bundled", "--no-traces-file"],
+        &[],
+    );
+    let hint = served.wait_for("point an SDK", Duration::from_secs(10));
+    let lines = served.lines();
+    assert!(lines[0].contains("(1 provider,"), "{lines:#?}");
+    let address = served.address;
+    assert_eq!(
+        hint.as_deref(),
+        Some(
+            format!(
+                "specter: point an SDK at http://{address}/<provider>, e.g. http://{address}/acme"
+            )
+            .as_str()
+        ),
+        "{lines:#?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("openai")), "{lines:#?}");
+    let (status, lines) = served.stop();
+    assert!(status.success(), "{lines:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_says_which_bundled_provider_a_local_file_replaces() {
+    let dir = temp_dir("replace");
+    let openai = std::fs::read_to_string("providers/openai.yaml").unwrap();
+    std::fs::write(
+        dir.join("openai.yaml"),
+        openai.replace("name: OpenAI\n", "name: OpenAI (local)\n"),
+    )
+    .unwrap();
+    assert!(std::fs::read_to_string(dir.join("openai.yaml")).unwrap() != openai);
+    std::fs::copy("providers/groq.yaml", dir.join("groq.yaml")).unwrap();
+    let dir_text = dir.display().to_string();
+    let served = serve::Served::start(&["--providers", &dir_text, "--no-traces-file"], &[]);
+    let lines = served.lines();
+    let bundled = Catalog::bundled().unwrap().providers().len();
+    // The changed file is named; the identical copy of groq is not.
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("replaces the bundled provider"))
+            .collect::<Vec<_>>(),
+        vec![&format!(
+            "specter: {} replaces the bundled provider openai",
+            dir.join("openai.yaml").display()
+        )],
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("({bundled} providers,"))),
+        "{lines:#?}"
+    );
+    let (status, lines) = served.stop();
+    assert!(status.success(), "{lines:#?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

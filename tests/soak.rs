@@ -195,6 +195,7 @@ async fn soak_with_reloads_under_load_loses_no_call_and_no_span() {
             &config_text,
             "--providers",
             &dir_text,
+            "--no-bundled",
             "--upstream",
             &upstream,
             "--quiet",
@@ -309,7 +310,7 @@ async fn soak_with_reloads_under_load_loses_no_call_and_no_span() {
     }
     assert_eq!(in_flight(&health), Some(0), "{health:?}");
 
-    let reloads = served.count("specter: reloaded 1 provider(s)");
+    let reloads = served.count("specter: reloaded 1 provider ");
     let rejected = served.count("specter: rejected the change");
     let lines = served.stop_async().await;
     assert!(

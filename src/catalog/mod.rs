@@ -1,10 +1,17 @@
 //! The catalog: compiled providers and the route lookup from an HTTP request to an operation.
 //!
+//! Providers come from the bundled set ([`bundled`]) with the specs of a directory layered on
+//! top ([`Catalog::load_layered`]): a local spec whose id is a bundled provider's replaces it
+//! (and is what every `extends` of that id resolves to), other local specs are added.
+//!
 //! Lookup cost does not grow with the number of providers: a known host or gateway prefix selects
 //! the provider through a hash map, and routes are bucketed by method, segment count and first
 //! literal segment.
 
 pub mod bundled;
+mod layer;
+
+pub use layer::{bundled_sources, layer_on_bundled, source_id, Layered, Loaded, Replacement};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -63,14 +70,37 @@ pub struct Catalog {
 impl Catalog {
     /// The providers bundled with specter (the `providers/` directory of its source).
     pub fn bundled() -> Result<Catalog, LoadError> {
-        let sources: Vec<Source> = crate::catalog::bundled::PROVIDERS
-            .iter()
-            .map(|(name, text)| Source {
-                name: format!("providers/{name}"),
-                text: (*text).to_string(),
-            })
-            .collect();
-        Catalog::from_sources(&sources).map_err(LoadError::Invalid)
+        let providers = layer::compiled_bundled().map_err(|d| LoadError::Invalid(d.clone()))?;
+        Ok(Catalog::from_providers(providers.to_vec()))
+    }
+
+    /// The providers of `paths` on top of the bundled ones (when `bundled` is set): a local spec
+    /// whose id is a bundled provider's replaces it, and `extends` resolves against both. Returns
+    /// the catalog and the bundled providers that local files replaced.
+    pub fn load_layered(
+        paths: &[PathBuf],
+        limits: &ReadLimits,
+        bundled: bool,
+    ) -> Result<Loaded, LoadError> {
+        let local = read_sources_within(paths, limits)?;
+        let layered = if bundled {
+            layer_on_bundled(local)
+        } else {
+            Layered {
+                sources: local,
+                replaced: Vec::new(),
+            }
+        };
+        let catalog = if bundled {
+            layer::compile_layered(&layered)
+        } else {
+            Catalog::from_sources(&layered.sources)
+        }
+        .map_err(LoadError::Invalid)?;
+        Ok(Loaded {
+            catalog,
+            replaced: layered.replaced,
+        })
     }
 
     /// Loads every `*.yaml` file of a directory, or the given files.
@@ -334,5 +364,107 @@ impl CatalogSlot {
             Err(poisoned) => poisoned.into_inner(),
         };
         std::mem::replace(&mut *slot, Arc::new(catalog))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundled_text(id: &str) -> String {
+        bundled::PROVIDERS
+            .iter()
+            .find(|(name, _)| *name == format!("{id}.yaml"))
+            .map(|(_, text)| (*text).to_string())
+            .unwrap()
+    }
+
+    fn local(name: &str, text: &str) -> Source {
+        Source {
+            name: format!("mine/{name}"),
+            text: text.to_string(),
+        }
+    }
+
+    /// OpenAI's bundled spec with one more operation.
+    fn openai_with_extra() -> String {
+        format!(
+            "{}\n  - id: extra\n    operation_name: chat\n    match: {{ method: POST, path: /extra }}\n",
+            bundled_text("openai").trim_end()
+        )
+    }
+
+    #[test]
+    fn a_local_spec_is_added_to_the_bundled_ones() {
+        let acme = "id: acme\nprovider_name: acme\nupstream: { base_url: https://api.acme.test, hosts: [api.acme.test] }\noperations:\n  - id: chat\n    operation_name: chat\n    match: { path: /chat }\n";
+        let layered = layer_on_bundled(vec![local("acme.yaml", acme)]);
+        assert!(layered.replaced.is_empty());
+        let catalog = Catalog::from_sources(&layered.sources).unwrap();
+        assert_eq!(catalog.providers().len(), bundled::PROVIDERS.len() + 1);
+        assert_eq!(catalog.provider("acme").unwrap().file, "mine/acme.yaml");
+        assert!(catalog.provider("openai").is_some());
+    }
+
+    #[test]
+    fn a_local_spec_with_a_bundled_id_replaces_it_and_is_what_others_extend() {
+        let acme = "id: acme\nextends: openai\nprovider_name: acme\nupstream: { base_url: https://api.acme.test, hosts: [api.acme.test] }\n";
+        let layered = layer_on_bundled(vec![
+            local("openai.yaml", &openai_with_extra()),
+            local("acme.yaml", acme),
+        ]);
+        assert_eq!(
+            layered.replaced,
+            vec![Replacement {
+                id: "openai".into(),
+                file: "mine/openai.yaml".into(),
+                identical: false
+            }]
+        );
+        let catalog = Catalog::from_sources(&layered.sources).unwrap();
+        assert_eq!(catalog.providers().len(), bundled::PROVIDERS.len() + 1);
+        assert_eq!(catalog.provider("openai").unwrap().file, "mine/openai.yaml");
+        // The local acme and the bundled groq both extend the local openai.
+        assert!(catalog.operation("acme/extra").is_some());
+        assert!(catalog.operation("groq/extra").is_some());
+        assert!(catalog.operation("acme/chat").is_some());
+    }
+
+    #[test]
+    fn a_copy_of_a_bundled_spec_is_an_identical_replacement() {
+        let layered = layer_on_bundled(vec![local("openai.yaml", &bundled_text("openai"))]);
+        assert_eq!(layered.replaced.len(), 1);
+        assert!(layered.replaced[0].identical);
+        assert_eq!(layered.sources.len(), bundled::PROVIDERS.len());
+    }
+
+    #[test]
+    fn without_bundled_only_the_directory_is_loaded_and_extends_needs_its_parent_there() {
+        let dir = std::env::temp_dir().join(format!("specter-layered-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("acme.yaml"),
+            "id: acme\nextends: openai\nprovider_name: acme\n",
+        )
+        .unwrap();
+        let limits = ReadLimits::default();
+        let with = Catalog::load_layered(std::slice::from_ref(&dir), &limits, true).unwrap();
+        assert_eq!(with.catalog.providers().len(), bundled::PROVIDERS.len() + 1);
+        assert!(with.catalog.operation("acme/chat").is_some());
+        let Err(LoadError::Invalid(diags)) =
+            Catalog::load_layered(std::slice::from_ref(&dir), &limits, false)
+        else {
+            panic!("`extends: openai` cannot resolve without the bundled providers");
+        };
+        let rendered = diags.to_string();
+        assert!(
+            rendered.contains("acme.yaml:2:1: extends: unknown provider `openai`"),
+            "{rendered}"
+        );
+        std::fs::write(dir.join("openai.yaml"), bundled_text("openai")).unwrap();
+        let alone = Catalog::load_layered(std::slice::from_ref(&dir), &limits, false).unwrap();
+        let ids: Vec<&str> = alone.catalog.providers().iter().map(|p| &*p.id).collect();
+        assert_eq!(ids, vec!["openai", "acme"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -19,10 +19,15 @@ pub struct Args {
     /// Allow a non-loopback listen address (the gateway sees every prompt and API key).
     #[arg(long, env = "SPECTER_ALLOW_REMOTE")]
     allow_remote: bool,
-    /// Provider spec directory, watched and reloaded on change and on SIGHUP. Default: the bundled
-    /// providers.
+    /// Provider spec directory, watched and reloaded on change and on SIGHUP. Its specs are added
+    /// to the bundled providers; a spec with a bundled provider's id replaces it. Default: the
+    /// bundled providers alone.
     #[arg(long, value_name = "DIR", env = "SPECTER_PROVIDERS")]
     providers: Option<PathBuf>,
+    /// Leave the bundled providers out: only the specs of `--providers` are served
+    /// (`bundled_providers: false` in the configuration file).
+    #[arg(long, env = "SPECTER_NO_BUNDLED")]
+    no_bundled: bool,
     /// Replace a provider's upstream base URL, e.g. `openai=http://127.0.0.1:9000` (repeatable).
     #[arg(long = "upstream", value_name = "PROVIDER=URL")]
     upstreams: Vec<String>,
@@ -68,6 +73,10 @@ pub struct Args {
     /// `prices`).
     #[arg(long, value_name = "FILE")]
     prices: Option<std::path::PathBuf>,
+    /// Also print debug lines: each method and path that matched no operation of its provider
+    /// (forwarded without a span), once; a base URL missing its `/v1` shows up here.
+    #[arg(long, short = 'v', env = "SPECTER_VERBOSE")]
+    verbose: bool,
 }
 
 /// Runs the gateway until SIGINT or SIGTERM.
@@ -101,13 +110,21 @@ fn serve(args: &Args) -> anyhow::Result<()> {
         let _entered = runtime.enter();
         Gateway::build(settings, Arc::new(report_reload)).map_err(build_error)?
     };
+    super::report_replacements(gateway.replaced());
+    if args.verbose {
+        gateway.report_unmatched(Arc::new(report_unmatched));
+    }
     if let (Some(path), 1..) = (
         &gateway.outputs().traces_file,
         gateway.traces_file_repaired(),
     ) {
         eprintln!(
-            "specter: cut a torn last line ({} bytes) from {}",
-            gateway.traces_file_repaired(),
+            "specter: cut a torn last line ({}) from {}",
+            super::count(
+                usize::try_from(gateway.traces_file_repaired()).unwrap_or(usize::MAX),
+                "byte",
+                "bytes"
+            ),
             path.display()
         );
     }
@@ -132,6 +149,7 @@ fn flags(args: &Args) -> Flags {
         listen: args.listen.clone(),
         allow_remote: args.allow_remote,
         providers: args.providers.clone(),
+        no_bundled: args.no_bundled,
         upstreams: args.upstreams.clone(),
         upstream_ca: args.upstream_ca.clone(),
         aws_sign: args.aws_sign.clone(),
@@ -157,6 +175,14 @@ fn build_error(error: BuildError) -> anyhow::Error {
             anyhow::anyhow!("{e}\n  help: {}", super::file_help(&e))
         }
         BuildError::Catalog(e) => anyhow::anyhow!("{e}"),
+        BuildError::NoProviders(dir) => anyhow::anyhow!(
+            "{}\n  help: {}",
+            BuildError::NoProviders(dir.clone()),
+            match dir {
+                Some(_) => "add provider specs to the directory, or drop --no-bundled (`bundled_providers: false`)",
+                None => "pass a providers directory with --providers, or drop --no-bundled (`bundled_providers: false`)",
+            }
+        ),
         other => other.into(),
     }
 }
@@ -194,8 +220,8 @@ fn print_start(
         to.join(", ")
     };
     eprintln!(
-        "specter: listening on http://{address} ({} providers, instrumentation {}; spans to {where_to})",
-        gateway.providers(),
+        "specter: listening on http://{address} ({}, instrumentation {}; spans to {where_to})",
+        super::count(gateway.providers(), "provider", "providers"),
         if config.instrument { "on" } else { "off" },
     );
     eprintln!("specter: {}", limits_line(fd_limit, config));
@@ -208,7 +234,19 @@ fn print_start(
             signing.service, signing.region
         );
     }
-    eprintln!("specter: point an SDK at http://{address}/<provider>, e.g. OPENAI_BASE_URL=http://{address}/openai/v1");
+    eprintln!("specter: {}", sdk_hint(gateway.provider_ids(), address));
+}
+
+/// How to point an SDK at the gateway, with an example among the providers loaded.
+fn sdk_hint(ids: &[String], address: SocketAddr) -> String {
+    let example = if ids.iter().any(|id| id == "openai") {
+        format!(", e.g. OPENAI_BASE_URL=http://{address}/openai/v1")
+    } else {
+        ids.first()
+            .map(|id| format!(", e.g. http://{address}/{id}"))
+            .unwrap_or_default()
+    };
+    format!("point an SDK at http://{address}/<provider>{example}")
 }
 
 /// What the stop line reports: the calls, and what each output exported.
@@ -293,7 +331,8 @@ fn report_reload(event: gateway::ReloadEvent) {
             providers,
             elapsed,
         } => eprintln!(
-            "specter: reloaded {providers} provider(s) from {} in {elapsed:?}",
+            "specter: reloaded {} from {} in {elapsed:?}",
+            super::count(providers, "provider", "providers"),
             printable(&dir)
         ),
         gateway::ReloadEvent::Rejected { dir, error } => eprintln!(
@@ -302,6 +341,16 @@ fn report_reload(event: gateway::ReloadEvent) {
             printable(&dir)
         ),
     }
+}
+
+/// Prints a route that matched no operation (once per route, at most
+/// `specter::gateway::unmatched::MAX_REMEMBERED` of them).
+fn report_unmatched(route: gateway::unmatched::Unmatched) {
+    let path = specter::printable::escape_controls(&route.path);
+    eprintln!(
+        "specter: debug: {} /{}{path} matches no operation of `{}`; forwarded without a span (is a path prefix such as /v1 missing from the base URL?)",
+        route.method, route.provider, route.provider
+    );
 }
 
 /// A path as a line of text, control characters escaped.

@@ -1,6 +1,20 @@
 //! Names the compiler checks specs against: the GenAI semantic-convention attributes, attributes
 //! the engine sets itself, and what counts as a credential.
 
+/// The `gen_ai.operation.name` values the GenAI semantic conventions define (registry
+/// `gen_ai.operation.name`), in order.
+pub const OPERATION_NAMES: &[&str] = &[
+    "chat",
+    "create_agent",
+    "embeddings",
+    "execute_tool",
+    "generate_content",
+    "invoke_agent",
+    "invoke_workflow",
+    "retrieval",
+    "text_completion",
+];
+
 /// Attributes of the GenAI registry that rules may set directly.
 pub const GEN_AI_ATTRIBUTES: &[&str] = &[
     "gen_ai.agent.description",

@@ -1,7 +1,7 @@
 //! The load pipeline: YAML → schema check → `extends` merge → typed spec → lowered rules, with every
 //! problem of every file collected into one list of diagnostics.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use super::lower::{Lowerer, Problem};
 use super::merge::{merge, OperationOrigins};
@@ -23,8 +23,12 @@ pub struct Source {
 struct Parsed {
     name: String,
     doc: Document,
-    /// Whether the file passed the YAML and schema checks on its own.
+    /// Whether the file passed the YAML and schema checks on its own, outside its operations.
     ok: bool,
+    /// Operations (by index in the file) that failed the schema check: they are left out of the
+    /// compiled provider, and the others are still compiled so that their problems are reported
+    /// in the same run.
+    bad_ops: BTreeSet<usize>,
 }
 
 /// Compiles provider sources. Returns the providers that compiled and the problems of the others.
@@ -65,6 +69,7 @@ pub fn compile_sources(sources: &[Source]) -> (Vec<Provider>, Diagnostics) {
             continue; // the ancestor's own problems are reported for its file
         }
         let (merged, layers) = merge_chain(&chain, &parsed);
+        let (merged, layers) = without_bad_operations(merged, layers, &parsed);
         let spec: ProviderSpec = match serde_json::from_value(merged) {
             Ok(spec) => spec,
             Err(e) => {
@@ -106,6 +111,7 @@ fn parse_one(source: &Source, diags: &mut Vec<Diagnostic>) -> Parsed {
                 name: source.name.clone(),
                 doc: Document::default(),
                 ok: false,
+                bad_ops: BTreeSet::new(),
             };
         }
     };
@@ -121,11 +127,18 @@ fn parse_one(source: &Source, diags: &mut Vec<Diagnostic>) -> Parsed {
             name: source.name.clone(),
             doc,
             ok: false,
+            bad_ops: BTreeSet::new(),
         };
     }
     let mut ok = true;
+    let mut bad_ops = BTreeSet::new();
     for problem in schema_check::check(&doc.value) {
-        ok = false;
+        match split_operation(&problem.pointer) {
+            (Some(op), _) => {
+                bad_ops.insert(op);
+            }
+            (None, _) => ok = false,
+        }
         diags.push(diagnostic(
             &source.name,
             &doc,
@@ -170,6 +183,7 @@ fn parse_one(source: &Source, diags: &mut Vec<Diagnostic>) -> Parsed {
         name: source.name.clone(),
         doc,
         ok,
+        bad_ops,
     }
 }
 
@@ -191,7 +205,7 @@ fn chain_of(
             if current == start {
                 let help = did_you_mean(parent, by_id.keys().map(String::as_str))
                     .map(|s| format!("did you mean `{s}`?"))
-                    .or_else(|| Some("`extends` names the id of another provider file loaded in the same run".into()));
+                    .or_else(|| Some("`extends` names a bundled provider or another provider file loaded in the same run".into()));
                 diags.push(diagnostic(
                     &p.name,
                     &p.doc,
@@ -275,6 +289,46 @@ fn merge_chain(chain: &[usize], parsed: &[Parsed]) -> (serde_json::Value, Vec<La
         merged = next;
     }
     layers.reverse();
+    (merged, layers)
+}
+
+/// Drops from a merged provider the operations that come from an operation of any layer that
+/// failed the schema check (its problems are reported already), keeping the layers' origins in
+/// step.
+fn without_bad_operations(
+    mut merged: serde_json::Value,
+    mut layers: Vec<Layer>,
+    parsed: &[Parsed],
+) -> (serde_json::Value, Vec<Layer>) {
+    let bad = |j: usize| {
+        layers.iter().any(|layer| {
+            let origin = layer.origins.get(j).copied().flatten();
+            let file = parsed.get(layer.file);
+            matches!((origin, file), (Some(i), Some(p)) if p.bad_ops.contains(&i))
+        })
+    };
+    let count = merged
+        .get("operations")
+        .and_then(|o| o.as_array())
+        .map_or(0, Vec::len);
+    let keep: Vec<bool> = (0..count).map(|j| !bad(j)).collect();
+    if keep.iter().all(|k| *k) {
+        return (merged, layers);
+    }
+    if let Some(ops) = merged.get_mut("operations").and_then(|o| o.as_array_mut()) {
+        let mut n = 0;
+        ops.retain(|_| {
+            n += 1;
+            keep.get(n - 1).copied().unwrap_or(true)
+        });
+    }
+    for layer in &mut layers {
+        let mut n = 0;
+        layer.origins.retain(|_| {
+            n += 1;
+            keep.get(n - 1).copied().unwrap_or(true)
+        });
+    }
     (merged, layers)
 }
 

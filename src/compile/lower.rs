@@ -25,6 +25,9 @@ pub struct Problem {
 #[derive(Default)]
 pub(crate) struct Lowerer {
     pub problems: Vec<Problem>,
+    /// The capture names of the routes of the operation being lowered (`None` outside an
+    /// operation, or when its routes have problems of their own).
+    captures: Option<BTreeSet<String>>,
 }
 
 /// Sets each part rule's group: the index of the first rule of its list with the same `each`.
@@ -41,6 +44,18 @@ fn grouped(mut parts: Vec<PartRule>) -> Vec<PartRule> {
         }
     }
     parts
+}
+
+/// The capture names of every route's template.
+fn capture_names(routes: &[Route]) -> BTreeSet<String> {
+    routes
+        .iter()
+        .flat_map(|r| r.template.segments.iter().flatten())
+        .filter_map(|piece| match piece {
+            Piece::Capture(name) | Piece::Rest(name) => Some(name.clone()),
+            Piece::Literal(_) => None,
+        })
+        .collect()
 }
 
 fn ptr(base: &str, key: &str) -> String {
@@ -174,7 +189,7 @@ impl Lowerer {
     ) -> Option<Operation> {
         let start = self.problems.len();
         let operation_name: Arc<str> = match &op.operation_name {
-            Some(name) => name.as_str().into(),
+            Some(name) => self.operation_name(name, &ptr(base, "operation_name")),
             None => {
                 self.problem(
                     base.to_string(),
@@ -191,7 +206,9 @@ impl Lowerer {
             .clone()
             .unwrap_or_else(|| "{gen_ai.operation.name} {gen_ai.request.model}".into());
         let span_name = self.template(&span_source, &ptr(base, "span_name"), op);
+        let before_routes = self.problems.len();
         let routes = self.routes(op, base, shared.prefixes);
+        self.captures = (self.problems.len() == before_routes).then(|| capture_names(&routes));
         let request = self.phase(
             op.request.as_ref(),
             &ptr(base, "request"),
@@ -207,6 +224,7 @@ impl Lowerer {
             .stream
             .as_ref()
             .and_then(|s| self.stream(s, &ptr(base, "stream")));
+        self.captures = None;
         if self.problems.len() > start {
             return None;
         }
@@ -226,6 +244,77 @@ impl Lowerer {
             metrics: shared.metrics.clone(),
             pricing: shared.pricing.clone(),
         })
+    }
+
+    /// The `gen_ai.operation.name` value: a semantic-conventions name, or a custom one marked as
+    /// such.
+    fn operation_name(&mut self, name: &spec::OperationNameSpec, pointer: &str) -> Arc<str> {
+        let known = known::OPERATION_NAMES;
+        match name {
+            spec::OperationNameSpec::Known(name) => {
+                if !known.contains(&name.as_str()) {
+                    let list = known.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>();
+                    let guess = did_you_mean(name, known.iter().copied())
+                        .map(|s| format!("did you mean `{s}`? "))
+                        .unwrap_or_default();
+                    self.problem(
+                        pointer.to_string(),
+                        format!("`{name}` is not a `gen_ai.operation.name` of the semantic conventions"),
+                        Some(format!(
+                            "{guess}known: {}; a name of the provider's own is written `operation_name: {{custom: {name}}}`",
+                            list.join(", ")
+                        )),
+                    );
+                }
+                name.as_str().into()
+            }
+            spec::OperationNameSpec::Custom(custom) => {
+                let name = custom.custom.as_str();
+                if name.is_empty() {
+                    self.problem(
+                        ptr(pointer, "custom"),
+                        "a custom operation name cannot be empty".into(),
+                        None,
+                    );
+                } else if known.contains(&name) {
+                    self.problem(
+                        ptr(pointer, "custom"),
+                        format!("`{name}` is a `gen_ai.operation.name` of the semantic conventions, not a custom one"),
+                        Some(format!("write `operation_name: {name}`")),
+                    );
+                }
+                name.into()
+            }
+        }
+    }
+
+    /// A `capture` must name a placeholder of the operation's `match.path`.
+    fn check_capture(&mut self, name: &str, pointer: &str) {
+        let Some(names) = &self.captures else {
+            return;
+        };
+        if names.contains(name) {
+            return;
+        }
+        let help = match did_you_mean(name, names.iter().map(String::as_str)) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None if names.is_empty() => {
+                "the operation's `match.path` has no `{...}` placeholder".to_string()
+            }
+            None => format!(
+                "placeholders of `match.path`: {}",
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        self.problem(
+            pointer.to_string(),
+            format!("`{name}` is not a placeholder of the operation's `match.path`"),
+            Some(help),
+        );
     }
 
     fn template(&mut self, source: &str, pointer: &str, op: &spec::OperationSpec) -> Template {
@@ -492,6 +581,7 @@ impl Lowerer {
             sources.push(Some(Source::Const(c.clone())));
         }
         if let Some(c) = &rule.capture {
+            self.check_capture(c, &ptr(pointer, "capture"));
             sources.push(Some(Source::Capture(c.clone())));
         }
         if let Some(h) = &rule.header {

@@ -96,6 +96,9 @@ pub enum Piece {
     Literal(String),
     /// A named capture.
     Capture(String),
+    /// A named capture of the rest of the path (`{model...}`): one or more whole segments with
+    /// the `/` between them. Only as the whole last segment of a template.
+    Rest(String),
 }
 
 /// A name template (`{gen_ai.operation.name} {gen_ai.request.model}`).

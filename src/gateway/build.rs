@@ -49,6 +49,10 @@ pub enum BuildError {
     /// The upstream client cannot be built.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// No provider is loaded: the bundled ones are off and the directory holds none (or there is
+    /// no directory).
+    #[error("{}", no_providers(.0.as_deref()))]
+    NoProviders(Option<std::path::PathBuf>),
     /// The listen address cannot be bound.
     #[error("cannot listen on {address}")]
     Listen {
@@ -90,6 +94,8 @@ pub struct Gateway {
     proxy: Arc<Proxy>,
     pipeline: Pipeline,
     providers: usize,
+    provider_ids: Vec<String>,
+    replaced: Vec<crate::catalog::Replacement>,
     outputs: Outputs,
     _watch: Option<tokio::task::JoinHandle<()>>,
 }
@@ -117,7 +123,7 @@ impl Gateway {
             aws_sign,
             fd_allowed: _,
         } = settings;
-        let catalog = load_catalog(&config, &spec_limits)?;
+        let crate::catalog::Loaded { catalog, replaced } = load_catalog(&config, &spec_limits)?;
         crate::gateway::upstream_check::refuse_metadata_upstreams(
             &catalog,
             &config.upstreams,
@@ -151,6 +157,7 @@ impl Gateway {
                     upstreams: config.upstreams.clone(),
                     allow_metadata_upstreams,
                     report,
+                    bundled: config.bundled_providers,
                 };
                 Some(super::watch_providers(dir.clone(), slot.clone(), settings)?)
             }
@@ -161,6 +168,12 @@ impl Gateway {
             proxy: Arc::new(Proxy::new(config, instrumentor, slot, client)),
             pipeline,
             providers: catalog.providers().len(),
+            provider_ids: catalog
+                .providers()
+                .iter()
+                .map(|p| p.id.to_string())
+                .collect(),
+            replaced,
             outputs: Outputs {
                 otlp: export.otlp,
                 console: export.console.is_some(),
@@ -178,6 +191,22 @@ impl Gateway {
     /// Providers loaded at start-up.
     pub fn providers(&self) -> usize {
         self.providers
+    }
+
+    /// The ids of the providers loaded at start-up, base providers first.
+    pub fn provider_ids(&self) -> &[String] {
+        &self.provider_ids
+    }
+
+    /// The bundled providers that files of the providers directory replaced at start-up.
+    pub fn replaced(&self) -> &[crate::catalog::Replacement] {
+        &self.replaced
+    }
+
+    /// Sends each route (provider, method, path) that matches no operation to `report`, once;
+    /// see [`super::unmatched`]. Only the first callback installed is kept.
+    pub fn report_unmatched(&self, report: super::unmatched::UnmatchedReport) {
+        self.proxy.unmatched.set_report(report);
     }
 
     /// Where spans go.
@@ -221,17 +250,29 @@ impl Gateway {
     }
 }
 
-/// The catalog of the configured directory (or the bundled one), whose providers the upstream
-/// overrides must name.
+/// The catalog of the configured directory on top of the bundled one (or either alone), whose
+/// providers the upstream overrides must name. A catalog without providers is refused.
 fn load_catalog(
     config: &GatewayConfig,
     limits: &crate::files::ReadLimits,
-) -> Result<Catalog, BuildError> {
-    let catalog = match &config.providers {
-        Some(dir) => Catalog::load_within(std::slice::from_ref(dir), limits),
-        None => Catalog::bundled(),
+) -> Result<crate::catalog::Loaded, BuildError> {
+    let loaded = match &config.providers {
+        Some(dir) => {
+            Catalog::load_layered(std::slice::from_ref(dir), limits, config.bundled_providers)
+        }
+        None if config.bundled_providers => {
+            Catalog::bundled().map(|catalog| crate::catalog::Loaded {
+                catalog,
+                replaced: Vec::new(),
+            })
+        }
+        None => return Err(BuildError::NoProviders(None)),
     }
     .map_err(BuildError::Catalog)?;
+    if loaded.catalog.providers().is_empty() {
+        return Err(BuildError::NoProviders(config.providers.clone()));
+    }
+    let catalog = &loaded.catalog;
     if let Some(provider) = config
         .upstreams
         .keys()
@@ -239,7 +280,18 @@ fn load_catalog(
     {
         return Err(BuildError::UnknownUpstream(provider.clone()));
     }
-    Ok(catalog)
+    Ok(loaded)
+}
+
+/// Why no provider is loaded.
+fn no_providers(dir: Option<&std::path::Path>) -> String {
+    match dir {
+        Some(dir) => format!(
+            "no provider to serve: {} holds no provider spec (*.yaml) and the bundled providers are off",
+            dir.display()
+        ),
+        None => "no provider to serve: the bundled providers are off and no providers directory is given".into(),
+    }
 }
 
 /// SigV4 re-signing of the named providers with the gateway's own credentials.

@@ -22,9 +22,15 @@ pub struct ConfigFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = false))]
     pub allow_remote: Option<bool>,
-    /// Provider spec directory, watched for changes. Default: the bundled providers.
+    /// Provider spec directory, watched for changes. Its specs are added to the bundled providers
+    /// (a spec with a bundled provider's id replaces it). Default: the bundled providers alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub providers: Option<PathBuf>,
+    /// Load the bundled providers under those of `providers`; `false` loads that directory alone.
+    /// Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
+    pub bundled_providers: Option<bool>,
     /// Upstream base URL per provider id, replacing the provider's own (an Azure resource, a local
     /// Ollama or vLLM, a test server).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -251,6 +257,8 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// Provider directory (`None`: bundled).
     pub providers: Option<PathBuf>,
+    /// Whether the bundled providers are loaded under those of the directory.
+    pub bundled_providers: bool,
     /// Upstream overrides.
     pub upstreams: BTreeMap<String, String>,
     /// Request body limit.
@@ -300,6 +308,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             providers: None,
+            bundled_providers: true,
             upstreams: BTreeMap::new(),
             max_request_bytes: 32 << 20,
             max_response_bytes: 8 << 20,

@@ -17,6 +17,7 @@ mod reload;
 pub mod settings;
 pub mod sign;
 mod tee;
+pub mod unmatched;
 mod upgrade;
 pub mod upstream_check;
 

@@ -41,6 +41,8 @@ pub struct Proxy {
     pub connections: super::ConnectionCount,
     /// Request body bytes buffered at once across requests.
     pub budget: super::RequestBudget,
+    /// Routes that matched no operation, reported once each.
+    pub unmatched: super::unmatched::UnmatchedRoutes,
 }
 
 impl Proxy {
@@ -61,6 +63,7 @@ impl Proxy {
             in_flight: InFlight::default(),
             connections,
             budget,
+            unmatched: Default::default(),
         }
     }
 }
@@ -374,12 +377,16 @@ impl Proxy {
     ) -> Option<PendingCall<'_>> {
         let instrumentor = self.instrumentor.as_ref()?;
         let target = HttpTarget::parse(&route.upstream_url).unwrap_or_default();
-        let found = route.catalog.find_in(
+        let Some(found) = route.catalog.find_in(
             &route.provider_id,
             parts.method.as_str(),
             &route.rest,
             &target.query,
-        )?;
+        ) else {
+            self.unmatched
+                .note(&route.provider_id, parts.method.as_str(), &route.rest);
+            return None;
+        };
         let headers = pairs(&parts.headers);
         let parent = crate::telemetry::extract_context(&headers);
         Some(PendingCall {

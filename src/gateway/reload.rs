@@ -5,7 +5,8 @@
 //! Reading and compiling run on a blocking thread, never on the workers that serve requests, so
 //! a large or slow spec directory cannot stall traffic; reloads still run one at a time. The same
 //! checks as at start-up apply: the size caps of [`ReadLimits`] and the refusal of upstreams at
-//! metadata addresses. Outcomes are delivered as [`ReloadEvent`]s to the caller's callback.
+//! metadata addresses. The bundled providers stay under the directory's (unless they are off), as at
+//! start-up. Outcomes are delivered as [`ReloadEvent`]s to the caller's callback.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,7 +31,7 @@ pub enum ReloadEvent {
     Reloaded {
         /// The providers directory.
         dir: PathBuf,
-        /// How many providers it holds now.
+        /// How many providers are loaded now (with the bundled ones, unless they are off).
         providers: usize,
         /// How long reading and compiling took.
         elapsed: Duration,
@@ -53,6 +54,9 @@ pub enum ReloadError {
     /// A provider's upstream is at a metadata address and that is not allowed.
     #[error(transparent)]
     MetadataUpstreams(#[from] MetadataUpstreams),
+    /// The directory holds no provider and the bundled providers are off.
+    #[error("no provider spec (*.yaml) left, and the bundled providers are off")]
+    Empty,
     /// The blocking task that reads the directory did not finish.
     #[error("the reload did not finish: {0}")]
     Interrupted(String),
@@ -72,6 +76,8 @@ pub struct ReloadSettings {
     pub allow_metadata_upstreams: bool,
     /// Receives every outcome.
     pub report: ReloadReport,
+    /// Whether the bundled providers stay under those of the directory.
+    pub bundled: bool,
 }
 
 impl Default for ReloadSettings {
@@ -81,6 +87,7 @@ impl Default for ReloadSettings {
             upstreams: BTreeMap::new(),
             allow_metadata_upstreams: false,
             report: Arc::new(|_| {}),
+            bundled: true,
         }
     }
 }
@@ -91,6 +98,7 @@ impl std::fmt::Debug for ReloadSettings {
             .field("limits", &self.limits)
             .field("upstreams", &self.upstreams)
             .field("allow_metadata_upstreams", &self.allow_metadata_upstreams)
+            .field("bundled", &self.bundled)
             .finish_non_exhaustive()
     }
 }
@@ -198,7 +206,11 @@ fn load_and_swap(
     settings: &ReloadSettings,
 ) -> Result<(usize, Duration), ReloadError> {
     let started = std::time::Instant::now();
-    let catalog = Catalog::load_within(&[dir.to_path_buf()], &settings.limits)?;
+    let catalog =
+        Catalog::load_layered(&[dir.to_path_buf()], &settings.limits, settings.bundled)?.catalog;
+    if catalog.providers().is_empty() {
+        return Err(ReloadError::Empty);
+    }
     refuse_metadata_upstreams(
         &catalog,
         &settings.upstreams,

@@ -33,6 +33,8 @@ pub struct Flags {
     pub allow_remote: bool,
     /// `--providers`.
     pub providers: Option<PathBuf>,
+    /// `--no-bundled`.
+    pub no_bundled: bool,
     /// `--upstream PROVIDER=URL`, in order.
     pub upstreams: Vec<String>,
     /// `--upstream-ca`.
@@ -241,6 +243,7 @@ fn upstreams(
     gateway: &mut GatewayConfig,
 ) -> Result<(), SettingsError> {
     gateway.providers = flags.providers.clone().or(file.providers.clone());
+    gateway.bundled_providers = !flags.no_bundled && file.bundled_providers != Some(false);
     gateway.upstreams = file.upstreams.clone();
     for pair in &flags.upstreams {
         let Some((provider, url)) = pair.split_once('=') else {
@@ -378,6 +381,28 @@ mod tests {
 
     fn resolve(flags: &Flags) -> Result<Settings, SettingsError> {
         Settings::resolve(flags, Some(1 << 20), LineSink::new(|_| {}))
+    }
+
+    #[test]
+    fn bundled_providers_are_on_unless_the_flag_or_the_file_turns_them_off() {
+        assert!(resolve(&quiet()).unwrap().gateway.bundled_providers);
+        let off = Flags {
+            no_bundled: true,
+            ..quiet()
+        };
+        assert!(!resolve(&off).unwrap().gateway.bundled_providers);
+        let path = std::env::temp_dir().join(format!(
+            "specter-settings-{}-bundled.yaml",
+            std::process::id()
+        ));
+        std::fs::write(&path, "bundled_providers: false\n").unwrap();
+        let from_file = Flags {
+            config: Some(path.clone()),
+            ..quiet()
+        };
+        let settings = resolve(&from_file).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(!settings.gateway.bundled_providers);
     }
 
     #[test]

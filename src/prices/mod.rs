@@ -2,7 +2,7 @@
 //!
 //! This module owns the price tables: the bundled one, converted from pydantic's `genai-prices`
 //! (`prices/genai-prices.json`, refreshed by `scripts/refresh-prices.py`), and a user's own price
-//! file, whose entries come first. [`PriceBook::cost`] turns a finished call's token usage into
+//! file, whose entries come first. [`PriceBook::record_cost`] turns a finished call's token usage into
 //! the `gen_ai.usage.cost*` attributes: a cost the provider reported itself wins (source
 //! `provider`); otherwise the first price whose provider and model match (source `local`); a call
 //! whose model has no price gets no cost attribute, never zero.

@@ -23,7 +23,10 @@ use serde::{Deserialize, Serialize};
 
 pub use message::{MessageRule, PartRule, PartType, ToolRule};
 pub use metric::{Instrument, MetricSpec, PriceSpec};
-pub use operation::{ErrorSpec, MatchSpec, OneOrMany, OperationSpec, PhaseSpec, SpanKindSpec};
+pub use operation::{
+    CustomOperationName, ErrorSpec, MatchSpec, OneOrMany, OperationNameSpec, OperationSpec,
+    PhaseSpec, SpanKindSpec,
+};
 pub use schema::provider_schema;
 pub use stream::{FoldRule, Framing, PayloadEncoding, PayloadSpec, StreamSpec};
 pub use value::{Coercion, Condition, JsonType, ValueRule, ValueSpec};

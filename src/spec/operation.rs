@@ -17,10 +17,12 @@ pub struct OperationSpec {
     /// `false` removes an inherited operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// Value of `gen_ai.operation.name`: `chat`, `text_completion`, `embeddings`,
-    /// `generate_content`, or another well-known or provider-specific name.
+    /// Value of `gen_ai.operation.name`, one the semantic conventions define: `chat`,
+    /// `text_completion`, `embeddings`, `generate_content`, `retrieval`, `create_agent`,
+    /// `invoke_agent`, `execute_tool`, `invoke_workflow`. A name of the provider's own is written
+    /// `{custom: NAME}` (e.g. `operation_name: {custom: rerank}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operation_name: Option<String>,
+    pub operation_name: Option<OperationNameSpec>,
     /// Span name template. Variables in braces are attribute keys; a variable with no value is
     /// left out together with the space before it. Default:
     /// `{gen_ai.operation.name} {gen_ai.request.model}`.
@@ -49,6 +51,24 @@ pub struct OperationSpec {
     /// How a streamed response is read and folded into the non-streamed response shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<StreamSpec>,
+}
+
+/// A semantic-conventions operation name (`chat`, `embeddings`, ...), or `{custom: NAME}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OperationNameSpec {
+    /// A name the semantic conventions define (`chat`, `embeddings`, ...).
+    Known(String),
+    /// A name of the provider's own, which the semantic conventions do not define.
+    Custom(CustomOperationName),
+}
+
+/// `{custom: NAME}`: an operation name the semantic conventions do not define.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomOperationName {
+    /// The name, e.g. `rerank`.
+    pub custom: String,
 }
 
 /// OpenTelemetry span kind.
@@ -89,8 +109,11 @@ pub struct MatchSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     /// Path template(s) after the provider's path prefix. `{name}` captures one path segment or
-    /// part of one (`/models/{model}:generateContent`); captures are percent-decoded and can be
-    /// read with `capture:`.
+    /// part of one (`/models/{model}:generateContent`); `{name...}`, as the whole last segment,
+    /// captures the rest of the path, one or more segments with the `/` between them
+    /// (`/ai/run/{model...}` captures `@cf/meta/llama-3.1-8b-instruct`). Captures are
+    /// percent-decoded and can be read with `capture:`; a route of fixed length is preferred over
+    /// one ending in `{name...}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<OneOrMany<String>>,
     /// `true`: `path` is matched from the root, without the provider's `path_prefixes`.

@@ -45,7 +45,8 @@ pub struct ValueRule {
     /// A constant value.
     #[serde(default, rename = "const", skip_serializing_if = "Option::is_none")]
     pub constant: Option<serde_json::Value>,
-    /// A capture of the matched path template, e.g. `model` for `/v1beta/models/{model}:generateContent`.
+    /// A capture of the operation's path template (with its path prefix), e.g. `model` for
+    /// `/v1beta/models/{model}:generateContent`; naming no placeholder of the template is an error.
     /// Captures are percent-decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<String>,

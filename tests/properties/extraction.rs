@@ -235,7 +235,7 @@ pub(crate) fn url_of(route: &Route, host: &str, value: &str) -> String {
         for piece in segment {
             match piece {
                 Piece::Literal(text) => path.push_str(text),
-                Piece::Capture(_) => path.push_str(&encode(value)),
+                Piece::Capture(_) | Piece::Rest(_) => path.push_str(&encode(value)),
             }
         }
     }

@@ -138,7 +138,7 @@ pub(crate) fn plain_route(provider: &Provider, route: &Route) -> bool {
     provider.hosts.iter().all(|h| plain(h))
         && route.template.segments.iter().flatten().all(|p| match p {
             Piece::Literal(text) => plain(text),
-            Piece::Capture(_) => true,
+            Piece::Capture(_) | Piece::Rest(_) => true,
         })
 }
 
