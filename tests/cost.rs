@@ -11,37 +11,21 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use specter::harness::cases::read_case;
 use specter::offline::{extract, ExtractOptions, Recorded};
 use specter::prices::{load_file, PriceBook};
 
 /// The span attributes `extract` gives for a recorded fixture case (`provider/case`).
 fn fixture_attributes(case: &str, options: &ExtractOptions) -> Value {
-    let dir = Path::new("tests/fixtures").join(case);
-    let meta = std::fs::read_to_string(dir.join("meta.yaml")).unwrap();
-    let value = |key: &str| common::meta_value(&meta, key);
-    let read = |key: &str| {
-        value(key)
-            .map(|name| std::fs::read(dir.join(name)).unwrap())
-            .unwrap_or_default()
-    };
-    let request = read("request_file");
-    let response = read("response_file");
-    let content_type = value("response_content_type").filter(|v| v != "null");
+    let data = read_case(&Path::new("tests/fixtures").join(case)).unwrap();
     let exchange = Recorded {
-        method: &value("method").unwrap(),
-        url: &value("url").unwrap(),
-        status: value("status").unwrap().parse().unwrap(),
-        request: &request,
-        response: &response,
-        content_type: content_type.as_deref(),
         request_headers: &[],
         response_headers: &[],
+        ..data.recorded()
     };
     let provider = case.split('/').next().unwrap().to_string();
     let options = ExtractOptions {

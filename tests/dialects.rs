@@ -509,7 +509,7 @@ fn content_on_events_only_keeps_flattened_messages_off_the_span() {
             capture: specter::render::content::Capture::EventOnly,
             ..Default::default()
         },
-        provider: None,
+        ..ExtractOptions::default()
     };
     let span = extract(&catalog, &exchange, &options).unwrap()["span"].clone();
     assert!(keys_with(&span, "llm.input_messages").is_empty());

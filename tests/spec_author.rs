@@ -132,7 +132,7 @@ fn a_recorded_exchange_becomes_a_snapshot_that_is_accepted_then_kept() {
     let first = specter(dir, TEST);
     assert_eq!(first.status.code(), Some(1), "{}", stderr(&first));
     let out = stdout(&first);
-    assert!(out.starts_with("new     acme/chat: no snapshot yet, written to tests/snapshots/fixtures__acme__chat.snap.new\n--- tests/snapshots/fixtures__acme__chat.snap\n+++ tests/snapshots/fixtures__acme__chat.snap.new\n@@ -0,0 +1,63 @@\n+{\n+  \"provider\": \"acme\",\n"), "{out}");
+    assert!(out.starts_with("new     acme/chat: no snapshot yet, written to tests/snapshots/fixtures__acme__chat.snap.new\n--- tests/snapshots/fixtures__acme__chat.snap\n+++ tests/snapshots/fixtures__acme__chat.snap.new\n@@ -0,0 +1,62 @@\n+{\n+  \"provider\": \"acme\",\n"), "{out}");
     assert!(
         out.contains("\n+      \"gen_ai.usage.output_tokens\": 5,\n"),
         "{out}"

@@ -5,8 +5,8 @@ mod init_provider;
 mod list;
 mod schema;
 mod serve;
-mod test;
 mod show;
+mod test;
 mod validate;
 
 use std::path::PathBuf;
