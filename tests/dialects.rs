@@ -462,6 +462,29 @@ fn version_switch_adds_the_operation_exception_event() {
 }
 
 #[test]
+fn reading_a_stored_response_back_is_fetch_response_with_no_token_usage() {
+    // GET /v1/responses/{id} returns the stored response (usage 22 in / 6 out): the answer, model
+    // and finish reason are recorded, the tokens are not (the creating call reported them).
+    for dialects in [vec![Dialect::Semconv], latest()] {
+        let span = span_of("openai/responses_retrieve", dialects);
+        let a = &span["attributes"];
+        assert_eq!(span["name"], "fetch_response");
+        assert_eq!(a["gen_ai.operation.name"], "fetch_response");
+        assert_eq!(
+            a["gen_ai.response.id"],
+            "resp_0f4faba17dcd0f1e0069e2f3e4907881909179832ba1237025"
+        );
+        assert_eq!(a["gen_ai.response.model"], "gpt-4o-mini-2024-07-18");
+        assert_eq!(a["gen_ai.response.finish_reasons"], json!(["stop"]));
+        assert!(a["gen_ai.output.messages"]
+            .as_str()
+            .unwrap()
+            .contains("This is a test."));
+        assert!(keys_with(&span, "gen_ai.usage").is_empty(), "{a}");
+    }
+}
+
+#[test]
 fn the_opt_in_list_is_comma_separated_and_leaves_other_dialects() {
     let openinference = Dialect::named("openinference").unwrap();
     let latest_dialect = Dialect::named("gen_ai_latest_experimental").unwrap();

@@ -273,7 +273,13 @@ fn scaffolds_a_provider_extending_one_of_the_same_directory() {
     assert_eq!(ids(compat), ids(openai));
     assert_eq!(
         ids(compat),
-        vec!["chat", "completions", "embeddings", "responses"]
+        vec![
+            "chat",
+            "completions",
+            "embeddings",
+            "responses",
+            "fetch_response"
+        ]
     );
     // Calls to the new host go to the new provider.
     let found = catalog
@@ -397,7 +403,13 @@ fn extends_a_bundled_provider_from_an_empty_directory() {
             .iter()
             .map(|o| o.id.to_string())
             .collect::<Vec<_>>(),
-        vec!["chat", "completions", "embeddings", "responses"]
+        vec![
+            "chat",
+            "completions",
+            "embeddings",
+            "responses",
+            "fetch_response"
+        ]
     );
 }
 
