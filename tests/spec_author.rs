@@ -74,14 +74,6 @@ fn scaffold_with_recording() -> tempfile::TempDir {
     // The scaffold's meta.yaml already names the acme route.
     let meta = std::fs::read_to_string(case.join("meta.yaml")).unwrap();
     assert!(meta.contains("\nurl: https://api.acme.example/v1/chat/completions\n"));
-    // The parent spec beside the new one: loaded alone, `--providers` then finds `openai` (where
-    // providers are layered on the bundled ones, a copy identical to the bundled spec changes
-    // nothing).
-    std::fs::copy(
-        repo().join("providers/openai.yaml"),
-        tmp.path().join("providers/openai.yaml"),
-    )
-    .unwrap();
     tmp
 }
 
@@ -158,6 +150,34 @@ fn a_recorded_exchange_becomes_a_snapshot_that_is_accepted_then_kept() {
     let again = specter(dir, TEST);
     assert_eq!(again.status.code(), Some(0));
     assert_eq!(stdout(&again), "ok      acme/chat\n\n1 passed, 0 failed\n");
+
+    // The directory adds to the bundled providers: acme and every bundled one are listed.
+    let list = specter(
+        dir,
+        &["list", "--providers", "providers", "--format", "json"],
+    );
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    let listed: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    // One entry per operation.
+    let ids: std::collections::BTreeSet<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["provider"].as_str().unwrap())
+        .collect();
+    let mut bundled: Vec<String> = std::fs::read_dir(repo().join("providers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| p.file_stem().unwrap().to_str().unwrap().to_string())
+        .collect();
+    bundled.sort();
+    assert_eq!(bundled.len(), 19);
+    assert!(ids.contains(&"acme"), "{ids:?}");
+    for id in &bundled {
+        assert!(ids.contains(&id.as_str()), "{id} missing from {ids:?}");
+    }
+    assert_eq!(ids.len(), bundled.len() + 1);
 }
 
 #[test]
