@@ -117,3 +117,74 @@ def test_phoenix_receives_the_gateways_span(protocol, phoenix, mock_upstream, tm
     # Everything the file exporter recorded reached Phoenix with the same value.
     for key, value in attributes(local[0]).items():
         assert a.get(key) == value, f"{key}: file has {value!r}, Phoenix has {a.get(key)!r}"
+
+
+def test_phoenix_reads_the_openinference_dialect(phoenix, mock_upstream, tmp_path):
+    """With `--dialect openinference` alone, Phoenix gets OpenInference's own names and values:
+    it files the span as an LLM span with its model, provider, token counts, invocation
+    parameters and messages, and no GenAI semconv name the dialect replaces reaches it."""
+    if isinstance(phoenix, str):
+        pytest.fail(phoenix)
+    if openai is None:
+        pytest.fail(f"the openai SDK is not installed ({OPENAI_IMPORT_ERROR}): pip install -r tests/python/requirements.txt")
+    project = f"specter-openinference-{RUN}"
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{phoenix.port}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_SERVICE_NAME": "specter-e2e-openinference",
+        "OTEL_RESOURCE_ATTRIBUTES": f"openinference.project.name={project}",
+    }
+    gateway = start_gateway(
+        tmp_path, {"openai": mock_upstream.url}, extra_env=env, extra_args=["--dialect", "openinference"]
+    )
+    try:
+        request = load_fixture("openai/chat_tool_calls", "request.json")
+        expected = load_fixture("openai/chat_tool_calls")
+        client = openai.OpenAI(api_key=API_KEY, base_url=f"{gateway.url}/openai/v1", max_retries=0, timeout=30)
+        completion = client.chat.completions.create(
+            model=request["model"], messages=request["messages"], tools=request["tools"]
+        )
+        client.close()
+        call = expected["choices"][0]["message"]["tool_calls"][0]
+        assert completion.choices[0].message.tool_calls[0].function.name == call["function"]["name"]
+    finally:
+        code = gateway.stop()
+    assert code == 0, f"specter serve exited with {code}\n{gateway.stderr()}"
+
+    deadline = time.monotonic() + PHOENIX_SPAN_TIMEOUT
+    spans = None
+    while time.monotonic() < deadline:
+        spans = phoenix.spans(project)
+        if spans:
+            break
+        time.sleep(0.25)
+    assert spans and len(spans) == 1, f"expected one span in {project}, got {spans!r}"
+    span = spans[0]
+    a = span["attributes"]
+    usage = expected["usage"]
+    # The gateway sends `openinference.span.kind`, which Phoenix files as the span's kind.
+    local = read_spans(gateway.traces)
+    assert len(local) == 1
+    assert attributes(local[0])["openinference.span.kind"] == "LLM"
+    assert span["span_kind"] == "LLM"
+    assert json.loads(a["llm.invocation_parameters"]) == {"model": request["model"]}
+    assert a["llm.finish_reason"] == "tool_calls"
+    assert a["llm.provider"] == "openai"
+    assert a["llm.system"] == "openai"
+    assert a["llm.model_name"] == expected["model"]
+    assert a["llm.token_count.prompt"] == usage["prompt_tokens"]
+    assert a["llm.token_count.completion"] == usage["completion_tokens"]
+    assert a["llm.token_count.total"] == usage["total_tokens"]
+    assert a["input.mime_type"] == "application/json"
+    assert a["output.mime_type"] == "application/json"
+    first = request["messages"][0]
+    assert a["llm.input_messages.0.message.role"] == first["role"]
+    assert a["llm.input_messages.0.message.content"] == first["content"]
+    out = "llm.output_messages.0.message.tool_calls.0.tool_call."
+    assert a[out + "function.name"] == call["function"]["name"]
+    assert json.loads(a[out + "function.arguments"]) == json.loads(call["function"]["arguments"])
+    assert json.loads(a["llm.tools.0.tool.json_schema"])["name"] == request["tools"][0]["function"]["name"]
+    # The dialect replaces these semconv names: Phoenix gets them under OpenInference's only.
+    for key in ("gen_ai.provider.name", "gen_ai.request.model", "gen_ai.usage.input_tokens"):
+        assert key not in a, key
+    assert API_KEY not in json.dumps(span)
