@@ -514,3 +514,36 @@ fn context_attributes_are_metric_dimensions_only_when_listed_as_bounded() {
         assert!(!keys.iter().any(|k| k == "session.id"), "{name}: {keys:?}");
     }
 }
+
+#[test]
+fn vertex_ai_labels_are_properties_and_the_inherited_request_rules_stay() {
+    let dir = scratch("vertex-labels");
+    let case = Path::new("tests/fixtures/vertexai/generate_content");
+    let mut request: Value =
+        serde_json::from_slice(&std::fs::read(case.join("request.json")).unwrap()).unwrap();
+    request["labels"] = json!({"team": "search", "env": "prod"});
+    let request_file = dir.join("request.json");
+    std::fs::write(&request_file, request.to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_specter"))
+        .args(["extract", "--url"])
+        .arg("https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-pro:generateContent")
+        .arg("--request")
+        .arg(&request_file)
+        .arg("--response")
+        .arg(case.join("response.json"))
+        .env_remove("SPECTER_PROVIDERS")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let output: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(output["provider"], "vertexai");
+    let a = &output["span"]["attributes"];
+    assert_eq!(a["specter.property.team"], "search");
+    assert_eq!(a["specter.property.env"], "prod");
+    // Rules inherited from the Gemini spec still read the same request.
+    assert_eq!(a["gen_ai.request.model"], "gemini-2.5-pro");
+}
