@@ -665,3 +665,32 @@ fn a_rest_capture_gives_the_model_of_a_workers_ai_path() {
     assert_eq!(json["span"]["attributes"]["gen_ai.request.max_tokens"], 16);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_reader_that_closes_standard_output_early_is_not_an_error() {
+    // `specter list | head -1`: the reader is gone before the command writes (its end of the
+    // pipe is closed at once here), which must end the command quietly, not in a panic.
+    for args in [
+        &["list"][..],
+        &["list", "--format", "json"],
+        &["schema"],
+        &["schema", "--config"],
+        &["show", "openai"],
+        &["validate", "providers"],
+        &["extract", "--case", "tests/fixtures/openai/chat_plain"],
+        &["test", "openai/chat_plain"],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_specter"))
+            .args(args)
+            .env_remove("SPECTER_PROVIDERS")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

@@ -160,10 +160,7 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     match serde_json::to_string_pretty(&output) {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
+        Ok(text) => super::emit(&format!("{text}\n")),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

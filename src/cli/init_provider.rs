@@ -114,10 +114,7 @@ impl InitError {
 /// Scaffolds the provider and prints the next steps.
 pub fn run(args: &Args) -> ExitCode {
     match scaffold(args) {
-        Ok(steps) => {
-            print!("{steps}");
-            ExitCode::SUCCESS
-        }
+        Ok(steps) => super::emit(&steps),
         Err(e) => {
             eprintln!("error: {e}");
             if let Some(help) = e.help() {

@@ -67,10 +67,10 @@ pub fn run(args: &Args) -> ExitCode {
                 })
                 .collect();
             match serde_json::to_string_pretty(&items) {
-                Ok(text) => println!("{text}"),
+                Ok(text) => super::emit(&format!("{text}\n")),
                 Err(e) => {
                     eprintln!("error: {e}");
-                    return ExitCode::from(2);
+                    ExitCode::from(2)
                 }
             }
         }
@@ -101,22 +101,22 @@ pub fn run(args: &Args) -> ExitCode {
                 .unwrap_or(0)
                 .max(header.2.len());
             let w3 = header.3.len().max(15);
-            println!(
-                "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {}",
+            let mut table = format!(
+                "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {}\n",
                 header.0, header.1, header.2, header.3, header.4
             );
             for (p, op, routes, stream) in &rows {
                 let stream = stream.clone().unwrap_or_else(|| "-".into());
-                println!(
-                    "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {}",
+                table.push_str(&format!(
+                    "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {}\n",
                     p.id,
                     op.id,
                     op.operation_name,
                     stream,
                     routes.join(", ")
-                );
+                ));
             }
+            super::emit(&table)
         }
     }
-    ExitCode::SUCCESS
 }

@@ -162,6 +162,21 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// Writes `text` to standard output: success, or exit status 2 after saying why it could not be
+/// written. A reader that stops early (`specter list | head`) is not an error: the rest is
+/// dropped.
+pub fn emit(text: &str) -> ExitCode {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: cannot write to standard output: {e}");
+            ExitCode::from(2)
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
 /// Prints a load error and returns the matching exit code (1 invalid, 2 unreadable).
 pub fn report_load_error(error: &specter::LoadError) -> ExitCode {
     match error {

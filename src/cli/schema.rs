@@ -23,10 +23,7 @@ pub fn run(args: &Args) -> ExitCode {
         specter::spec::provider_schema()
     };
     match serde_json::to_string_pretty(&schema) {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
+        Ok(text) => super::emit(&format!("{text}\n")),
         Err(e) => {
             eprintln!("error: cannot render the schema: {e}");
             ExitCode::from(2)

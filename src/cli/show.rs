@@ -1,6 +1,5 @@
 //! `specter show`: prints one provider spec's YAML as it is.
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
 /// Arguments of `specter show`.
@@ -33,15 +32,7 @@ pub fn run(args: &Args) -> ExitCode {
             if !text.ends_with('\n') {
                 text.push('\n');
             }
-            // A reader that stops early (`| head`) is not an error.
-            let mut out = std::io::stdout().lock();
-            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    eprintln!("error: cannot write the spec: {e}");
-                    ExitCode::from(2)
-                }
-                _ => ExitCode::SUCCESS,
-            }
+            super::emit(&text)
         }
         None => {
             let mut known: Vec<&str> = layered

@@ -67,11 +67,10 @@ pub fn run(args: &Args) -> ExitCode {
         .filter(|p| files.contains(&p.file))
         .collect();
     let operations: usize = own.iter().map(|p| p.operations.len()).sum();
-    println!(
-        "ok: {}, {} in {}",
+    super::emit(&format!(
+        "ok: {}, {} in {}\n",
         super::count(own.len(), "provider", "providers"),
         super::count(operations, "operation", "operations"),
         super::count(files.len(), "file", "files"),
-    );
-    ExitCode::SUCCESS
+    ))
 }
