@@ -384,6 +384,13 @@ async fn the_scrape_shows_what_otlp_exported_in_the_same_run() {
         ],
     )
     .await;
+    assert_eq!(
+        served.wait_for("metrics at", Duration::from_secs(5)),
+        Some(format!(
+            "specter: Prometheus metrics at {}",
+            served.url("/metrics")
+        ))
+    );
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let json = [("content-type", "application/json")];
     for (path, body) in [
@@ -483,5 +490,9 @@ async fn metrics_endpoint_false_leaves_the_path_to_the_routes() {
     assert_eq!(status, 404, "{body}");
     let error: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(error["error"]["type"], "unknown_provider", "{body}");
-    served.stop_async().await;
+    let lines = served.stop_async().await;
+    assert!(
+        !lines.iter().any(|l| l.contains("metrics at")),
+        "{lines:#?}"
+    );
 }
