@@ -162,7 +162,7 @@ impl Proxy {
             return Ok(self.health(&request));
         }
         if let Some(scrape) = self.metrics_path(&request) {
-            return Ok(super::scrape::answer(scrape, request.method()));
+            return Ok(super::scrape::answer(scrape.clone(), request.method()).await);
         }
         let in_flight = self.in_flight.enter();
         let response = if super::upgrade::requested(&request) {

@@ -26,7 +26,9 @@ impl Proxy {
 }
 
 /// The answer to a request for `/metrics`: the text format for `GET` and `HEAD`, 405 otherwise.
-pub(super) fn answer(scrape: &Scrape, method: &Method) -> Response<ResponseBody> {
+/// The snapshot is encoded on the blocking pool: with many series (each instrument holds up to
+/// the SDK's 2000 attribute sets) it takes a while, and the runtime's workers keep serving.
+pub(super) async fn answer(scrape: Scrape, method: &Method) -> Response<ResponseBody> {
     if !matches!(*method, Method::GET | Method::HEAD) {
         let mut response = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -38,8 +40,8 @@ pub(super) fn answer(scrape: &Scrape, method: &Method) -> Response<ResponseBody>
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    match scrape.render() {
-        Ok(text) => {
+    match tokio::task::spawn_blocking(move || scrape.render()).await {
+        Ok(Ok(text)) => {
             let body = Full::new(Bytes::from(text))
                 .map_err(|never| match never {})
                 .boxed();
@@ -49,10 +51,15 @@ pub(super) fn answer(scrape: &Scrape, method: &Method) -> Response<ResponseBody>
                 .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_FORMAT));
             response
         }
-        Err(e) => error_response(
+        Ok(Err(e)) => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "metrics_unavailable",
             &e.to_string(),
+        ),
+        Err(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics_unavailable",
+            "the metrics snapshot did not finish",
         ),
     }
 }
