@@ -187,8 +187,8 @@ fn build_error(error: BuildError) -> anyhow::Error {
     }
 }
 
-/// The start-up lines: where the gateway listens and where spans go, its limits, re-signing, and
-/// how to point an SDK at it.
+/// The start-up lines: where the gateway listens and where spans go, its limits, re-signing,
+/// how to point an SDK at it, and where to scrape the metrics.
 fn print_start(
     gateway: &Gateway,
     address: SocketAddr,
@@ -235,6 +235,9 @@ fn print_start(
         );
     }
     eprintln!("specter: {}", sdk_hint(gateway.provider_ids(), address));
+    if config.metrics_endpoint {
+        eprintln!("specter: Prometheus metrics at http://{address}/metrics");
+    }
 }
 
 /// How to point an SDK at the gateway, with an example among the providers loaded.

@@ -95,6 +95,10 @@ pub fn compile_sources(sources: &[Source]) -> (Vec<Provider>, Diagnostics) {
     (providers, Diagnostics(diags))
 }
 
+/// Provider ids the gateway keeps for its own paths (`GET /metrics`), where a provider of that
+/// id could not be reached.
+const RESERVED_IDS: [&str; 1] = ["metrics"];
+
 fn parse_one(source: &Source, diags: &mut Vec<Diagnostic>) -> Parsed {
     let doc = match yaml::parse(&source.text) {
         Ok(doc) => doc,
@@ -176,6 +180,15 @@ fn parse_one(source: &Source, diags: &mut Vec<Diagnostic>) -> Parsed {
                 "/id",
                 format!("id `{id}` must use only lower-case letters, digits and `_`"),
                 None,
+            ));
+        } else if RESERVED_IDS.contains(&id) {
+            ok = false;
+            diags.push(diagnostic(
+                &source.name,
+                &doc,
+                "/id",
+                format!("id `{id}` is reserved: the gateway answers `/{id}` itself"),
+                Some("choose another id (and file name)".into()),
             ));
         }
     }

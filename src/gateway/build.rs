@@ -164,8 +164,10 @@ impl Gateway {
             None => None,
         };
         let client = super::upstream_client(&config)?;
+        let mut proxy = Proxy::new(config, instrumentor, slot, client);
+        proxy.metrics = pipeline.scrape.clone();
         Ok(Gateway {
-            proxy: Arc::new(Proxy::new(config, instrumentor, slot, client)),
+            proxy: Arc::new(proxy),
             pipeline,
             providers: catalog.providers().len(),
             provider_ids: catalog

@@ -177,6 +177,12 @@ pub struct ConfigFile {
     /// come before the bundled ones. `--prices` wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prices: Option<PathBuf>,
+    /// Answer `GET /metrics` on the listen address with the gateway's metrics in the Prometheus
+    /// text format (the instruments exported over OTLP, cumulative); this reserves the provider id
+    /// `metrics`. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
+    pub metrics_endpoint: Option<bool>,
 }
 
 /// One redaction rule.
@@ -301,6 +307,8 @@ pub struct GatewayConfig {
     pub context: std::sync::Arc<crate::context::ContextRules>,
     /// Model prices.
     pub prices: std::sync::Arc<crate::prices::PriceBook>,
+    /// Answer `GET /metrics`.
+    pub metrics_endpoint: bool,
 }
 
 impl Default for GatewayConfig {
@@ -330,6 +338,7 @@ impl Default for GatewayConfig {
             aws_signing: BTreeMap::new(),
             context: std::sync::Arc::new(crate::context::ContextRules::default()),
             prices: crate::prices::PriceBook::bundled(),
+            metrics_endpoint: true,
         }
     }
 }
@@ -406,6 +415,10 @@ mod schema_defaults {
             (
                 "max_spec_total_bytes",
                 serde_json::json!(DEFAULT_MAX_SPEC_TOTAL_BYTES),
+            ),
+            (
+                "metrics_endpoint",
+                serde_json::json!(config.metrics_endpoint),
             ),
         ];
         for (key, value) in expected {

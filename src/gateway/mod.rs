@@ -14,6 +14,7 @@ mod in_flight;
 mod limits;
 pub mod proxy;
 mod reload;
+mod scrape;
 pub mod settings;
 pub mod sign;
 mod tee;

@@ -43,6 +43,8 @@ pub struct Proxy {
     pub budget: super::RequestBudget,
     /// Routes that matched no operation, reported once each.
     pub unmatched: super::unmatched::UnmatchedRoutes,
+    /// The metrics answered at `GET /metrics` (`None`: the path is routed like any other).
+    pub metrics: Option<crate::telemetry::exposition::Scrape>,
 }
 
 impl Proxy {
@@ -64,6 +66,7 @@ impl Proxy {
             connections,
             budget,
             unmatched: Default::default(),
+            metrics: None,
         }
     }
 }
@@ -157,6 +160,9 @@ impl Proxy {
     ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
         if request.uri().path() == "/healthz" {
             return Ok(self.health(&request));
+        }
+        if let Some(scrape) = self.metrics_path(&request) {
+            return Ok(super::scrape::answer(scrape.clone(), request.method()).await);
         }
         let in_flight = self.in_flight.enter();
         let response = if super::upgrade::requested(&request) {

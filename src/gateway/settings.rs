@@ -174,6 +174,7 @@ impl Settings {
         gateway.propagate_trace_context =
             flags.propagate_trace_context || file.propagate_trace_context == Some(true);
         gateway.instrument = !flags.no_instrument && file.instrument != Some(false);
+        gateway.metrics_endpoint = file.metrics_endpoint != Some(false);
         context_and_prices(flags, &file, &mut gateway)?;
         let spec_limits = ReadLimits {
             max_file_bytes: file
@@ -323,6 +324,7 @@ fn export(
             .ok()
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(DEFAULT_MAX_QUEUE),
+        metrics_endpoint: file.metrics_endpoint != Some(false),
     })
 }
 

@@ -5,6 +5,8 @@
 mod convert;
 #[cfg(feature = "gateway")]
 pub mod export;
+#[cfg(feature = "gateway")]
+pub mod exposition;
 mod metrics;
 #[cfg(feature = "gateway")]
 pub mod pipeline;

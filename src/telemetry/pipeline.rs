@@ -124,6 +124,8 @@ pub struct ExportSettings {
     pub traces_file_rotation: Rotation,
     /// Spans queued before new ones are dropped.
     pub max_queue: usize,
+    /// Keep the metrics for a Prometheus scrape ([`Pipeline::scrape`]), beside OTLP.
+    pub metrics_endpoint: bool,
 }
 
 /// Why the pipeline cannot start.
@@ -135,6 +137,9 @@ pub enum PipelineError {
     /// The traces file cannot be opened.
     #[error("{0}")]
     TracesFile(TracesFileError),
+    /// The Prometheus metric reader cannot be set up.
+    #[error(transparent)]
+    Scrape(#[from] super::exposition::ScrapeError),
 }
 
 /// Counts what an exporter sent and lost.
@@ -299,6 +304,8 @@ pub struct Pipeline {
     pub calls: Arc<super::CallCounts>,
     /// Bytes of a torn last line (left by a crash) cut from the traces file when it was opened.
     pub traces_file_repaired: u64,
+    /// The metrics in the Prometheus text format, when [`ExportSettings::metrics_endpoint`] is on.
+    pub scrape: Option<super::exposition::Scrape>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -439,6 +446,12 @@ impl Pipeline {
             builder =
                 builder.with_span_processor(processor(exporter, settings.max_queue, &file_stats));
         }
+        let mut scrape = None;
+        if settings.metrics_endpoint {
+            let (metrics, reader) = super::exposition::Scrape::reader()?;
+            meter_builder = meter_builder.with_reader(reader);
+            scrape = Some(metrics);
+        }
         let meter_provider = meter_builder.build();
         Ok(Pipeline {
             tracer_provider: builder.build(),
@@ -448,6 +461,7 @@ impl Pipeline {
             console_stats,
             calls: Arc::default(),
             traces_file_repaired,
+            scrape,
         })
     }
 
