@@ -95,9 +95,9 @@ pub fn compile_sources(sources: &[Source]) -> (Vec<Provider>, Diagnostics) {
     (providers, Diagnostics(diags))
 }
 
-/// Provider ids the gateway keeps for its own paths (`GET /metrics`), where a provider of that
-/// id could not be reached.
-const RESERVED_IDS: [&str; 1] = ["metrics"];
+/// Provider ids the gateway keeps for its own paths (`GET /healthz`, `GET /metrics`), where a
+/// provider of that id could not be reached.
+const RESERVED_IDS: [&str; 2] = ["healthz", "metrics"];
 
 fn parse_one(source: &Source, diags: &mut Vec<Diagnostic>) -> Parsed {
     let doc = match yaml::parse(&source.text) {
