@@ -177,7 +177,8 @@ pub fn extract_with(
     let mut record = run.into_record();
     credentials.scrub_record(&mut record);
     let prepared = Prepared::new(record, &options.content);
-    let metrics = crate::telemetry::points(prepared.record(), &op, None);
+    let renames = crate::render::dialect::metric_renames(&options.dialects);
+    let metrics = crate::telemetry::points_renamed(prepared.record(), &op, None, &renames);
     let provider = prepared.record().provider.clone();
     let operation = prepared.record().operation.clone();
     let stream = prepared.record().stream.clone();

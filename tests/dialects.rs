@@ -93,6 +93,11 @@ mod ao {
 
 /// The recorded exchange of `tests/fixtures/<case>` rendered in `dialects`: the span JSON.
 fn span_of(case: &str, dialects: Vec<Dialect>) -> Json {
+    extracted(case, dialects)["span"].clone()
+}
+
+/// The whole `extract` output (span and metric points) of a recorded exchange in `dialects`.
+fn extracted(case: &str, dialects: Vec<Dialect>) -> Json {
     let data = read_case(&Path::new("tests/fixtures").join(case)).unwrap();
     let exchange = Recorded {
         request_headers: &[],
@@ -104,7 +109,7 @@ fn span_of(case: &str, dialects: Vec<Dialect>) -> Json {
         dialects,
         ..ExtractOptions::default()
     };
-    extract(&catalog, &exchange, &options).unwrap()["span"].clone()
+    extract(&catalog, &exchange, &options).unwrap()
 }
 
 fn openinference(case: &str) -> Json {
@@ -482,6 +487,42 @@ fn reading_a_stored_response_back_is_fetch_response_with_no_token_usage() {
             .contains("This is a test."));
         assert!(keys_with(&span, "gen_ai.usage").is_empty(), "{a}");
     }
+}
+
+#[test]
+fn version_switch_gives_embeddings_metrics_of_their_own() {
+    let names = |output: &Json| -> Vec<String> {
+        output["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let default = extracted("openai/embeddings", vec![Dialect::Semconv]);
+    assert_eq!(
+        names(&default),
+        ["gen_ai.client.token.usage", "gen_ai.client.operation.cost"]
+    );
+    assert_eq!(
+        default["metrics"][0]["attributes"]["gen_ai.token.type"],
+        "input"
+    );
+    let newest = extracted("openai/embeddings", latest());
+    assert_eq!(
+        names(&newest),
+        [
+            "gen_ai.client.embeddings.operation.input_tokens",
+            "gen_ai.client.operation.cost"
+        ]
+    );
+    assert_eq!(newest["metrics"][0]["value"], 6.0);
+    assert!(newest["metrics"][0]["attributes"]
+        .get("gen_ai.token.type")
+        .is_none());
+    // Chat keeps the standard names under the switch.
+    let chat = extracted("openai/chat_plain", latest());
+    assert_eq!(names(&chat)[0], "gen_ai.client.token.usage");
 }
 
 #[test]

@@ -59,6 +59,10 @@ async fn upstream() -> SocketAddr {
                 "application/json",
                 fixture("anthropic/messages_plain/response.json"),
             ),
+            ("/v1/embeddings", _) => (
+                "application/json",
+                fixture("openai/embeddings/response.json"),
+            ),
             _ => ("text/plain", b"not found".to_vec()),
         };
         let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -495,4 +499,81 @@ async fn metrics_endpoint_false_leaves_the_path_to_the_routes() {
         !lines.iter().any(|l| l.contains("metrics at")),
         "{lines:#?}"
     );
+}
+
+/// The metric series names of a scrape whose labels say `gen_ai_operation_name="<operation>"`.
+fn series_of(text: &str, operation: &str) -> std::collections::BTreeSet<String> {
+    parse_text(text)
+        .into_iter()
+        .filter(|(_, labels, _)| {
+            labels.get("gen_ai_operation_name").map(String::as_str) == Some(operation)
+        })
+        .map(|(name, _, _)| name)
+        .collect()
+}
+
+/// The gateway's scrape after one embeddings call and one chat, with `envs`.
+async fn embeddings_and_chat_scrape(envs: &[(&str, &str)]) -> String {
+    let upstream = upstream().await;
+    let openai = format!("openai=http://{upstream}");
+    let served = Served::start_async(
+        &["--upstream", &openai, "--no-traces-file", "--quiet"],
+        envs,
+    )
+    .await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let json = [("content-type", "application/json")];
+    for (path, body) in [
+        ("/openai/v1/embeddings", "openai/embeddings/request.json"),
+        (
+            "/openai/v1/chat/completions",
+            "openai/chat_plain/request.json",
+        ),
+    ] {
+        let (status, _, _) = send(&client, "POST", &served.url(path), &json, fixture(body)).await;
+        assert_eq!(status, 200, "{path}");
+    }
+    settled(&client, &served).await;
+    let (status, _, text) = send(&client, "GET", &served.url("/metrics"), &[], Vec::new()).await;
+    assert_eq!(status, 200);
+    served.stop_async().await;
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_have_metrics_of_their_own_under_the_newest_conventions() {
+    // openai/embeddings reports 6 prompt tokens.
+    let default = embeddings_and_chat_scrape(&[]).await;
+    let embeddings = series_of(&default, "embeddings");
+    assert!(embeddings.contains("gen_ai_client_operation_duration_seconds_count"));
+    assert!(embeddings.contains("gen_ai_client_token_usage_sum"));
+    assert!(
+        !embeddings.iter().any(|n| n.contains("embeddings")),
+        "{embeddings:?}"
+    );
+
+    let latest = embeddings_and_chat_scrape(&[(
+        "OTEL_SEMCONV_STABILITY_OPT_IN",
+        "gen_ai_latest_experimental",
+    )])
+    .await;
+    let embeddings = series_of(&latest, "embeddings");
+    assert!(
+        embeddings.contains("gen_ai_client_embeddings_duration_seconds_count"),
+        "{embeddings:?}"
+    );
+    assert!(!embeddings.contains("gen_ai_client_operation_duration_seconds_count"));
+    assert!(!embeddings.contains("gen_ai_client_token_usage_sum"));
+    let input: Vec<(BTreeMap<String, String>, f64)> = parse_text(&latest)
+        .into_iter()
+        .filter(|(name, _, _)| name == "gen_ai_client_embeddings_operation_input_tokens_sum")
+        .map(|(_, labels, value)| (labels, value))
+        .collect();
+    assert_eq!(input.len(), 1, "{latest}");
+    assert_eq!(input[0].1, 6.0);
+    assert!(!input[0].0.contains_key("gen_ai_token_type"));
+    // Chat keeps the standard metrics.
+    let chat = series_of(&latest, "chat");
+    assert!(chat.contains("gen_ai_client_operation_duration_seconds_count"));
+    assert!(chat.contains("gen_ai_client_token_usage_sum"));
 }

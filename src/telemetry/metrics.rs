@@ -15,6 +15,7 @@ use super::Timings;
 use crate::compile::rules::Instrument;
 use crate::compile::rules::Operation;
 use crate::engine::Record;
+use crate::render::dialect::MetricRename;
 
 const TOKEN_BUCKETS: [f64; 14] = [
     1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
@@ -128,6 +129,29 @@ fn each_point<'r>(
 /// The metric points of a finished call: token usage by type, duration (when timed), stream
 /// timings, and the provider's own metrics. Metric attributes are a bounded set: no ids, no content.
 pub fn points(record: &Record, op: &Operation, timings: Option<&Timings>) -> Vec<Point> {
+    points_renamed(record, op, timings, &[])
+}
+
+/// The new name of standard metric `name` for operation `op`, and the attributes its points
+/// leave out, when a dialect's metric rename applies.
+fn renamed<'a>(
+    renames: &'a [MetricRename],
+    op: &Operation,
+    name: &str,
+) -> Option<(&'a str, &'a [String])> {
+    renames.iter().find_map(|r| {
+        r.renamed(&op.operation_name, name)
+            .map(|new| (new, r.drop_attributes.as_slice()))
+    })
+}
+
+/// [`points`] with the dialects' metric renames applied.
+pub fn points_renamed(
+    record: &Record,
+    op: &Operation,
+    timings: Option<&Timings>,
+    renames: &[MetricRename],
+) -> Vec<Point> {
     let base: BTreeMap<String, Json> = METRIC_ATTRIBUTES
         .iter()
         .filter_map(|k| {
@@ -150,6 +174,14 @@ pub fn points(record: &Record, op: &Operation, timings: Option<&Timings>) -> Vec
                 .iter()
                 .filter_map(|k| record.attributes.get(k).map(|v| (k.clone(), v.clone())))
                 .collect(),
+        };
+        let (name, attributes) = match renamed(renames, op, name) {
+            Some((new, dropped)) => {
+                let mut attributes = attributes;
+                attributes.retain(|k, _| !dropped.contains(k));
+                (new, attributes)
+            }
+            None => (name, attributes),
         };
         out.push(Point {
             name: name.to_string(),
@@ -187,6 +219,8 @@ pub struct Instruments {
     cost: Histogram<f64>,
     context_keys: Vec<String>,
     provider: Mutex<HashMap<String, ProviderInstrument>>,
+    renames: Vec<MetricRename>,
+    renamed: Mutex<HashMap<String, Histogram<f64>>>,
 }
 
 impl Instruments {
@@ -225,7 +259,36 @@ impl Instruments {
                 .build(),
             context_keys: Vec::new(),
             provider: Mutex::new(HashMap::new()),
+            renames: Vec::new(),
+            renamed: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records standard metrics under other names where these (the dialects') renames say so.
+    pub fn with_metric_renames(mut self, renames: Vec<MetricRename>) -> Instruments {
+        self.renames = renames;
+        self
+    }
+
+    /// Records a point of standard metric `standard` under its new name `name`, on a histogram
+    /// with the standard metric's unit and buckets.
+    fn record_renamed(&self, standard: &str, name: &str, value: f64, attrs: &[KeyValue]) {
+        let Ok(mut instruments) = self.renamed.lock() else {
+            return;
+        };
+        let histogram = instruments.entry(name.to_string()).or_insert_with(|| {
+            let (unit, buckets): (&str, &[f64]) = match standard {
+                TOKEN_USAGE => ("{token}", &TOKEN_BUCKETS),
+                COST => ("{USD}", &COST_BUCKETS),
+                _ => ("s", &SECONDS_BUCKETS),
+            };
+            self.meter
+                .f64_histogram(name.to_string())
+                .with_unit(unit.to_string())
+                .with_boundaries(buckets.to_vec())
+                .build()
+        });
+        histogram.record(value, attrs);
     }
 
     /// Also copies these (bounded) request context attributes onto the standard metrics.
@@ -280,6 +343,15 @@ impl Instruments {
                     &owned
                 }
             };
+            if let Some((new, dropped)) = renamed(&self.renames, op, name) {
+                let kept: Vec<KeyValue> = attrs
+                    .iter()
+                    .filter(|kv| !dropped.iter().any(|d| d == kv.key.as_str()))
+                    .cloned()
+                    .collect();
+                self.record_renamed(name, new, value, &kept);
+                return;
+            }
             match name {
                 TOKEN_USAGE => self.token_usage.record(value as u64, attrs),
                 DURATION => self.duration.record(value, attrs),

@@ -31,7 +31,7 @@ use crate::render::credentials::Credentials;
 use crate::render::dialect::Dialect;
 use crate::render::{self, Prepared, RenderedSpan};
 use convert::{into_key_values, key_values};
-pub use metrics::{points, Instruments, Point};
+pub use metrics::{points, points_renamed, Instruments, Point};
 pub use plain::PlainSpan;
 
 /// When a call happened and how its stream flowed.
@@ -305,9 +305,10 @@ impl Telemetry {
         dialects: Vec<Dialect>,
         content: ContentPolicy,
     ) -> Telemetry {
+        let renames = crate::render::dialect::metric_renames(&dialects);
         Telemetry {
             tracer,
-            instruments: Instruments::new(meter),
+            instruments: Instruments::new(meter).with_metric_renames(renames),
             dialects,
             content,
             calls: Arc::default(),

@@ -59,6 +59,34 @@ pub struct DialectSpec {
     /// How the request's tool definitions are flattened.
     #[serde(default)]
     pub tools: Option<FlatTools>,
+    /// Standard metrics recorded under other names for some operations (newer conventions give
+    /// embeddings metrics of their own).
+    #[serde(default)]
+    pub metrics: Vec<MetricRename>,
+}
+
+/// Standard metrics of some operations recorded under other names.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricRename {
+    /// The `gen_ai.operation.name` values this applies to.
+    pub operations: Vec<String>,
+    /// Standard metric name → the name its points are recorded under.
+    pub rename: BTreeMap<String, String>,
+    /// Metric attributes left out of the renamed points (e.g. `gen_ai.token.type` where the new
+    /// metric counts one kind of token only).
+    #[serde(default)]
+    pub drop_attributes: Vec<String>,
+}
+
+impl MetricRename {
+    /// The new name of metric `name` for an operation called `operation`, if this renames it.
+    pub fn renamed(&self, operation: &str, name: &str) -> Option<&str> {
+        if !self.operations.iter().any(|o| o == operation) {
+            return None;
+        }
+        self.rename.get(name).map(String::as_str)
+    }
 }
 
 /// A key whose value is computed from the record. Exactly one source: `from`, `json`, `text`,

@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 use serde_json::Value as Json;
 
 use crate::engine::Record;
-pub use flat::{Derived, DialectSpec, FlatMessages, FlatTools, MessageField};
+pub use flat::{Derived, DialectSpec, FlatMessages, FlatTools, MessageField, MetricRename};
 
 /// The name of the dialect of the newest (experimental) GenAI conventions, and the value of
 /// `OTEL_SEMCONV_STABILITY_OPT_IN` that selects it.
@@ -219,6 +219,17 @@ pub fn render_start(record: &Record, dialects: &[Dialect]) -> BTreeMap<String, J
         }
     }
     out
+}
+
+/// The metric renames of `dialects`, in order (the first that renames a metric wins).
+pub fn metric_renames(dialects: &[Dialect]) -> Vec<MetricRename> {
+    dialects
+        .iter()
+        .flat_map(|dialect| match dialect {
+            Dialect::Flat(spec) => spec.metrics.clone(),
+            Dialect::Semconv => Vec::new(),
+        })
+        .collect()
 }
 
 /// The names a span event called `name` is emitted under in `dialects`: its own name unless a
