@@ -410,6 +410,7 @@ fn every_route_finds_its_operation() {
 #[derive(Debug, Clone)]
 pub(crate) struct Fixture {
     pub(crate) name: String,
+    pub(crate) method: String,
     pub(crate) provider: String,
     pub(crate) url: String,
     pub(crate) status: u16,
@@ -456,6 +457,7 @@ pub(crate) fn fixtures() -> &'static [Fixture] {
                 .unwrap_or_default();
             out.push(Fixture {
                 name: dir.display().to_string(),
+                method: text("method").unwrap(),
                 provider: text("provider").unwrap(),
                 url: text("url").unwrap(),
                 status: meta["status"].as_u64().unwrap() as u16,
@@ -590,7 +592,7 @@ proptest! {
     ) {
         let fixture = pick.get(fixtures());
         let target = HttpTarget::parse(&fixture.url).unwrap();
-        let found = catalog().find("POST", Some(&target.host), &target.path, &target.query).unwrap();
+        let found = catalog().find(&fixture.method, Some(&target.host), &target.path, &target.query).unwrap();
         let mutate = |bytes: &[u8], edits: &[Edit]| -> Vec<u8> {
             match serde_json::from_slice::<Json>(bytes) {
                 Ok(mut v) => {
@@ -615,7 +617,7 @@ proptest! {
             _ => mutate(&fixture.response, &response_edits),
         };
         let exchange = Exchange {
-            method: "POST".into(),
+            method: fixture.method.clone(),
             url: fixture.url.clone(),
             status: fixture.status,
             request,
@@ -635,14 +637,14 @@ fn reencoded_fixture_streams_fold_like_the_recordings() {
     for fixture in fixtures().iter().filter(|f| f.streaming) {
         let target = HttpTarget::parse(&fixture.url).unwrap();
         let found = catalog()
-            .find("POST", Some(&target.host), &target.path, &target.query)
+            .find(&fixture.method, Some(&target.host), &target.path, &target.query)
             .unwrap();
         let Some(stream) = &found.operation.stream else {
             continue;
         };
         let (frames, _) = deframe(stream.framing, &[&fixture.response]);
         let mut exchange = Exchange {
-            method: "POST".into(),
+            method: fixture.method.clone(),
             url: fixture.url.clone(),
             status: fixture.status,
             request: fixture.request.clone(),

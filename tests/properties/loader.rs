@@ -268,7 +268,7 @@ proptest! {
         let Ok(dialect) = Dialect::parse(name, &to_yaml(&doc, style)) else { return Ok(()) };
         let fixture = fixture.get(fixtures());
         let exchange = Exchange {
-            method: "POST".into(),
+            method: fixture.method.clone(),
             url: fixture.url.clone(),
             status: fixture.status,
             request: fixture.request.clone(),
