@@ -7,6 +7,8 @@ mod convert;
 pub mod export;
 mod metrics;
 #[cfg(feature = "gateway")]
+pub mod otlp_json;
+#[cfg(feature = "gateway")]
 pub mod pipeline;
 mod plain;
 #[cfg(feature = "gateway")]
