@@ -124,6 +124,21 @@ pub const UNBOUNDED_ATTRIBUTES: &[&str] = &[
 /// assert!(is_credential_header("x-session-secret-id"));
 /// ```
 pub fn is_credential_header(name: &str) -> bool {
+    // The headers of nearly every request, none a credential, answered without a copy.
+    if matches!(
+        name,
+        "content-type"
+            | "content-length"
+            | "host"
+            | "accept"
+            | "accept-encoding"
+            | "user-agent"
+            | "connection"
+            | "traceparent"
+            | "tracestate"
+    ) {
+        return false;
+    }
     let name = name.to_ascii_lowercase();
     // A session *id* or *name* names a session (`x-specter-session-id`, `helicone-session-id`,
     // `helicone-session-name`); a session token or key (`x-session-token`, `x-session-key`) or a

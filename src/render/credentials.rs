@@ -26,6 +26,9 @@ const MIN_MASKED_PREFIX: usize = 4;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     secrets: Vec<String>,
+    /// The first [`MIN_MASKED_PREFIX`] characters of each secret: every echo of it, whole or
+    /// masked, starts with them, so a string without them is skipped after one search.
+    heads: Vec<String>,
 }
 
 impl Credentials {
@@ -71,7 +74,11 @@ impl Credentials {
         // Longest first, so that `Bearer sk-...` goes as one before `sk-...` alone.
         secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         secrets.dedup();
-        Credentials { secrets }
+        let heads = secrets
+            .iter()
+            .map(|s| s.chars().take(MIN_MASKED_PREFIX).collect())
+            .collect();
+        Credentials { secrets, heads }
     }
 
     /// Whether there is nothing to scrub.
@@ -89,11 +96,14 @@ impl Credentials {
 
     /// [`Credentials::scrub`] in place; leaves the string untouched (no copy) when nothing matches.
     pub fn scrub_in_place(&self, text: &mut String) {
-        for secret in &self.secrets {
+        for (secret, head) in self.secrets.iter().zip(&self.heads) {
+            if memchr::memmem::find(text.as_bytes(), head.as_bytes()).is_none() {
+                continue;
+            }
             if text.contains(secret.as_str()) {
                 *text = text.replace(secret.as_str(), REDACTED);
             }
-            if let Some(masked) = scrub_masked(text, secret) {
+            if let Some(masked) = scrub_masked(text, secret, head) {
                 *text = masked;
             }
         }
@@ -190,15 +200,14 @@ fn is_mask(c: char) -> bool {
 /// Replaces partly masked echoes of `secret`: a prefix of it of at least [`MIN_MASKED_PREFIX`]
 /// characters, a mask of at least three mask characters, and a (possibly empty) suffix of it.
 /// `None` when there is none.
-fn scrub_masked(text: &str, secret: &str) -> Option<String> {
-    let head: String = secret.chars().take(MIN_MASKED_PREFIX).collect();
-    if head.chars().count() < MIN_MASKED_PREFIX || !text.contains(head.as_str()) {
+fn scrub_masked(text: &str, secret: &str, head: &str) -> Option<String> {
+    if head.chars().count() < MIN_MASKED_PREFIX || !text.contains(head) {
         return None;
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     let mut changed = false;
-    while let Some(at) = rest.find(head.as_str()) {
+    while let Some(at) = rest.find(head) {
         let (before, candidate) = rest.split_at(at);
         out.push_str(before);
         match masked_len(candidate, secret) {

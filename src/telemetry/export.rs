@@ -11,14 +11,11 @@ use std::sync::{Arc, Mutex};
 
 use opentelemetry::trace::Status;
 use opentelemetry::Value;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
-use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
+use super::otlp_json::{ScopeCache, SpanEncoder};
 use super::traces_file::{Appended, Lines, Rotation, TracesFile, TracesFileError};
 
 /// Counts what became of the spans of one output, for the shutdown report.
@@ -205,7 +202,7 @@ impl SpanExporter for ConsoleExporter {
 #[derive(Debug)]
 pub struct JsonLinesExporter {
     file: Mutex<TracesFile>,
-    resource: ResourceAttributesWithSchema,
+    encoder: SpanEncoder,
     stats: Arc<ExportStats>,
 }
 
@@ -232,7 +229,7 @@ impl JsonLinesExporter {
     pub fn over(file: TracesFile, resource: &Resource, stats: Arc<ExportStats>) -> Self {
         JsonLinesExporter {
             file: Mutex::new(file),
-            resource: resource.into(),
+            encoder: SpanEncoder::new(resource),
             stats,
         }
     }
@@ -266,56 +263,74 @@ impl JsonLinesExporter {
     }
 }
 
-/// Encodes each span of `batch` as one `ExportTraceServiceRequest` line; spans that cannot be
-/// encoded are left out.
-pub fn encode_lines(batch: Vec<SpanData>, resource: &ResourceAttributesWithSchema) -> Lines {
+/// Encodes each span of `batch` as one `ExportTraceServiceRequest` line, in batch order.
+pub fn encode_lines(batch: &[SpanData], encoder: &SpanEncoder) -> Lines {
     let mut lines = Lines::default();
-    for resource_spans in group_spans_by_resource_and_scope(batch, resource) {
-        encode_resource(resource_spans, &mut lines);
+    let mut scopes = ScopeCache::default();
+    for span in batch {
+        lines.push_with(|out| encoder.encode(span, &mut scopes, out));
     }
     lines
 }
 
-/// One line per span of `resource_spans`, each carrying its resource and scope. One request is
-/// reused, its single span swapped line by line, so nothing is cloned.
-fn encode_resource(mut resource_spans: ResourceSpans, lines: &mut Lines) {
-    let scopes = std::mem::take(&mut resource_spans.scope_spans);
-    let mut request = ExportTraceServiceRequest {
-        resource_spans: vec![resource_spans],
-    };
-    for mut scope in scopes {
-        let spans = std::mem::take(&mut scope.spans);
-        if let Some(resource) = request.resource_spans.first_mut() {
-            resource.scope_spans = vec![scope];
-        }
-        for span in spans {
-            if let Some(slot) = only_scope(&mut request) {
-                *slot = vec![span];
-            }
-            let _ = lines.push(&request);
-        }
+impl JsonLinesExporter {
+    /// Encodes and writes `batch`.
+    fn export_spans(&self, batch: &[SpanData]) -> OTelSdkResult {
+        let lines = encode_lines(batch, &self.encoder);
+        self.write(&lines, batch.len())
+            .map_err(OTelSdkError::InternalFailure)
     }
-}
-
-/// The span list of the request's single scope.
-fn only_scope(request: &mut ExportTraceServiceRequest) -> Option<&mut Vec<Span>> {
-    request
-        .resource_spans
-        .first_mut()
-        .and_then(|r| r.scope_spans.first_mut())
-        .map(|s| &mut s.spans)
 }
 
 impl SpanExporter for JsonLinesExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let spans = batch.len();
-        let lines = encode_lines(batch, &self.resource);
-        self.write(&lines, spans)
-            .map_err(OTelSdkError::InternalFailure)
+        self.export_spans(&batch)
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.resource = resource.into();
+        self.encoder = SpanEncoder::new(resource);
+    }
+}
+
+/// The local outputs, console lines and the traces file, behind one batch processor: the SDK
+/// copies a finished span once for each processor, so one processor for both hands each span
+/// over once. The console counts its lines into its own stats; the file counts itself.
+#[derive(Debug)]
+pub struct LocalExporter {
+    console: Option<(ConsoleExporter, Arc<ExportStats>)>,
+    file: Option<JsonLinesExporter>,
+}
+
+impl LocalExporter {
+    /// Console lines counted into `console`'s stats, and the traces file, each when given.
+    pub fn new(
+        console: Option<(ConsoleExporter, Arc<ExportStats>)>,
+        file: Option<JsonLinesExporter>,
+    ) -> LocalExporter {
+        LocalExporter { console, file }
+    }
+}
+
+impl SpanExporter for LocalExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        if let Some((console, stats)) = &self.console {
+            for span in &batch {
+                console.sink.write(&console_line(span));
+            }
+            stats
+                .exported
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
+        match &self.file {
+            Some(file) => file.export_spans(&batch),
+            None => Ok(()),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        if let Some(file) = &mut self.file {
+            file.set_resource(resource);
+        }
     }
 }
 
@@ -466,7 +481,7 @@ mod tests {
         let dir = scratch("split");
         let path = dir.join("t.jsonl");
         let stats = Arc::new(ExportStats::default());
-        let probe = super::encode_lines(spans(1), &(&resource()).into());
+        let probe = super::encode_lines(&spans(1), &super::SpanEncoder::new(&resource()));
         assert_eq!(probe.count(), 1);
         let line = probe.as_bytes().len() as u64;
         // Two lines per file, two backups: a batch of 5 spans spreads over three files.

@@ -9,6 +9,8 @@ pub mod export;
 pub mod exposition;
 mod metrics;
 #[cfg(feature = "gateway")]
+pub mod otlp_json;
+#[cfg(feature = "gateway")]
 pub mod pipeline;
 mod plain;
 #[cfg(feature = "gateway")]
@@ -49,11 +51,58 @@ pub struct Timings {
     pub chunk_gaps: Vec<Duration>,
 }
 
+/// A fast multiply-rotate hasher for [`fingerprint`], seeded once per process at random (so an
+/// upstream cannot aim a value at another's fingerprint).
+struct Mix(u64);
+
+impl Mix {
+    fn new() -> Mix {
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        use std::hash::BuildHasher as _;
+        Mix(*SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u8)))
+    }
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+impl std::hash::Hasher for Mix {
+    fn finish(&self) -> u64 {
+        let h = self.0;
+        (h ^ (h >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9) ^ (h >> 32)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+        }
+        let mut last = 0u64;
+        for (i, byte) in chunks.remainder().iter().enumerate() {
+            last |= u64::from(*byte) << (8 * i);
+        }
+        self.add(last ^ ((bytes.len() as u64) << 56));
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+}
+
 /// A 64-bit fingerprint of an attribute (key and value), to tell whether the end of a span
 /// changed what its start set.
 fn fingerprint(key: &str, value: &serde_json::Value) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
-    fn feed(value: &serde_json::Value, hasher: &mut std::hash::DefaultHasher) {
+    fn feed(value: &serde_json::Value, hasher: &mut Mix) {
         use serde_json::Value as Json;
         match value {
             Json::Null => 0u8.hash(hasher),
@@ -77,7 +126,7 @@ fn fingerprint(key: &str, value: &serde_json::Value) -> u64 {
             }
         }
     }
-    let mut hasher = std::hash::DefaultHasher::new();
+    let mut hasher = Mix::new();
     key.hash(&mut hasher);
     feed(value, &mut hasher);
     hasher.finish()
@@ -194,11 +243,35 @@ impl UsageRow {
     }
 }
 
-/// Usage rows by provider and model, bounded.
+/// Usage rows by provider, then model (so a known row is found without allocating), bounded.
 #[derive(Debug, Default)]
 struct UsageTable {
-    rows: std::collections::BTreeMap<(String, String), UsageRow>,
+    rows: std::collections::BTreeMap<String, std::collections::BTreeMap<String, UsageRow>>,
+    /// Rows in `rows`.
+    count: usize,
     other: UsageRow,
+}
+
+impl UsageTable {
+    /// Adds `row` (its names left empty) to the row of `provider` and `model`, creating that row
+    /// while there is room, else to `other`.
+    fn add(&mut self, provider: &str, model: &str, row: UsageRow) {
+        if let Some(existing) = self.rows.get_mut(provider).and_then(|m| m.get_mut(model)) {
+            existing.add(&row);
+        } else if self.count < MAX_USAGE_ROWS {
+            self.count += 1;
+            self.rows.entry(provider.to_string()).or_default().insert(
+                model.to_string(),
+                UsageRow {
+                    provider: provider.to_string(),
+                    model: model.to_string(),
+                    ..row
+                },
+            );
+        } else {
+            self.other.add(&row);
+        }
+    }
 }
 
 impl CallCounts {
@@ -222,25 +295,24 @@ impl CallCounts {
                 .and_then(|v| v.as_u64())
                 .unwrap_or(0)
         };
-        let provider = text("gen_ai.provider.name").unwrap_or("-").to_string();
+        let provider = text("gen_ai.provider.name").unwrap_or("-");
         let mut model = text("gen_ai.response.model")
             .or_else(|| text("gen_ai.request.model"))
-            .unwrap_or("-")
-            .to_string();
+            .unwrap_or("-");
         if model.len() > MAX_MODEL_BYTES {
             let mut end = MAX_MODEL_BYTES;
             while !model.is_char_boundary(end) {
                 end -= 1;
             }
-            model.truncate(end);
+            model = model.get(..end).unwrap_or_default();
         }
         let cost = record
             .attributes
             .get(crate::prices::COST)
             .and_then(|v| v.as_f64());
         let row = UsageRow {
-            provider: provider.clone(),
-            model: model.clone(),
+            provider: String::new(),
+            model: String::new(),
             calls: 1,
             input_tokens: n("gen_ai.usage.input_tokens"),
             output_tokens: n("gen_ai.usage.output_tokens"),
@@ -250,14 +322,7 @@ impl CallCounts {
         let Ok(mut table) = self.usage.lock() else {
             return;
         };
-        let key = (provider, model);
-        if let Some(existing) = table.rows.get_mut(&key) {
-            existing.add(&row);
-        } else if table.rows.len() < MAX_USAGE_ROWS {
-            table.rows.insert(key, row);
-        } else {
-            table.other.add(&row);
-        }
+        table.add(provider, model, row);
     }
 
     /// The usage rows by provider and model, and the `other` row when more models were seen
@@ -266,7 +331,11 @@ impl CallCounts {
         let Ok(table) = self.usage.lock() else {
             return Vec::new();
         };
-        let mut rows: Vec<UsageRow> = table.rows.values().cloned().collect();
+        let mut rows: Vec<UsageRow> = table
+            .rows
+            .values()
+            .flat_map(|models| models.values().cloned())
+            .collect();
         if table.other.calls > 0 {
             rows.push(UsageRow {
                 provider: "other".into(),

@@ -28,7 +28,7 @@ use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use opentelemetry_sdk::Resource;
 use rustls::pki_types::CertificateDer;
 
-use super::export::{ConsoleExporter, ExportStats, JsonLinesExporter, LineSink};
+use super::export::{ConsoleExporter, ExportStats, JsonLinesExporter, LineSink, LocalExporter};
 use super::traces_file::{Rotation, TracesFileError};
 use super::{Telemetry, SCOPE};
 use crate::render::content::ContentPolicy;
@@ -181,7 +181,8 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
 #[derive(Debug)]
 struct Tally {
     inner: BatchSpanProcessor,
-    stats: Arc<ExportStats>,
+    /// The stats of each output behind the processor.
+    stats: Vec<Arc<ExportStats>>,
 }
 
 impl SpanProcessor for Tally {
@@ -190,9 +191,11 @@ impl SpanProcessor for Tally {
     }
 
     fn on_end(&self, span: SpanData) {
-        self.stats
-            .queued
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for stats in &self.stats {
+            stats
+                .queued
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.inner.on_end(span);
     }
 
@@ -324,15 +327,15 @@ fn batch<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
         inner: exporter,
         stats: stats.clone(),
     };
-    processor(counting, max_queue, stats)
+    processor(counting, max_queue, vec![stats.clone()])
 }
 
-/// A batch processor over `exporter`, which counts what it exports and loses into `stats`
-/// itself, whose queue holds `max_queue` spans.
+/// A batch processor over `exporter`, which counts what it exports and loses into its outputs'
+/// `stats` itself, whose queue holds `max_queue` spans.
 fn processor<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
     exporter: E,
     max_queue: usize,
-    stats: &Arc<ExportStats>,
+    stats: Vec<Arc<ExportStats>>,
 ) -> Tally {
     let config = BatchConfigBuilder::default()
         .with_max_queue_size(max_queue.max(1))
@@ -342,10 +345,7 @@ fn processor<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
     let inner = BatchSpanProcessor::builder(exporter)
         .with_batch_config(config)
         .build();
-    Tally {
-        inner,
-        stats: stats.clone(),
-    }
+    Tally { inner, stats }
 }
 
 /// The resource attribute naming the process that emitted a span.
@@ -430,21 +430,30 @@ impl Pipeline {
             meter_builder = meter_builder
                 .with_reader(opentelemetry_sdk::metrics::PeriodicReader::builder(metrics).build());
         }
-        if let Some(sink) = &settings.console {
-            builder = builder.with_span_processor(batch(
-                ConsoleExporter::new(sink.clone()),
-                settings.max_queue,
-                &console_stats,
-            ));
-        }
         let mut traces_file_repaired = 0;
+        let mut file = None;
         if let Some(path) = &settings.traces_file {
             let rotation = settings.traces_file_rotation;
             let exporter = JsonLinesExporter::create(path, rotation, &resource, file_stats.clone())
                 .map_err(PipelineError::TracesFile)?;
             traces_file_repaired = exporter.repaired_bytes();
-            builder =
-                builder.with_span_processor(processor(exporter, settings.max_queue, &file_stats));
+            file = Some(exporter);
+        }
+        // The console and the file share one processor: the SDK copies each span per processor.
+        let console = settings
+            .console
+            .as_ref()
+            .map(|sink| (ConsoleExporter::new(sink.clone()), console_stats.clone()));
+        let mut tallied = Vec::new();
+        if console.is_some() {
+            tallied.push(console_stats.clone());
+        }
+        if file.is_some() {
+            tallied.push(file_stats.clone());
+        }
+        if !tallied.is_empty() {
+            let local = LocalExporter::new(console, file);
+            builder = builder.with_span_processor(processor(local, settings.max_queue, tallied));
         }
         let mut scrape = None;
         if settings.metrics_endpoint {

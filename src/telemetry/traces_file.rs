@@ -135,6 +135,13 @@ impl Lines {
         }
     }
 
+    /// Appends one line written by `write` (which must write no raw newline; a newline is added).
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        write(&mut self.bytes);
+        self.bytes.push(b'\n');
+        self.ends.push(self.bytes.len());
+    }
+
     /// Number of lines.
     pub fn count(&self) -> usize {
         self.ends.len()
