@@ -7,7 +7,7 @@
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use specter::instrument::{HttpRequest, HttpResponse, Instrumentor};
-use specter::telemetry::export::{ConsoleExporter, LineSink};
+use specter::unstable::telemetry::export::{ConsoleExporter, LineSink};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Any tracer provider works; the global one is used when none is given.

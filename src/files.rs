@@ -9,7 +9,7 @@
 //! swapped for a FIFO between the check and the open cannot block either.
 //!
 //! ```
-//! let text = specter::files::read_text(std::path::Path::new("Cargo.toml"), 1 << 20).unwrap();
+//! let text = specter::unstable::files::read_text(std::path::Path::new("Cargo.toml"), 1 << 20).unwrap();
 //! assert!(text.contains("[package]"));
 //! ```
 

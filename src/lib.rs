@@ -46,29 +46,107 @@
 //! |---------|---------------|-------------------|-----------------------|---------|--------------------|------------------|-----------------------------|
 //! | 0.1     | 0.33          | 0.33              | 0.34                  | 0.13    | 0.5                | 1 / 1            | 0.3 / 0.3                   |
 
-pub mod catalog;
-pub mod compile;
-pub mod context;
-pub mod diagnostic;
-pub mod engine;
-pub mod files;
+mod catalog;
+mod compile;
+mod context;
+mod diagnostic;
+mod engine;
+mod files;
 #[cfg(feature = "gateway")]
-pub mod gateway;
+mod gateway;
 pub mod harness;
 pub mod instrument;
 pub mod offline;
-pub mod prices;
-pub mod printable;
-pub mod render;
-pub mod spec;
-pub mod telemetry;
+mod prices;
+mod printable;
+mod render;
+mod spec;
+mod telemetry;
 #[cfg(feature = "gateway")]
-pub mod tls;
-pub mod yaml;
+mod tls;
+mod yaml;
 
-pub use catalog::{Catalog, CatalogSlot, LoadError, Match};
+pub use catalog::{Catalog, LoadError};
 pub use diagnostic::{Diagnostic, Diagnostics};
-#[cfg(feature = "tower")]
-pub use instrument::SpecterLayer;
+#[cfg(any(feature = "reqwest", feature = "tower"))]
+pub use instrument::InstrumentedBody;
 #[cfg(feature = "reqwest")]
 pub use instrument::SpecterMiddleware;
+pub use instrument::{
+    parent_context, BuildError, Call, HttpRequest, HttpResponse, InstrumentedChunks,
+    InstrumentedStream, Instrumentor, InstrumentorBuilder, Options, StreamCall,
+};
+#[cfg(feature = "tower")]
+pub use instrument::{SpecterLayer, SpecterService};
+pub use render::content::{Capture, CaptureError, ContentEnvError, ContentPolicy, Redaction};
+pub use render::dialect::{Dialect, DialectError};
+pub use telemetry::Telemetry;
+
+pub(crate) use catalog::{CatalogSlot, Match};
+
+/// specter's internals: not covered by semver; for specter's own binary, tests and benches.
+///
+/// Every module here may change or disappear in any release, patch releases included. Code
+/// outside this repository uses the items at the crate root and in [`instrument`],
+/// [`offline`] and [`harness`] instead.
+#[doc(hidden)]
+pub mod unstable {
+    /// The compiled provider catalog (see [`crate::Catalog`]), its layering and bundled specs.
+    pub mod catalog {
+        pub use crate::catalog::*;
+    }
+    /// Compiling provider specs into checked rules.
+    pub mod compile {
+        pub use crate::compile::*;
+    }
+    /// Request headers and baggage entries mapped to span attributes.
+    pub mod context {
+        pub use crate::context::*;
+    }
+    /// Located problems in spec files.
+    pub mod diagnostic {
+        pub use crate::diagnostic::*;
+    }
+    /// One exchange run through an operation's rules.
+    pub mod engine {
+        pub use crate::engine::*;
+    }
+    /// Reading regular files under size caps.
+    pub mod files {
+        pub use crate::files::*;
+    }
+    /// `specter serve`.
+    #[cfg(feature = "gateway")]
+    pub mod gateway {
+        pub use crate::gateway::*;
+    }
+    /// The price table.
+    pub mod prices {
+        pub use crate::prices::*;
+    }
+    /// Escaping foreign text in lines meant for people.
+    pub mod printable {
+        pub use crate::printable::*;
+    }
+    /// The exported span: content policy, credentials, dialects.
+    pub mod render {
+        pub use crate::render::*;
+    }
+    /// The raw provider spec types.
+    pub mod spec {
+        pub use crate::spec::*;
+    }
+    /// OpenTelemetry spans and metrics.
+    pub mod telemetry {
+        pub use crate::telemetry::*;
+    }
+    /// The one rustls setup.
+    #[cfg(feature = "gateway")]
+    pub mod tls {
+        pub use crate::tls::*;
+    }
+    /// Positioned YAML.
+    pub mod yaml {
+        pub use crate::yaml::*;
+    }
+}

@@ -29,9 +29,9 @@ use opentelemetry::Value;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use specter::instrument::{Instrumentor, Options, ABANDONED};
-use specter::render::content::ContentPolicy;
-use specter::render::dialect::Dialect;
-use specter::telemetry::Telemetry;
+use specter::ContentPolicy;
+use specter::Dialect;
+use specter::Telemetry;
 use tower::{Layer as _, ServiceExt as _};
 use upstream::{fixture, StreamEnd, Upstream, PLAIN_ANSWER};
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use specter::harness::cases::read_case;
 use specter::offline::{extract, ExtractOptions, Recorded};
-use specter::prices::{load_file, PriceBook};
+use specter::unstable::prices::{load_file, PriceBook};
 
 /// The span attributes `extract` gives for a recorded fixture case (`provider/case`).
 fn fixture_attributes(case: &str, options: &ExtractOptions) -> Value {
@@ -73,7 +73,7 @@ fn assert_cost(attributes: &Value, expected: f64, source: &str, what: &str) {
 
 #[test]
 fn the_bundled_table_loads_whole() {
-    let problems = specter::prices::check_bundled();
+    let problems = specter::unstable::prices::check_bundled();
     assert!(problems.is_empty(), "{problems}");
     let book = PriceBook::bundled();
     assert!(book.len() > 1000, "{} entries", book.len());

@@ -28,7 +28,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value as Json};
 use specter::offline::{extract, ExtractOptions, Recorded};
-use specter::render::dialect::Dialect;
+use specter::Dialect;
 use specter::Catalog;
 
 use serve::Served;

@@ -33,9 +33,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use opentelemetry::trace::Status;
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use specter::gateway::GatewayConfig;
-use specter::render::content::{Capture, ContentPolicy};
-use specter::render::dialect::Dialect;
+use specter::unstable::gateway::GatewayConfig;
+use specter::{Capture, ContentPolicy};
+use specter::Dialect;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -20,9 +20,9 @@ use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use specter::instrument::{HttpRequest, HttpResponse, InstrumentedStream, Instrumentor, Options};
-use specter::render::content::{Capture, ContentPolicy};
-use specter::render::dialect::Dialect;
-use specter::telemetry::Telemetry;
+use specter::{Capture, ContentPolicy};
+use specter::Dialect;
+use specter::Telemetry;
 
 struct Harness {
     spans: InMemorySpanExporter,
@@ -726,7 +726,7 @@ fn credentials_echoed_by_the_upstream_or_the_client_are_scrubbed() {
 fn recorded(provider: &str, case: &str) -> (HttpRequest, Vec<u8>, String) {
     let dir = format!("tests/fixtures/{provider}/{case}");
     let meta = std::fs::read_to_string(format!("{dir}/meta.yaml")).unwrap();
-    let meta = specter::yaml::parse(&meta).unwrap().value;
+    let meta = specter::unstable::yaml::parse(&meta).unwrap().value;
     let text = |key: &str| meta[key].as_str().unwrap().to_string();
     let request = HttpRequest {
         method: text("method"),

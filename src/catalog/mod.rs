@@ -334,7 +334,7 @@ fn is_yaml(path: &Path) -> bool {
 /// that started keeps its rules while a reload installs new ones.
 ///
 /// ```
-/// let slot = specter::CatalogSlot::new(specter::Catalog::bundled().unwrap());
+/// let slot = specter::unstable::catalog::CatalogSlot::new(specter::Catalog::bundled().unwrap());
 /// let before = slot.current();
 /// slot.replace(specter::Catalog::from_providers(Vec::new()));
 /// assert!(slot.current().providers().is_empty());

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use specter::harness::cases::read_case;
 use specter::offline::{extract_with, ExtractError, ExtractOptions, MatchedBy, Recorded};
-use specter::render::content::{Capture, ContentPolicy};
-use specter::render::dialect::Dialect;
+use specter::{Capture, ContentPolicy};
+use specter::Dialect;
 
 /// Arguments of `specter extract`.
 #[derive(Debug, clap::Args)]
@@ -82,9 +82,9 @@ pub fn run(args: &Args) -> ExitCode {
             }
         }
     }
-    let opt_in = std::env::var(specter::render::dialect::STABILITY_OPT_IN_ENV).ok();
+    let opt_in = std::env::var(specter::unstable::render::dialect::STABILITY_OPT_IN_ENV).ok();
     let dialects =
-        match specter::render::dialect::with_stability_opt_in(dialects, opt_in.as_deref()) {
+        match specter::unstable::render::dialect::with_stability_opt_in(dialects, opt_in.as_deref()) {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -96,9 +96,9 @@ pub fn run(args: &Args) -> ExitCode {
         content.capture = Capture::NoContent;
     }
     let prices = match &args.prices {
-        None => specter::prices::PriceBook::bundled(),
-        Some(path) => match specter::prices::load_file(path) {
-            Ok(book) => std::sync::Arc::new(book.before(&specter::prices::PriceBook::bundled())),
+        None => specter::unstable::prices::PriceBook::bundled(),
+        Some(path) => match specter::unstable::prices::load_file(path) {
+            Ok(book) => std::sync::Arc::new(book.before(&specter::unstable::prices::PriceBook::bundled())),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);

@@ -71,7 +71,7 @@ impl Capture {
     /// [`str::parse`] gives the error instead.
     ///
     /// ```
-    /// use specter::render::content::Capture;
+    /// use specter::Capture;
     /// assert_eq!(Capture::parse("false"), Some(Capture::NoContent));
     /// assert_eq!(Capture::parse("off"), Some(Capture::NoContent));
     /// assert_eq!(Capture::parse("SPAN_AND_EVENT"), Some(Capture::SpanAndEvent));

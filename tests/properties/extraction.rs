@@ -433,7 +433,7 @@ pub(crate) fn fixtures() -> &'static [Fixture] {
         dirs.sort();
         for dir in dirs {
             let meta =
-                specter::yaml::parse(&std::fs::read_to_string(dir.join("meta.yaml")).unwrap())
+                specter::unstable::yaml::parse(&std::fs::read_to_string(dir.join("meta.yaml")).unwrap())
                     .unwrap()
                     .value;
             let text = |k: &str| meta[k].as_str().map(str::to_string);

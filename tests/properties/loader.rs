@@ -235,7 +235,7 @@ pub(crate) fn dialect_docs() -> &'static [(String, Json)] {
                 let text = std::fs::read_to_string(&p).unwrap();
                 (
                     p.display().to_string(),
-                    specter::yaml::parse(&text).unwrap().value,
+                    specter::unstable::yaml::parse(&text).unwrap().value,
                 )
             })
             .collect();
@@ -285,7 +285,7 @@ proptest! {
 fn unedited_specs_reemitted_as_yaml_still_load() {
     // The emitters used above are faithful: every bundled spec, re-emitted in each style, loads.
     for style in 0..3 {
-        let sources: Vec<Source> = specter::catalog::bundled::PROVIDERS
+        let sources: Vec<Source> = specter::unstable::catalog::bundled::PROVIDERS
             .iter()
             .map(|(name, _)| Source {
                 name: format!("providers/{name}"),
@@ -357,7 +357,7 @@ fn yaml_aliases_cannot_expand_a_small_file_into_a_huge_document() {
             _ => 0,
         }
     }
-    if let Ok(doc) = specter::yaml::parse(&text) {
+    if let Ok(doc) = specter::unstable::yaml::parse(&text) {
         let n = nodes(&doc.value);
         assert!(
             n <= 64 * text.len(),
