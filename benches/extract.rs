@@ -20,13 +20,13 @@ use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter,
 };
 use serde_json::{json, Value as Json};
+use specter::offline::{self, ExtractOptions, Recorded};
 use specter::unstable::compile::rules::Operation;
 use specter::unstable::engine::{self, HttpTarget, Record, Request, Response};
-use specter::offline::{self, ExtractOptions, Recorded};
-use specter::ContentPolicy;
 use specter::unstable::render::dialect::{self, Dialect};
 use specter::unstable::telemetry::{Telemetry, Timings};
 use specter::Catalog;
+use specter::ContentPolicy;
 
 const URL: &str = "https://api.openai.com/v1/chat/completions";
 
@@ -363,8 +363,10 @@ fn bench_telemetry(c: &mut Criterion) {
     let tracer = opentelemetry::global::BoxedTracer::new(Box::new(
         tracer_provider.tracer(specter::unstable::telemetry::SCOPE),
     ));
-    let meter =
-        opentelemetry::metrics::MeterProvider::meter(&meter_provider, specter::unstable::telemetry::SCOPE);
+    let meter = opentelemetry::metrics::MeterProvider::meter(
+        &meter_provider,
+        specter::unstable::telemetry::SCOPE,
+    );
     let telemetry = Telemetry::new(
         tracer,
         &meter,

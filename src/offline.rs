@@ -11,6 +11,7 @@ use crate::render::Prepared;
 use crate::{Catalog, Match};
 
 /// Why an exchange could not be extracted.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExtractError {
     /// The URL is not an absolute http(s) URL.
@@ -39,6 +40,7 @@ pub enum ExtractError {
 }
 
 /// How the provider of an exchange was chosen.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatchedBy {
     /// [`ExtractOptions::provider`] named it.
@@ -80,6 +82,7 @@ pub struct Recorded<'a> {
 }
 
 /// How `extract` renders the span.
+#[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct ExtractOptions {
     /// Dialects of the attributes (default: semconv).
@@ -104,6 +107,59 @@ impl Default for ExtractOptions {
             context: crate::context::ContextRules::default(),
             prices: crate::prices::PriceBook::bundled(),
         }
+    }
+}
+
+impl ExtractOptions {
+    /// Sets [`ExtractOptions::dialects`].
+    ///
+    /// ```
+    /// let options = specter::offline::ExtractOptions::default()
+    ///     .with_dialects(vec![specter::Dialect::named("openinference").unwrap()]);
+    /// assert_eq!(options.dialects.len(), 1);
+    /// ```
+    pub fn with_dialects(mut self, dialects: Vec<Dialect>) -> Self {
+        self.dialects = dialects;
+        self
+    }
+
+    /// Sets [`ExtractOptions::content`].
+    ///
+    /// ```
+    /// use specter::{Capture, ContentPolicy};
+    ///
+    /// let options = specter::offline::ExtractOptions::default()
+    ///     .with_content(ContentPolicy::default().with_capture(Capture::NoContent));
+    /// assert_eq!(options.content.capture, Capture::NoContent);
+    /// ```
+    pub fn with_content(mut self, content: ContentPolicy) -> Self {
+        self.content = content;
+        self
+    }
+
+    /// Sets [`ExtractOptions::provider`].
+    ///
+    /// ```
+    /// let options = specter::offline::ExtractOptions::default().with_provider(Some("openai".into()));
+    /// assert_eq!(options.provider.as_deref(), Some("openai"));
+    /// ```
+    pub fn with_provider(mut self, provider: Option<String>) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    /// Sets [`ExtractOptions::context`] (a type of the unstable internals).
+    #[doc(hidden)]
+    pub fn with_context(mut self, context: crate::context::ContextRules) -> Self {
+        self.context = context;
+        self
+    }
+
+    /// Sets [`ExtractOptions::prices`] (a type of the unstable internals).
+    #[doc(hidden)]
+    pub fn with_prices(mut self, prices: std::sync::Arc<crate::prices::PriceBook>) -> Self {
+        self.prices = prices;
+        self
     }
 }
 

@@ -424,10 +424,7 @@ fn metric_attribute_keys(
     .with_metric_attributes(metric_keys);
     let instrumentor = Instrumentor::builder()
         .telemetry(telemetry)
-        .options(Options {
-            context: Arc::new(rules),
-            ..Options::default()
-        })
+        .options(Options::default().with_context(Arc::new(rules)))
         .build()
         .unwrap();
     let request = HttpRequest {

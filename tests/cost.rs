@@ -28,10 +28,7 @@ fn fixture_attributes(case: &str, options: &ExtractOptions) -> Value {
         ..data.recorded()
     };
     let provider = case.split('/').next().unwrap().to_string();
-    let options = ExtractOptions {
-        provider: Some(provider),
-        ..options.clone()
-    };
+    let options = options.clone().with_provider(Some(provider));
     let catalog = specter::Catalog::bundled().unwrap();
     extract(&catalog, &exchange, &options).unwrap()["span"]["attributes"].clone()
 }
@@ -392,10 +389,7 @@ fn a_user_price_file_overrides_and_extends_the_tables() {
          \x20       prices: { input: 5, output: 10 }\n",
     );
     let book = load_file(&path).unwrap().before(&PriceBook::bundled());
-    let options = ExtractOptions {
-        prices: Arc::new(book),
-        ..ExtractOptions::default()
-    };
+    let options = ExtractOptions::default().with_prices(Arc::new(book));
     // The recorded gpt-4o-mini call at the user's $1 / $2 instead of $0.15 / $0.60:
     // 12 × 1 + 5 × 2 = 22 → $0.000022
     let attributes = fixture_attributes("openai/chat_plain", &options);

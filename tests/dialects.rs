@@ -100,10 +100,7 @@ fn span_of(case: &str, dialects: Vec<Dialect>) -> Json {
         ..data.recorded()
     };
     let catalog = Catalog::load(&[PathBuf::from("providers")]).unwrap();
-    let options = ExtractOptions {
-        dialects,
-        ..ExtractOptions::default()
-    };
+    let options = ExtractOptions::default().with_dialects(dialects);
     extract(&catalog, &exchange, &options).unwrap()["span"].clone()
 }
 
@@ -503,14 +500,9 @@ fn content_on_events_only_keeps_flattened_messages_off_the_span() {
         response_headers: &[],
     };
     let catalog = Catalog::load(&[PathBuf::from("providers")]).unwrap();
-    let options = ExtractOptions {
-        dialects: vec![Dialect::named("openinference").unwrap()],
-        content: specter::ContentPolicy {
-            capture: specter::Capture::EventOnly,
-            ..Default::default()
-        },
-        ..ExtractOptions::default()
-    };
+    let options = ExtractOptions::default()
+        .with_dialects(vec![Dialect::named("openinference").unwrap()])
+        .with_content(specter::ContentPolicy::default().with_capture(specter::Capture::EventOnly));
     let span = extract(&catalog, &exchange, &options).unwrap()["span"].clone();
     assert!(keys_with(&span, "llm.input_messages").is_empty());
     assert!(span["attributes"].get(oi::INPUT_VALUE).is_none());
@@ -539,7 +531,9 @@ fn dialect_files_are_checked_with_positions() {
 #[test]
 fn committed_dialect_schema_matches_the_types() {
     let generated =
-        serde_json::to_string_pretty(&specter::unstable::render::dialect::dialect_schema()).unwrap() + "\n";
+        serde_json::to_string_pretty(&specter::unstable::render::dialect::dialect_schema())
+            .unwrap()
+            + "\n";
     let committed = std::fs::read_to_string("schemas/dialect.schema.json").unwrap();
     assert!(
         generated == committed,

@@ -379,13 +379,14 @@ fn extends_a_bundled_provider_from_an_empty_directory() {
     // The prefixes come from the bundled openai spec.
     assert!(spec.contains("\npath_prefixes: [/v1] #"), "{spec}");
     // With the bundled specs, the scaffold compiles and inherits every operation of openai.
-    let mut sources: Vec<specter::unstable::compile::Source> = specter::unstable::catalog::bundled::PROVIDERS
-        .iter()
-        .map(|(name, text)| specter::unstable::compile::Source {
-            name: (*name).to_string(),
-            text: (*text).to_string(),
-        })
-        .collect();
+    let mut sources: Vec<specter::unstable::compile::Source> =
+        specter::unstable::catalog::bundled::PROVIDERS
+            .iter()
+            .map(|(name, text)| specter::unstable::compile::Source {
+                name: (*name).to_string(),
+                text: (*text).to_string(),
+            })
+            .collect();
     sources.push(specter::unstable::compile::Source {
         name: "providers/acme.yaml".into(),
         text: spec,

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use specter::unstable::gateway::watch_providers;
 use specter::instrument::Instrumentor;
+use specter::unstable::gateway::watch_providers;
 use specter::Catalog;
 
 fn temp_dir(name: &str) -> PathBuf {

@@ -34,8 +34,8 @@ use opentelemetry::trace::Status;
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use specter::unstable::gateway::GatewayConfig;
-use specter::{Capture, ContentPolicy};
 use specter::Dialect;
+use specter::{Capture, ContentPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -236,10 +236,7 @@ struct Gateway {
 }
 
 async fn gateway(upstreams: &[(&str, String)]) -> Gateway {
-    let content = ContentPolicy {
-        capture: Capture::SpanAndEvent,
-        ..ContentPolicy::default()
-    };
+    let content = ContentPolicy::default().with_capture(Capture::SpanAndEvent);
     // Every dialect: none may copy a credential.
     let dialects = ["otel", "openinference", "agentops"]
         .into_iter()

@@ -80,7 +80,8 @@ fn every_problem_of_a_file_is_reported_at_once() {
 
 #[test]
 fn committed_schema_matches_the_types() {
-    let generated = serde_json::to_string_pretty(&specter::unstable::spec::provider_schema()).unwrap() + "\n";
+    let generated =
+        serde_json::to_string_pretty(&specter::unstable::spec::provider_schema()).unwrap() + "\n";
     let committed = std::fs::read_to_string("schemas/provider.schema.json").unwrap();
     assert!(
         generated == committed,

@@ -23,6 +23,7 @@ use crate::files::{ReadError, ReadLimits};
 use crate::Diagnostics;
 
 /// Why providers could not be loaded.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// A file or directory could not be read.

@@ -436,6 +436,10 @@ fn check_spec(dir: &Path, spec_path: &Path, text: &str) -> Result<(), InitError>
                 path: e.path().to_path_buf(),
                 source: std::io::Error::other(e.to_string()),
             },
+            e => InitError::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::other(e.to_string()),
+            },
         })?
     } else {
         Vec::new()

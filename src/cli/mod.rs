@@ -94,9 +94,12 @@ impl ProviderArgs {
             return specter::Catalog::bundled().map_err(|e| report_load_error(&e));
         }
         let limits = specter::unstable::files::ReadLimits::default();
-        let loaded =
-            specter::unstable::catalog::Catalog::load_layered(&self.providers, &limits, !self.no_bundled)
-                .map_err(|e| report_load_error(&e))?;
+        let loaded = specter::unstable::catalog::Catalog::load_layered(
+            &self.providers,
+            &limits,
+            !self.no_bundled,
+        )
+        .map_err(|e| report_load_error(&e))?;
         report_replacements(&loaded.replaced);
         if loaded.catalog.providers().is_empty() {
             eprintln!(
@@ -118,7 +121,8 @@ impl ProviderArgs {
         let local = if self.providers.is_empty() {
             Vec::new()
         } else {
-            specter::unstable::catalog::read_sources(&self.providers).map_err(|e| report_load_error(&e))?
+            specter::unstable::catalog::read_sources(&self.providers)
+                .map_err(|e| report_load_error(&e))?
         };
         if self.no_bundled {
             return Ok(specter::unstable::catalog::Layered {
@@ -181,6 +185,10 @@ pub fn report_load_error(error: &specter::LoadError) -> ExitCode {
         specter::LoadError::File(e) => {
             eprintln!("error: {error}");
             eprintln!("help: {}", file_help(e));
+            ExitCode::from(2)
+        }
+        _ => {
+            eprintln!("error: {error}");
             ExitCode::from(2)
         }
     }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use specter::unstable::gateway::{self, BuildError, Flags, Gateway, GatewayConfig, Settings, StopReport};
+use specter::unstable::gateway::{
+    self, BuildError, Flags, Gateway, GatewayConfig, Settings, StopReport,
+};
 use specter::unstable::telemetry::export::LineSink;
 use specter::unstable::telemetry::pipeline::OtlpProtocol;
 

@@ -53,7 +53,8 @@ pub fn run(args: &Args) -> ExitCode {
             known.dedup();
             let name = specter::unstable::printable::escape_controls(&args.name);
             eprintln!("error: no provider `{name}`");
-            if let Some(best) = specter::unstable::diagnostic::did_you_mean(&args.name, known.iter().copied())
+            if let Some(best) =
+                specter::unstable::diagnostic::did_you_mean(&args.name, known.iter().copied())
             {
                 eprintln!("help: did you mean `{best}`?");
             }

@@ -52,7 +52,8 @@ pub fn run(args: &Args) -> ExitCode {
     };
     super::report_replacements(&layered.replaced);
     let (providers, mut diags) = specter::unstable::compile::compile_sources(&layered.sources);
-    for warning in specter::unstable::gateway::upstream_check::metadata_warnings(&providers, &layered.sources)
+    for warning in
+        specter::unstable::gateway::upstream_check::metadata_warnings(&providers, &layered.sources)
     {
         eprintln!("warning: {warning}");
     }

@@ -16,6 +16,7 @@ const DEFAULT_REQUEST_FILE: &str = "request.json";
 
 /// Why a case could not be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CaseError {
     /// A file or directory could not be read.
     #[error("cannot read {path}: {source}")]

@@ -71,6 +71,7 @@ use crate::telemetry::Telemetry;
 use crate::{Catalog, CatalogSlot, LoadError};
 
 /// Options of an [`Instrumentor`].
+#[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Record token usage attributes (the Python instrumentors' `enrich_token_usage`). Default true.
@@ -90,10 +91,83 @@ pub struct Options {
     /// length, is sent as it is and its span records no request body.
     pub max_request_bytes: usize,
     /// Which request headers and baggage entries become span attributes (default: the built-in
-    /// mappings of [`crate::context`]).
+    /// header and baggage mappings).
     pub context: Arc<crate::context::ContextRules>,
     /// The prices a call's cost is computed from (default: the bundled table).
     pub prices: Arc<crate::prices::PriceBook>,
+}
+
+impl Options {
+    /// Sets [`Options::enrich_token_usage`].
+    ///
+    /// ```
+    /// let options = specter::Options::default().with_enrich_token_usage(false);
+    /// assert!(!options.enrich_token_usage);
+    /// ```
+    pub fn with_enrich_token_usage(mut self, enrich: bool) -> Self {
+        self.enrich_token_usage = enrich;
+        self
+    }
+
+    /// Sets [`Options::propagate_trace_context`].
+    ///
+    /// ```
+    /// let options = specter::Options::default().with_propagate_trace_context(true);
+    /// assert!(options.propagate_trace_context);
+    /// ```
+    pub fn with_propagate_trace_context(mut self, propagate: bool) -> Self {
+        self.propagate_trace_context = propagate;
+        self
+    }
+
+    /// Sets [`Options::max_stream_text`].
+    ///
+    /// ```
+    /// let options = specter::Options::default().with_max_stream_text(4096);
+    /// assert_eq!(options.max_stream_text, 4096);
+    /// ```
+    pub fn with_max_stream_text(mut self, bytes: usize) -> Self {
+        self.max_stream_text = bytes;
+        self
+    }
+
+    /// Sets [`Options::max_response_bytes`].
+    ///
+    /// ```
+    /// let options = specter::Options::default().with_max_response_bytes(1 << 20);
+    /// assert_eq!(options.max_response_bytes, 1 << 20);
+    /// ```
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Options::max_request_bytes`].
+    ///
+    /// ```
+    /// let options = specter::Options::default().with_max_request_bytes(1 << 20);
+    /// assert_eq!(options.max_request_bytes, 1 << 20);
+    /// ```
+    pub fn with_max_request_bytes(mut self, bytes: usize) -> Self {
+        self.max_request_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Options::context`] (a type of the unstable internals: the rules `specter serve`
+    /// reads from its configuration).
+    #[doc(hidden)]
+    pub fn with_context(mut self, context: Arc<crate::context::ContextRules>) -> Self {
+        self.context = context;
+        self
+    }
+
+    /// Sets [`Options::prices`] (a type of the unstable internals: the price table `specter
+    /// serve` reads from its configuration).
+    #[doc(hidden)]
+    pub fn with_prices(mut self, prices: Arc<crate::prices::PriceBook>) -> Self {
+        self.prices = prices;
+        self
+    }
 }
 
 /// The default of [`Options::max_response_bytes`]: 8 MiB.
@@ -149,6 +223,7 @@ pub struct InstrumentorBuilder {
 }
 
 /// Why an [`Instrumentor`] cannot be built.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// The provider specs cannot be loaded.

@@ -8,6 +8,7 @@ use serde_json::Value as Json;
 use crate::engine::Record;
 
 /// Where message content goes, as `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` says.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Capture {
     /// No message content anywhere.
@@ -129,6 +130,7 @@ pub struct Redaction {
 }
 
 /// What content is recorded and how.
+#[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct ContentPolicy {
     /// Where content goes.
@@ -150,6 +152,47 @@ impl Default for ContentPolicy {
 }
 
 impl ContentPolicy {
+    /// Sets [`ContentPolicy::capture`].
+    ///
+    /// ```
+    /// use specter::{Capture, ContentPolicy};
+    ///
+    /// let policy = ContentPolicy::default().with_capture(Capture::EventOnly);
+    /// assert!(policy.capture.on_event() && !policy.capture.on_span());
+    /// ```
+    pub fn with_capture(mut self, capture: Capture) -> Self {
+        self.capture = capture;
+        self
+    }
+
+    /// Sets [`ContentPolicy::max_length`].
+    ///
+    /// ```
+    /// let policy = specter::ContentPolicy::default().with_max_length(Some(200));
+    /// assert_eq!(policy.max_length, Some(200));
+    /// ```
+    pub fn with_max_length(mut self, max_length: Option<usize>) -> Self {
+        self.max_length = max_length;
+        self
+    }
+
+    /// Sets [`ContentPolicy::redactions`].
+    ///
+    /// ```
+    /// use specter::{ContentPolicy, Redaction};
+    ///
+    /// let email = Redaction {
+    ///     pattern: regex::Regex::new(r"[\w.]+@[\w.]+").unwrap(),
+    ///     replacement: "<email>".into(),
+    /// };
+    /// let policy = ContentPolicy::default().with_redactions(vec![email]);
+    /// assert_eq!(policy.redactions.len(), 1);
+    /// ```
+    pub fn with_redactions(mut self, redactions: Vec<Redaction>) -> Self {
+        self.redactions = redactions;
+        self
+    }
+
     /// The default policy, with `capture` from `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`
     /// when it is set (an empty value counts as unset).
     ///

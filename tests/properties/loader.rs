@@ -199,10 +199,7 @@ proptest! {
                     };
                     // Pinned: a spec that lost its hosts shares its routes with its parent,
                     // and `extract` refuses to guess between them.
-                    let pinned = ExtractOptions {
-                        provider: Some(provider.id.to_string()),
-                        ..ExtractOptions::default()
-                    };
+                    let pinned = ExtractOptions::default().with_provider(Some(provider.id.to_string()));
                     let out = extract_with(&loaded, &exchange, &pinned);
                     // A host shared with another provider (a child spec that lost its own
                     // `upstream`) goes to the base provider, whose routes may not match.
@@ -276,7 +273,7 @@ proptest! {
             content_type: fixture.content_type.clone(),
             response_headers: fixture.response_headers.clone(),
         };
-        let options = ExtractOptions { dialects: vec![Dialect::Semconv, dialect], content: ContentPolicy::default(), provider: None, ..ExtractOptions::default() };
+        let options = ExtractOptions::default().with_dialects(vec![Dialect::Semconv, dialect]).with_content(ContentPolicy::default()).with_provider(None);
         run_extract(&exchange, &options, &fixture.provider)?;
     }
 }

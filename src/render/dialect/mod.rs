@@ -45,6 +45,7 @@ const BUNDLED: &[(&str, &str)] = &[
 ];
 
 /// A way of naming attributes.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Dialect {
     /// The OpenTelemetry GenAI semantic conventions (the default).
@@ -54,6 +55,7 @@ pub enum Dialect {
 }
 
 /// Why a dialect could not be loaded.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DialectError {
     /// No dialect has this name.
