@@ -36,7 +36,7 @@
 //!
 //! ```
 //! let catalog = specter::Catalog::bundled().unwrap();
-//! assert!(catalog.provider("openai").is_some());
+//! assert!(catalog.provider_ids().any(|id| id == "openai"));
 //! ```
 //!
 //! # Features
@@ -83,6 +83,7 @@ mod yaml;
 
 pub use catalog::{Catalog, LoadError};
 pub use diagnostic::{Diagnostic, Diagnostics};
+pub use files::ReadError;
 #[cfg(any(feature = "reqwest", feature = "tower"))]
 pub use instrument::InstrumentedBody;
 #[cfg(feature = "reqwest")]

@@ -94,6 +94,15 @@ impl RunOptions {
 }
 
 /// Why the cases could not be run at all.
+///
+/// ```
+/// use specter::harness::{run_cases, HarnessError, RunOptions};
+///
+/// let catalog = specter::Catalog::bundled().unwrap();
+/// let options = RunOptions::new("/no/such/fixtures".into(), "/no/such/snapshots".into());
+/// let error = run_cases(&catalog, &options).unwrap_err();
+/// assert!(matches!(error, HarnessError::Fixtures(_)));
+/// ```
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
@@ -186,6 +195,20 @@ impl CaseResult {
 }
 
 /// Everything a run found.
+///
+/// ```
+/// use specter::harness::{run_cases, Outcome, RunOptions, Update};
+///
+/// let catalog = specter::Catalog::bundled().unwrap();
+/// // The repository's recorded OpenAI cases against their snapshots, writing nothing.
+/// let options = RunOptions::new("tests/fixtures".into(), "tests/snapshots".into())
+///     .with_filters(vec!["openai".into()])
+///     .with_update(Update::Nothing);
+/// let report = run_cases(&catalog, &options).unwrap();
+/// assert!(!report.results.is_empty());
+/// assert!(report.results.iter().all(|r| matches!(r.outcome, Outcome::Matched)));
+/// assert!(report.all_passed());
+/// ```
 #[derive(Debug, Default)]
 pub struct Report {
     /// The cases run, in order.
@@ -230,6 +253,20 @@ impl Report {
 }
 
 /// Runs every selected case and writes new and changed snapshots as `options.update` says.
+///
+/// ```
+/// use specter::harness::{run_cases, Outcome, RunOptions, Update};
+///
+/// let catalog = specter::Catalog::bundled().unwrap();
+/// // The repository's recorded OpenAI cases against their snapshots, writing nothing.
+/// let options = RunOptions::new("tests/fixtures".into(), "tests/snapshots".into())
+///     .with_filters(vec!["openai".into()])
+///     .with_update(Update::Nothing);
+/// let report = run_cases(&catalog, &options).unwrap();
+/// assert!(!report.results.is_empty());
+/// assert!(report.results.iter().all(|r| matches!(r.outcome, Outcome::Matched)));
+/// assert!(report.all_passed());
+/// ```
 pub fn run_cases(catalog: &Catalog, options: &RunOptions) -> Result<Report, HarnessError> {
     let all = cases::discover(&options.fixtures)?;
     let (selected, filtered_out): (Vec<Case>, Vec<Case>) = all

@@ -41,7 +41,7 @@ pub mod layer;
 #[cfg(feature = "reqwest")]
 pub mod middleware;
 mod parent;
-pub mod stall;
+pub(crate) mod stall;
 mod stream;
 mod wrap;
 
@@ -71,6 +71,16 @@ use crate::telemetry::Telemetry;
 use crate::{Catalog, CatalogSlot, LoadError};
 
 /// Options of an [`Instrumentor`].
+///
+/// ```
+/// use specter::{Instrumentor, Options};
+///
+/// let instrumentor = Instrumentor::builder()
+///     .options(Options::default().with_propagate_trace_context(true))
+///     .build()
+///     .unwrap();
+/// # let _ = instrumentor;
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -197,6 +207,25 @@ pub(crate) struct Shared {
 }
 
 /// Recognises provider calls and records them.
+///
+/// ```
+/// use specter::{parent_context, HttpRequest, Instrumentor};
+///
+/// let instrumentor = Instrumentor::builder().build().unwrap();
+/// let mut request = HttpRequest {
+///     method: "POST".into(),
+///     url: "https://api.openai.com/v1/chat/completions".into(),
+///     headers: vec![],
+///     body: br#"{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}"#.to_vec(),
+/// };
+/// let call = instrumentor.start(&mut request, &parent_context()).unwrap();
+/// assert_eq!(call.provider(), Some("openai"));
+/// call.finish(200, &[], br#"{"model": "gpt-4o-mini", "choices": []}"#);
+///
+/// // Not a GenAI call: nothing to record.
+/// request.url = "https://api.openai.com/health".into();
+/// assert!(instrumentor.start(&mut request, &parent_context()).is_none());
+/// ```
 #[derive(Clone)]
 pub struct Instrumentor {
     catalog: CatalogSlot,
@@ -212,6 +241,19 @@ impl std::fmt::Debug for Instrumentor {
 }
 
 /// Builds an [`Instrumentor`].
+///
+/// ```
+/// use specter::{Capture, Catalog, ContentPolicy, Dialect, Instrumentor, Options};
+///
+/// let instrumentor = Instrumentor::builder()
+///     .catalog(Catalog::bundled().unwrap())
+///     .dialects(vec![Dialect::Semconv, Dialect::named("openinference").unwrap()])
+///     .content(ContentPolicy::default().with_capture(Capture::NoContent))
+///     .options(Options::default().with_enrich_token_usage(false))
+///     .build()
+///     .unwrap();
+/// assert!(instrumentor.catalog().provider_ids().any(|id| id == "openai"));
+/// ```
 pub struct InstrumentorBuilder {
     providers: Option<Vec<PathBuf>>,
     catalog: Option<Catalog>,
@@ -223,6 +265,16 @@ pub struct InstrumentorBuilder {
 }
 
 /// Why an [`Instrumentor`] cannot be built.
+///
+/// ```
+/// use specter::{BuildError, Instrumentor, LoadError};
+///
+/// let error = Instrumentor::builder()
+///     .providers(vec!["/no/such/providers".into()])
+///     .build()
+///     .unwrap_err();
+/// assert!(matches!(error, BuildError::Load(LoadError::Io { .. })));
+/// ```
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -264,6 +316,9 @@ impl InstrumentorBuilder {
     /// Reads its catalog from this slot, shared with whoever else routes by it and swapped by
     /// whoever reloads it (the gateway). Wins over [`InstrumentorBuilder::catalog`] and
     /// [`InstrumentorBuilder::providers`].
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn catalog_slot(mut self, slot: CatalogSlot) -> Self {
         self.slot = Some(slot);
         self
@@ -335,6 +390,9 @@ impl Instrumentor {
     }
 
     /// The slot the catalog is read from.
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn catalog_slot(&self) -> &CatalogSlot {
         &self.catalog
     }
@@ -383,6 +441,9 @@ impl Instrumentor {
     }
 
     /// Starts a call for an operation already found (the gateway's route).
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn start_matched(
         &self,
         found: crate::Match,
@@ -403,6 +464,9 @@ impl Instrumentor {
 
     /// [`Instrumentor::start_matched`] for a call that began at `since` (monotonic and wall-clock
     /// time), e.g. when the request arrived at a gateway that instruments it a little later.
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn start_matched_at(
         &self,
         found: crate::Match,

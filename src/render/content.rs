@@ -8,6 +8,15 @@ use serde_json::Value as Json;
 use crate::engine::Record;
 
 /// Where message content goes, as `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` says.
+///
+/// ```
+/// use specter::Capture;
+///
+/// let capture: Capture = "event_only".parse().unwrap();
+/// assert_eq!(capture, Capture::EventOnly);
+/// assert!(capture.on_event() && !capture.on_span());
+/// assert_eq!("false".parse::<Capture>().unwrap(), Capture::NoContent);
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Capture {
@@ -29,6 +38,11 @@ pub const CAPTURE_VALUES: &str = "true, false, NO_CONTENT, SPAN_ONLY, EVENT_ONLY
      (also 1, on, yes for the default SPAN_ONLY and 0, off, no, none, disabled for NO_CONTENT)";
 
 /// A content capture value that is none of [`CAPTURE_VALUES`].
+///
+/// ```
+/// let error = "sometimes".parse::<specter::Capture>().unwrap_err();
+/// assert_eq!(error.value, "sometimes");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{}` is not a content capture mode; accepted (case-insensitive): {CAPTURE_VALUES}", crate::printable::escape_controls(.value))]
 pub struct CaptureError {
@@ -37,6 +51,15 @@ pub struct CaptureError {
 }
 
 /// The content capture variable holds a value that is not accepted.
+///
+/// ```
+/// use std::ffi::OsStr;
+/// use specter::Capture;
+///
+/// let error = Capture::from_env_value(Some(OsStr::new("sometimes"))).unwrap_err();
+/// assert_eq!(error.0.value, "sometimes");
+/// assert_eq!(Capture::from_env_value(Some(OsStr::new("SPAN_AND_EVENT"))), Ok(Some(Capture::SpanAndEvent)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{CAPTURE_VARIABLE}: {0}")]
 pub struct ContentEnvError(pub CaptureError);
@@ -121,6 +144,15 @@ impl Capture {
 }
 
 /// A redaction: every match of `pattern` in content is replaced by `replacement`.
+///
+/// ```
+/// let redaction = specter::Redaction {
+///     pattern: regex::Regex::new(r"\b\d{4}-\d{4}-\d{4}-\d{4}\b").unwrap(),
+///     replacement: "<card>".into(),
+/// };
+/// let policy = specter::ContentPolicy::default().with_redactions(vec![redaction]);
+/// assert_eq!(policy.redactions[0].replacement, "<card>");
+/// ```
 #[derive(Debug, Clone)]
 pub struct Redaction {
     /// What to find.
@@ -130,6 +162,16 @@ pub struct Redaction {
 }
 
 /// What content is recorded and how.
+///
+/// ```
+/// use specter::{Capture, ContentPolicy};
+///
+/// let policy = ContentPolicy::default()
+///     .with_capture(Capture::SpanAndEvent)
+///     .with_max_length(Some(1000));
+/// assert!(policy.capture.on_span() && policy.capture.on_event());
+/// assert_eq!(ContentPolicy::default().capture, Capture::SpanOnly);
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct ContentPolicy {

@@ -45,6 +45,13 @@ const BUNDLED: &[(&str, &str)] = &[
 ];
 
 /// A way of naming attributes.
+///
+/// ```
+/// use specter::Dialect;
+///
+/// let dialects = vec![Dialect::Semconv, Dialect::named("openinference").unwrap()];
+/// assert_eq!(dialects.len(), 2);
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Dialect {
@@ -55,6 +62,13 @@ pub enum Dialect {
 }
 
 /// Why a dialect could not be loaded.
+///
+/// ```
+/// use specter::{Dialect, DialectError};
+///
+/// let error = Dialect::named("no_such_dialect").unwrap_err();
+/// assert_eq!(error, DialectError::Unknown("no_such_dialect".into()));
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DialectError {
