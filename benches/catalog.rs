@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use specter::compile::Source;
+use specter::unstable::compile::Source;
 use specter::Catalog;
 
 const SYNTHETIC: usize = 500;
@@ -70,7 +70,7 @@ operations:
 }
 
 fn bundled_sources() -> Vec<Source> {
-    specter::catalog::bundled::PROVIDERS
+    specter::unstable::catalog::bundled::PROVIDERS
         .iter()
         .map(|(name, text)| Source {
             name: format!("providers/{name}"),

@@ -20,13 +20,13 @@ use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter,
 };
 use serde_json::{json, Value as Json};
-use specter::compile::rules::Operation;
-use specter::engine::{self, HttpTarget, Record, Request, Response};
 use specter::offline::{self, ExtractOptions, Recorded};
-use specter::render::content::ContentPolicy;
-use specter::render::dialect::{self, Dialect};
-use specter::telemetry::{Telemetry, Timings};
+use specter::unstable::compile::rules::Operation;
+use specter::unstable::engine::{self, HttpTarget, Record, Request, Response};
+use specter::unstable::render::dialect::{self, Dialect};
+use specter::unstable::telemetry::{Telemetry, Timings};
 use specter::Catalog;
+use specter::ContentPolicy;
 
 const URL: &str = "https://api.openai.com/v1/chat/completions";
 
@@ -361,10 +361,12 @@ fn bench_telemetry(c: &mut Criterion) {
         )
         .build();
     let tracer = opentelemetry::global::BoxedTracer::new(Box::new(
-        tracer_provider.tracer(specter::telemetry::SCOPE),
+        tracer_provider.tracer(specter::unstable::telemetry::SCOPE),
     ));
-    let meter =
-        opentelemetry::metrics::MeterProvider::meter(&meter_provider, specter::telemetry::SCOPE);
+    let meter = opentelemetry::metrics::MeterProvider::meter(
+        &meter_provider,
+        specter::unstable::telemetry::SCOPE,
+    );
     let telemetry = Telemetry::new(
         tracer,
         &meter,

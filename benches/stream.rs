@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use serde_json::{json, Value as Json};
-use specter::compile::rules::Stream;
-use specter::engine::stream::{Deframer, Folder};
-use specter::engine::{self};
 use specter::offline::DEFAULT_TEXT_CAP;
+use specter::unstable::compile::rules::Stream;
+use specter::unstable::engine::stream::{Deframer, Folder};
+use specter::unstable::engine::{self};
 use specter::Catalog;
 
 /// Words of the streamed answer, one per content chunk.

@@ -2,19 +2,17 @@
 //!
 //! Run with `cargo run --example instrument`. The HTTP client is stood in by a closure that
 //! answers with a recorded OpenAI response, so the example needs no network and no key; the span
-//! goes to stderr through specter's console exporter.
+//! is collected in memory and printed to stderr.
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use specter::instrument::{HttpRequest, HttpResponse, Instrumentor};
-use specter::telemetry::export::{ConsoleExporter, LineSink};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Any tracer provider works; the global one is used when none is given.
+    let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(ConsoleExporter::new(LineSink::new(|line| {
-            eprintln!("{line}")
-        })))
+        .with_simple_exporter(exporter.clone())
         .build();
     opentelemetry::global::set_tracer_provider(provider.clone());
 
@@ -39,6 +37,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     println!("status {}", response.status);
     let _ = provider.tracer("example");
+    for span in exporter.get_finished_spans()? {
+        eprintln!("span {}", span.name);
+        for attribute in &span.attributes {
+            eprintln!("  {} = {}", attribute.key, attribute.value);
+        }
+    }
     provider.shutdown()?;
     Ok(())
 }

@@ -323,7 +323,7 @@ fn checked_key(key: &str) -> Result<String, ContextError> {
 /// [`MAX_BAGGAGE_MEMBERS`] members are kept, malformed members are skipped. Sorted by key.
 ///
 /// ```
-/// use specter::context::parse_baggage;
+/// use specter::unstable::context::parse_baggage;
 /// assert_eq!(
 ///     parse_baggage("user.id=alice%20b;meta=1, session.id = s-1 ,bad"),
 ///     vec![("session.id".to_string(), "s-1".to_string()), ("user.id".to_string(), "alice b".to_string())]

@@ -51,6 +51,18 @@ impl fmt::Display for Diagnostic {
 }
 
 /// Every problem found in one load, in file and line order.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// std::fs::write(dir.path().join("acme.yaml"), "id: acme\noperations: 3\n").unwrap();
+/// let Err(specter::LoadError::Invalid(diagnostics)) = specter::Catalog::load(&[dir.path().into()])
+/// else {
+///     panic!("the spec is invalid");
+/// };
+/// assert!(!diagnostics.is_empty());
+/// // One located problem a line, as `specter validate` prints them.
+/// assert!(diagnostics.to_string().contains("acme.yaml:"));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
 

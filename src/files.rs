@@ -9,7 +9,7 @@
 //! swapped for a FIFO between the check and the open cannot block either.
 //!
 //! ```
-//! let text = specter::files::read_text(std::path::Path::new("Cargo.toml"), 1 << 20).unwrap();
+//! let text = specter::unstable::files::read_text(std::path::Path::new("Cargo.toml"), 1 << 20).unwrap();
 //! assert!(text.contains("[package]"));
 //! ```
 
@@ -48,6 +48,20 @@ impl Default for ReadLimits {
 }
 
 /// Why a file was not read.
+///
+/// ```
+/// use specter::{Catalog, LoadError};
+///
+/// // A provider path that is not a regular file (here a directory named like a spec) is refused.
+/// let dir = tempfile::tempdir().unwrap();
+/// let odd = dir.path().join("odd.yaml");
+/// std::fs::create_dir(&odd).unwrap();
+/// std::fs::create_dir(odd.join("inner.yaml")).unwrap();
+/// match Catalog::load(&[odd]) {
+///     Err(LoadError::File(e)) => assert!(e.path().ends_with("inner.yaml")),
+///     other => println!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// The operating system refused (missing file, permissions, ...).

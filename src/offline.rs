@@ -11,6 +11,25 @@ use crate::render::Prepared;
 use crate::{Catalog, Match};
 
 /// Why an exchange could not be extracted.
+///
+/// ```
+/// use specter::offline::{extract, ExtractError, ExtractOptions, Recorded};
+///
+/// let catalog = specter::Catalog::bundled().unwrap();
+/// let exchange = Recorded {
+///     method: "GET",
+///     url: "https://example.com/not/an/llm",
+///     status: 200,
+///     request: b"",
+///     response: b"{}",
+///     content_type: None,
+///     request_headers: &[],
+///     response_headers: &[],
+/// };
+/// let error = extract(&catalog, &exchange, &ExtractOptions::default()).unwrap_err();
+/// assert!(matches!(error, ExtractError::NoMatch { .. }));
+/// ```
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExtractError {
     /// The URL is not an absolute http(s) URL.
@@ -39,6 +58,27 @@ pub enum ExtractError {
 }
 
 /// How the provider of an exchange was chosen.
+///
+/// ```
+/// use specter::offline::{extract_with, ExtractOptions, MatchedBy, Recorded};
+///
+/// let catalog = specter::Catalog::bundled().unwrap();
+/// let exchange = Recorded {
+///     method: "POST",
+///     url: "https://api.openai.com/v1/embeddings",
+///     status: 200,
+///     request: br#"{"model": "text-embedding-3-small", "input": "hi"}"#,
+///     response: br#"{"model": "text-embedding-3-small", "usage": {"prompt_tokens": 1}}"#,
+///     content_type: Some("application/json"),
+///     request_headers: &[],
+///     response_headers: &[],
+/// };
+/// let by_host = extract_with(&catalog, &exchange, &ExtractOptions::default()).unwrap();
+/// assert_eq!(by_host.matched_by, MatchedBy::Host);
+/// let named = ExtractOptions::default().with_provider(Some("openai".into()));
+/// assert_eq!(extract_with(&catalog, &exchange, &named).unwrap().matched_by, MatchedBy::Provider);
+/// ```
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatchedBy {
     /// [`ExtractOptions::provider`] named it.
@@ -50,6 +90,24 @@ pub enum MatchedBy {
 }
 
 /// The output of [`extract_with`]: the JSON of `specter extract` and how its provider was chosen.
+///
+/// ```
+/// use specter::offline::{extract_with, ExtractOptions, Recorded};
+///
+/// let catalog = specter::Catalog::bundled().unwrap();
+/// let exchange = Recorded {
+///     method: "POST",
+///     url: "https://api.openai.com/v1/embeddings",
+///     status: 200,
+///     request: br#"{"model": "text-embedding-3-small", "input": "hi"}"#,
+///     response: br#"{"model": "text-embedding-3-small", "usage": {"prompt_tokens": 1}}"#,
+///     content_type: Some("application/json"),
+///     request_headers: &[],
+///     response_headers: &[],
+/// };
+/// let extracted = extract_with(&catalog, &exchange, &ExtractOptions::default()).unwrap();
+/// assert_eq!(extracted.output["provider"], "openai");
+/// ```
 #[derive(Debug, Clone)]
 pub struct Extracted {
     /// The JSON object.
@@ -59,6 +117,24 @@ pub struct Extracted {
 }
 
 /// A recorded exchange.
+///
+/// ```
+/// use specter::offline::{extract, ExtractOptions, Recorded};
+///
+/// let catalog = specter::Catalog::bundled().unwrap();
+/// let exchange = Recorded {
+///     method: "POST",
+///     url: "https://api.openai.com/v1/embeddings",
+///     status: 200,
+///     request: br#"{"model": "text-embedding-3-small", "input": "hi"}"#,
+///     response: br#"{"model": "text-embedding-3-small", "usage": {"prompt_tokens": 1}}"#,
+///     content_type: Some("application/json"),
+///     request_headers: &[],
+///     response_headers: &[],
+/// };
+/// let out = extract(&catalog, &exchange, &ExtractOptions::default()).unwrap();
+/// assert_eq!(out["span"]["attributes"]["gen_ai.request.model"], "text-embedding-3-small");
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Recorded<'a> {
     /// HTTP method.
@@ -80,6 +156,18 @@ pub struct Recorded<'a> {
 }
 
 /// How `extract` renders the span.
+///
+/// ```
+/// use specter::offline::ExtractOptions;
+/// use specter::{Capture, ContentPolicy, Dialect};
+///
+/// let options = ExtractOptions::default()
+///     .with_dialects(vec![Dialect::named("openinference").unwrap()])
+///     .with_content(ContentPolicy::default().with_capture(Capture::NoContent))
+///     .with_provider(Some("openai".into()));
+/// assert_eq!(options.provider.as_deref(), Some("openai"));
+/// ```
+#[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct ExtractOptions {
     /// Dialects of the attributes (default: semconv).
@@ -104,6 +192,59 @@ impl Default for ExtractOptions {
             context: crate::context::ContextRules::default(),
             prices: crate::prices::PriceBook::bundled(),
         }
+    }
+}
+
+impl ExtractOptions {
+    /// Sets [`ExtractOptions::dialects`].
+    ///
+    /// ```
+    /// let options = specter::offline::ExtractOptions::default()
+    ///     .with_dialects(vec![specter::Dialect::named("openinference").unwrap()]);
+    /// assert_eq!(options.dialects.len(), 1);
+    /// ```
+    pub fn with_dialects(mut self, dialects: Vec<Dialect>) -> Self {
+        self.dialects = dialects;
+        self
+    }
+
+    /// Sets [`ExtractOptions::content`].
+    ///
+    /// ```
+    /// use specter::{Capture, ContentPolicy};
+    ///
+    /// let options = specter::offline::ExtractOptions::default()
+    ///     .with_content(ContentPolicy::default().with_capture(Capture::NoContent));
+    /// assert_eq!(options.content.capture, Capture::NoContent);
+    /// ```
+    pub fn with_content(mut self, content: ContentPolicy) -> Self {
+        self.content = content;
+        self
+    }
+
+    /// Sets [`ExtractOptions::provider`].
+    ///
+    /// ```
+    /// let options = specter::offline::ExtractOptions::default().with_provider(Some("openai".into()));
+    /// assert_eq!(options.provider.as_deref(), Some("openai"));
+    /// ```
+    pub fn with_provider(mut self, provider: Option<String>) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    /// Sets [`ExtractOptions::context`] (a type of the unstable internals).
+    #[doc(hidden)]
+    pub fn with_context(mut self, context: crate::context::ContextRules) -> Self {
+        self.context = context;
+        self
+    }
+
+    /// Sets [`ExtractOptions::prices`] (a type of the unstable internals).
+    #[doc(hidden)]
+    pub fn with_prices(mut self, prices: std::sync::Arc<crate::prices::PriceBook>) -> Self {
+        self.prices = prices;
+        self
     }
 }
 
@@ -140,6 +281,24 @@ pub fn extract(
 /// [`extract`], also saying how the provider was chosen: the one named by the options, else the
 /// one claiming the URL's host, else the only provider with the route (several are an error:
 /// name one with [`ExtractOptions::provider`]).
+///
+/// ```
+/// use specter::offline::{extract_with, ExtractOptions, Recorded};
+///
+/// let catalog = specter::Catalog::bundled().unwrap();
+/// let exchange = Recorded {
+///     method: "POST",
+///     url: "https://api.openai.com/v1/embeddings",
+///     status: 200,
+///     request: br#"{"model": "text-embedding-3-small", "input": "hi"}"#,
+///     response: br#"{"model": "text-embedding-3-small", "usage": {"prompt_tokens": 1}}"#,
+///     content_type: Some("application/json"),
+///     request_headers: &[],
+///     response_headers: &[],
+/// };
+/// let extracted = extract_with(&catalog, &exchange, &ExtractOptions::default()).unwrap();
+/// assert_eq!(extracted.output["span"]["name"], "embeddings text-embedding-3-small");
+/// ```
 pub fn extract_with(
     catalog: &Catalog,
     exchange: &Recorded<'_>,

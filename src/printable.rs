@@ -17,7 +17,7 @@ pub fn is_control(c: char) -> bool {
 /// without control characters is returned borrowed.
 ///
 /// ```
-/// use specter::printable::escape_controls;
+/// use specter::unstable::printable::escape_controls;
 /// assert_eq!(escape_controls("gpt-4o"), "gpt-4o");
 /// assert_eq!(escape_controls("a\nb"), "a\\nb");
 /// assert_eq!(escape_controls("\u{1b}[31mred"), "\\u{1b}[31mred");

@@ -4,7 +4,7 @@
 //! speaks HTTP/1.1 and HTTP/2 (chosen by ALPN).
 //!
 //! ```
-//! let connector = specter::tls::https_connector(&[], std::time::Duration::from_secs(5)).unwrap();
+//! let connector = specter::unstable::tls::https_connector(&[], std::time::Duration::from_secs(5)).unwrap();
 //! # let _ = connector;
 //! ```
 

@@ -29,9 +29,9 @@ use opentelemetry::Value;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use specter::instrument::{Instrumentor, Options, ABANDONED};
-use specter::render::content::ContentPolicy;
-use specter::render::dialect::Dialect;
-use specter::telemetry::Telemetry;
+use specter::ContentPolicy;
+use specter::Dialect;
+use specter::Telemetry;
 use tower::{Layer as _, ServiceExt as _};
 use upstream::{fixture, StreamEnd, Upstream, PLAIN_ANSWER};
 
@@ -335,10 +335,7 @@ mod reqwest_middleware_adapter {
 
     #[tokio::test]
     async fn requests_that_are_not_genai_calls_pass_untouched_and_unspanned() {
-        let h = harness_with(Options {
-            propagate_trace_context: true,
-            ..Options::default()
-        });
+        let h = harness_with(Options::default().with_propagate_trace_context(true));
         let upstream = Upstream::start(StreamEnd::Whole).await.unwrap();
         let response = bounded(h.reqwest().get(upstream.url("/health")).send())
             .await
@@ -381,10 +378,7 @@ mod reqwest_middleware_adapter {
 
     #[tokio::test]
     async fn each_call_gets_one_span_and_its_traceparent_names_it() {
-        let h = harness_with(Options {
-            propagate_trace_context: true,
-            ..Options::default()
-        });
+        let h = harness_with(Options::default().with_propagate_trace_context(true));
         let upstream = Upstream::start(StreamEnd::Whole).await.unwrap();
         let client = h.reqwest();
         for _ in 0..2 {
@@ -550,10 +544,7 @@ mod tower_layer_adapter {
 
     #[tokio::test]
     async fn a_request_body_over_the_cap_is_sent_unread() {
-        let h = harness_with(Options {
-            max_request_bytes: 10,
-            ..Options::default()
-        });
+        let h = harness_with(Options::default().with_max_request_bytes(10));
         let upstream = Upstream::start(StreamEnd::Whole).await.unwrap();
         let service = h.instrumentor.layer().layer(client());
         let request = post(&upstream.url("/v1/chat/completions"), plain_request());
@@ -565,10 +556,7 @@ mod tower_layer_adapter {
 
     #[tokio::test]
     async fn the_layer_adds_the_calls_traceparent() {
-        let h = harness_with(Options {
-            propagate_trace_context: true,
-            ..Options::default()
-        });
+        let h = harness_with(Options::default().with_propagate_trace_context(true));
         let upstream = Upstream::start(StreamEnd::Whole).await.unwrap();
         let service = h.instrumentor.layer().layer(client());
         let request = post(&upstream.url("/v1/chat/completions"), plain_request());

@@ -399,7 +399,7 @@ fn a_context_section_that_maps_a_credential_is_refused() {
 
 /// Histogram points of the standard metrics recorded in process: name → attribute keys.
 fn metric_attribute_keys(
-    rules: specter::context::ContextRules,
+    rules: specter::unstable::context::ContextRules,
     metric_keys: Vec<String>,
 ) -> Vec<(String, Vec<String>)> {
     use opentelemetry::metrics::MeterProvider as _;
@@ -415,19 +415,16 @@ fn metric_attribute_keys(
     let tracer_provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
     let tracer =
         opentelemetry::global::BoxedTracer::new(Box::new(tracer_provider.tracer("specter")));
-    let telemetry = specter::telemetry::Telemetry::new(
+    let telemetry = specter::Telemetry::new(
         tracer,
         &meter_provider.meter("specter"),
-        vec![specter::render::dialect::Dialect::Semconv],
-        specter::render::content::ContentPolicy::default(),
+        vec![specter::Dialect::Semconv],
+        specter::ContentPolicy::default(),
     )
     .with_metric_attributes(metric_keys);
     let instrumentor = Instrumentor::builder()
         .telemetry(telemetry)
-        .options(Options {
-            context: Arc::new(rules),
-            ..Options::default()
-        })
+        .options(Options::default().with_context(Arc::new(rules)))
         .build()
         .unwrap();
     let request = HttpRequest {
@@ -480,7 +477,7 @@ fn metric_attribute_keys(
 
 #[test]
 fn context_attributes_are_metric_dimensions_only_when_listed_as_bounded() {
-    use specter::context::{ContextRules, ContextSpec};
+    use specter::unstable::context::{ContextRules, ContextSpec};
     let points = metric_attribute_keys(ContextRules::default(), Vec::new());
     let cost = points
         .iter()

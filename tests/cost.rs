@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use specter::harness::cases::read_case;
 use specter::offline::{extract, ExtractOptions, Recorded};
-use specter::prices::{load_file, PriceBook};
+use specter::unstable::prices::{load_file, PriceBook};
 
 /// The span attributes `extract` gives for a recorded fixture case (`provider/case`).
 fn fixture_attributes(case: &str, options: &ExtractOptions) -> Value {
@@ -28,10 +28,7 @@ fn fixture_attributes(case: &str, options: &ExtractOptions) -> Value {
         ..data.recorded()
     };
     let provider = case.split('/').next().unwrap().to_string();
-    let options = ExtractOptions {
-        provider: Some(provider),
-        ..options.clone()
-    };
+    let options = options.clone().with_provider(Some(provider));
     let catalog = specter::Catalog::bundled().unwrap();
     extract(&catalog, &exchange, &options).unwrap()["span"]["attributes"].clone()
 }
@@ -73,7 +70,7 @@ fn assert_cost(attributes: &Value, expected: f64, source: &str, what: &str) {
 
 #[test]
 fn the_bundled_table_loads_whole() {
-    let problems = specter::prices::check_bundled();
+    let problems = specter::unstable::prices::check_bundled();
     assert!(problems.is_empty(), "{problems}");
     let book = PriceBook::bundled();
     assert!(book.len() > 1000, "{} entries", book.len());
@@ -392,10 +389,7 @@ fn a_user_price_file_overrides_and_extends_the_tables() {
          \x20       prices: { input: 5, output: 10 }\n",
     );
     let book = load_file(&path).unwrap().before(&PriceBook::bundled());
-    let options = ExtractOptions {
-        prices: Arc::new(book),
-        ..ExtractOptions::default()
-    };
+    let options = ExtractOptions::default().with_prices(Arc::new(book));
     // The recorded gpt-4o-mini call at the user's $1 / $2 instead of $0.15 / $0.60:
     // 12 × 1 + 5 × 2 = 22 → $0.000022
     let attributes = fixture_attributes("openai/chat_plain", &options);

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value as Json};
 use specter::offline::{extract, ExtractOptions, Recorded};
-use specter::render::dialect::{with_stability_opt_in, Dialect};
+use specter::unstable::render::dialect::{with_stability_opt_in, Dialect};
 use specter::Catalog;
 
 use specter::harness::cases::read_case;
@@ -105,10 +105,7 @@ fn extracted(case: &str, dialects: Vec<Dialect>) -> Json {
         ..data.recorded()
     };
     let catalog = Catalog::load(&[PathBuf::from("providers")]).unwrap();
-    let options = ExtractOptions {
-        dialects,
-        ..ExtractOptions::default()
-    };
+    let options = ExtractOptions::default().with_dialects(dialects);
     extract(&catalog, &exchange, &options).unwrap()
 }
 
@@ -567,14 +564,9 @@ fn content_on_events_only_keeps_flattened_messages_off_the_span() {
         response_headers: &[],
     };
     let catalog = Catalog::load(&[PathBuf::from("providers")]).unwrap();
-    let options = ExtractOptions {
-        dialects: vec![Dialect::named("openinference").unwrap()],
-        content: specter::render::content::ContentPolicy {
-            capture: specter::render::content::Capture::EventOnly,
-            ..Default::default()
-        },
-        ..ExtractOptions::default()
-    };
+    let options = ExtractOptions::default()
+        .with_dialects(vec![Dialect::named("openinference").unwrap()])
+        .with_content(specter::ContentPolicy::default().with_capture(specter::Capture::EventOnly));
     let span = extract(&catalog, &exchange, &options).unwrap()["span"].clone();
     assert!(keys_with(&span, "llm.input_messages").is_empty());
     assert!(span["attributes"].get(oi::INPUT_VALUE).is_none());
@@ -603,7 +595,9 @@ fn dialect_files_are_checked_with_positions() {
 #[test]
 fn committed_dialect_schema_matches_the_types() {
     let generated =
-        serde_json::to_string_pretty(&specter::render::dialect::dialect_schema()).unwrap() + "\n";
+        serde_json::to_string_pretty(&specter::unstable::render::dialect::dialect_schema())
+            .unwrap()
+            + "\n";
     let committed = std::fs::read_to_string("schemas/dialect.schema.json").unwrap();
     assert!(
         generated == committed,

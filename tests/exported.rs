@@ -28,8 +28,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value as Json};
 use specter::offline::{extract, ExtractOptions, Recorded};
-use specter::render::dialect::Dialect;
 use specter::Catalog;
+use specter::Dialect;
 
 use serve::Served;
 use specter::harness::cases;
@@ -440,11 +440,9 @@ async fn exported_and_extracted(
             request_headers: &case.request_headers,
             response_headers: &case.response_headers,
         };
-        let options = ExtractOptions {
-            provider: Some(case.provider.clone()),
-            dialects: dialects.clone(),
-            ..ExtractOptions::default()
-        };
+        let options = ExtractOptions::default()
+            .with_provider(Some(case.provider.clone()))
+            .with_dialects(dialects.clone());
         let extracted =
             extract(&catalog, &exchange, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
         let span = as_extracted(span);

@@ -43,13 +43,13 @@ fn filters() -> Vec<String> {
 
 #[test]
 fn recorded_exchanges() {
-    let options = RunOptions {
-        fixtures: PathBuf::from("tests/fixtures"),
-        snapshots: PathBuf::from("tests/snapshots"),
-        filters: filters(),
-        source: "tests/fixtures.rs".into(),
-        update: update(),
-    };
+    let options = RunOptions::new(
+        PathBuf::from("tests/fixtures"),
+        PathBuf::from("tests/snapshots"),
+    )
+    .with_filters(filters())
+    .with_source("tests/fixtures.rs".into())
+    .with_update(update());
     let report = harness::run_cases(&catalog(), &options).unwrap();
     let problems: Vec<String> = report
         .results
@@ -63,6 +63,7 @@ fn recorded_exchanges() {
                 r.snapshot_path.display()
             )),
             Outcome::Failed(problem) => Some(format!("{}: {problem}", r.case.id())),
+            other => Some(format!("{}: {other:?}", r.case.id())),
         })
         .collect();
     assert!(

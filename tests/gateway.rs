@@ -1,6 +1,6 @@
 //! The gateway over real HTTP on loopback: an in-process mock upstream replays recorded fixtures
 //! (streams chunk by chunk, gzip, failures on demand), a real HTTP client talks to
-//! `specter::gateway`, and spans are read from the SDK's in-memory exporter.
+//! `specter::unstable::gateway`, and spans are read from the SDK's in-memory exporter.
 
 #![allow(
     clippy::unwrap_used,
@@ -28,9 +28,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use opentelemetry::trace::Status;
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use specter::gateway::{self, GatewayConfig};
-use specter::render::content::ContentPolicy;
-use specter::render::dialect::Dialect;
+use specter::unstable::gateway::{self, GatewayConfig};
+use specter::ContentPolicy;
+use specter::Dialect;
 use tokio::sync::{mpsc, Notify};
 
 type MockBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;

@@ -209,7 +209,7 @@ fn scaffolds_a_plain_provider_that_validates_and_extracts() {
     );
     let meta =
         std::fs::read_to_string(tmp.path().join("tests/fixtures/acme_ai/chat/meta.yaml")).unwrap();
-    let parsed = specter::yaml::parse(&meta).unwrap().value;
+    let parsed = specter::unstable::yaml::parse(&meta).unwrap().value;
     assert_eq!(parsed["method"], "POST");
     assert_eq!(
         parsed["url"],
@@ -267,7 +267,7 @@ fn scaffolds_a_provider_extending_one_of_the_same_directory() {
     );
     assert_eq!(compat.hosts, vec!["api.compat.example".to_string()]);
     assert_eq!(compat.path_prefixes, vec!["/v1".to_string()]);
-    let ids = |p: &specter::compile::rules::Provider| -> Vec<String> {
+    let ids = |p: &specter::unstable::compile::rules::Provider| -> Vec<String> {
         p.operations.iter().map(|o| o.id.to_string()).collect()
     };
     assert_eq!(ids(compat), ids(openai));
@@ -385,14 +385,15 @@ fn extends_a_bundled_provider_from_an_empty_directory() {
     // The prefixes come from the bundled openai spec.
     assert!(spec.contains("\npath_prefixes: [/v1] #"), "{spec}");
     // With the bundled specs, the scaffold compiles and inherits every operation of openai.
-    let mut sources: Vec<specter::compile::Source> = specter::catalog::bundled::PROVIDERS
-        .iter()
-        .map(|(name, text)| specter::compile::Source {
-            name: (*name).to_string(),
-            text: (*text).to_string(),
-        })
-        .collect();
-    sources.push(specter::compile::Source {
+    let mut sources: Vec<specter::unstable::compile::Source> =
+        specter::unstable::catalog::bundled::PROVIDERS
+            .iter()
+            .map(|(name, text)| specter::unstable::compile::Source {
+                name: (*name).to_string(),
+                text: (*text).to_string(),
+            })
+            .collect();
+    sources.push(specter::unstable::compile::Source {
         name: "providers/acme.yaml".into(),
         text: spec,
     });

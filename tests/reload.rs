@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use specter::gateway::watch_providers;
 use specter::instrument::Instrumentor;
+use specter::unstable::gateway::watch_providers;
 use specter::Catalog;
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -472,11 +472,11 @@ async fn a_reload_keeps_the_bundled_providers_under_the_directory() {
     let dir = temp_dir("bundled-base");
     let acme = "id: acme\nextends: openai\nprovider_name: acme\nupstream: { base_url: https://api.acme.test, hosts: [api.acme.test] }\n";
     std::fs::write(dir.join("acme.yaml"), acme).unwrap();
-    let limits = specter::files::ReadLimits::default();
+    let limits = specter::unstable::files::ReadLimits::default();
     let loaded = Catalog::load_layered(std::slice::from_ref(&dir), &limits, true).unwrap();
     let bundled = Catalog::bundled().unwrap().providers().len();
     assert_eq!(loaded.catalog.providers().len(), bundled + 1);
-    let slot = specter::CatalogSlot::new(loaded.catalog);
+    let slot = specter::unstable::catalog::CatalogSlot::new(loaded.catalog);
     let watcher = watch_providers(dir.clone(), slot.clone(), Default::default()).unwrap();
 
     let changed = format!(

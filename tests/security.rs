@@ -33,9 +33,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use opentelemetry::trace::Status;
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use specter::gateway::GatewayConfig;
-use specter::render::content::{Capture, ContentPolicy};
-use specter::render::dialect::Dialect;
+use specter::unstable::gateway::GatewayConfig;
+use specter::Dialect;
+use specter::{Capture, ContentPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -236,10 +236,7 @@ struct Gateway {
 }
 
 async fn gateway(upstreams: &[(&str, String)]) -> Gateway {
-    let content = ContentPolicy {
-        capture: Capture::SpanAndEvent,
-        ..ContentPolicy::default()
-    };
+    let content = ContentPolicy::default().with_capture(Capture::SpanAndEvent);
     // Every dialect: none may copy a credential.
     let dialects = ["otel", "openinference", "agentops"]
         .into_iter()

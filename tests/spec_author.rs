@@ -111,7 +111,7 @@ fn init_provider_works_in_an_empty_directory_and_names_the_test_commands() {
         &std::fs::read_to_string(tmp.path().join("providers").join(schema_ref)).unwrap(),
     )
     .unwrap();
-    assert_eq!(schema, specter::spec::provider_schema());
+    assert_eq!(schema, specter::unstable::spec::provider_schema());
 }
 
 #[test]

@@ -10,8 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use specter::catalog::read_sources;
-use specter::compile::Source;
+use specter::unstable::catalog::read_sources;
+use specter::unstable::compile::Source;
 use specter::Catalog;
 
 fn openai() -> Source {
@@ -80,7 +80,8 @@ fn every_problem_of_a_file_is_reported_at_once() {
 
 #[test]
 fn committed_schema_matches_the_types() {
-    let generated = serde_json::to_string_pretty(&specter::spec::provider_schema()).unwrap() + "\n";
+    let generated =
+        serde_json::to_string_pretty(&specter::unstable::spec::provider_schema()).unwrap() + "\n";
     let committed = std::fs::read_to_string("schemas/provider.schema.json").unwrap();
     assert!(
         generated == committed,
@@ -91,7 +92,7 @@ fn committed_schema_matches_the_types() {
 #[test]
 fn committed_config_schema_matches_the_types() {
     let generated =
-        serde_json::to_string_pretty(&specter::gateway::config_schema()).unwrap() + "\n";
+        serde_json::to_string_pretty(&specter::unstable::gateway::config_schema()).unwrap() + "\n";
     let committed = std::fs::read_to_string("schemas/config.schema.json").unwrap();
     assert!(
         generated == committed,
@@ -107,13 +108,13 @@ fn bundled_list_matches_the_providers_directory() {
         .filter(|n| n.ends_with(".yaml"))
         .collect();
     on_disk.sort();
-    let mut bundled: Vec<String> = specter::catalog::bundled::PROVIDERS
+    let mut bundled: Vec<String> = specter::unstable::catalog::bundled::PROVIDERS
         .iter()
         .map(|(n, _)| n.to_string())
         .collect();
     bundled.sort();
     assert_eq!(bundled, on_disk, "update src/catalog/bundled.rs");
-    for (name, text) in specter::catalog::bundled::PROVIDERS {
+    for (name, text) in specter::unstable::catalog::bundled::PROVIDERS {
         let on_disk = std::fs::read_to_string(Path::new("providers").join(name)).unwrap();
         assert_eq!(*text, on_disk);
     }
@@ -123,7 +124,7 @@ fn bundled_list_matches_the_providers_directory() {
 fn bundled_providers_are_valid_and_start_with_the_schema_comment() {
     let catalog = Catalog::bundled().unwrap();
     assert!(catalog.provider("openai").is_some());
-    for (name, text) in specter::catalog::bundled::PROVIDERS {
+    for (name, text) in specter::unstable::catalog::bundled::PROVIDERS {
         assert!(
             text.starts_with("# yaml-language-server: $schema=../schemas/provider.schema.json\n"),
             "{name} must start with the schema comment"

@@ -10,8 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use specter::engine::stream::{Deframer, Folder};
-use specter::engine::{self, HttpTarget, Request};
+use specter::unstable::engine::stream::{Deframer, Folder};
+use specter::unstable::engine::{self, HttpTarget, Request};
 use specter::Catalog;
 
 use specter::harness::cases::{self, read_case};
@@ -68,7 +68,7 @@ fn fold(catalog: &Catalog, dir: &Path, pieces: &[&[u8]]) -> (serde_json::Value, 
     (outcome.response, outcome.chunks)
 }
 
-fn stream_framing(catalog: &Catalog, dir: &Path) -> specter::compile::rules::Framing {
+fn stream_framing(catalog: &Catalog, dir: &Path) -> specter::unstable::compile::rules::Framing {
     let data = read_case(dir).unwrap();
     let target = HttpTarget::parse(&data.url).unwrap();
     let found = catalog
@@ -78,9 +78,9 @@ fn stream_framing(catalog: &Catalog, dir: &Path) -> specter::compile::rules::Fra
 }
 
 fn frames(
-    framing: specter::compile::rules::Framing,
+    framing: specter::unstable::compile::rules::Framing,
     pieces: &[&[u8]],
-) -> Vec<specter::engine::stream::Frame> {
+) -> Vec<specter::unstable::engine::stream::Frame> {
     let mut deframer = Deframer::new(framing);
     let mut out = Vec::new();
     for piece in pieces {

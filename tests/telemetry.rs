@@ -20,9 +20,9 @@ use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use specter::instrument::{HttpRequest, HttpResponse, InstrumentedStream, Instrumentor, Options};
-use specter::render::content::{Capture, ContentPolicy};
-use specter::render::dialect::Dialect;
-use specter::telemetry::Telemetry;
+use specter::Dialect;
+use specter::Telemetry;
+use specter::{Capture, ContentPolicy};
 
 struct Harness {
     spans: InMemorySpanExporter,
@@ -521,10 +521,7 @@ fn openinference_dialect_flattens_tool_calls() {
 fn content_policy_controls_where_messages_go() {
     let none = harness_with(
         vec![Dialect::Semconv],
-        ContentPolicy {
-            capture: Capture::NoContent,
-            ..Default::default()
-        },
+        ContentPolicy::default().with_capture(Capture::NoContent),
         Options::default(),
     );
     let _ = none
@@ -546,11 +543,9 @@ fn content_policy_controls_where_messages_go() {
 
     let events = harness_with(
         vec![Dialect::Semconv],
-        ContentPolicy {
-            capture: Capture::EventOnly,
-            max_length: Some(4),
-            ..Default::default()
-        },
+        ContentPolicy::default()
+            .with_capture(Capture::EventOnly)
+            .with_max_length(Some(4)),
         Options::default(),
     );
     let _ = events
@@ -582,10 +577,7 @@ fn the_span_is_a_child_of_the_current_context_and_traceparent_is_propagated() {
     let h = harness_with(
         vec![Dialect::Semconv],
         ContentPolicy::default(),
-        Options {
-            propagate_trace_context: true,
-            ..Default::default()
-        },
+        Options::default().with_propagate_trace_context(true),
     );
     let parent_span = h.tracer_provider.tracer("app").start("parent");
     let parent_cx = Context::current_with_span(parent_span);
@@ -643,10 +635,7 @@ fn exported_text(span: &SpanData) -> String {
 fn credentials_echoed_by_the_upstream_or_the_client_are_scrubbed() {
     let h = harness_with(
         vec![Dialect::Semconv],
-        ContentPolicy {
-            capture: Capture::SpanAndEvent,
-            ..ContentPolicy::default()
-        },
+        ContentPolicy::default().with_capture(Capture::SpanAndEvent),
         Options::default(),
     );
     let key = "sk-proj-echo-0123456789abcdef";
@@ -726,7 +715,7 @@ fn credentials_echoed_by_the_upstream_or_the_client_are_scrubbed() {
 fn recorded(provider: &str, case: &str) -> (HttpRequest, Vec<u8>, String) {
     let dir = format!("tests/fixtures/{provider}/{case}");
     let meta = std::fs::read_to_string(format!("{dir}/meta.yaml")).unwrap();
-    let meta = specter::yaml::parse(&meta).unwrap().value;
+    let meta = specter::unstable::yaml::parse(&meta).unwrap().value;
     let text = |key: &str| meta[key].as_str().unwrap().to_string();
     let request = HttpRequest {
         method: text("method"),

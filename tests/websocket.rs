@@ -31,9 +31,9 @@ use in_process::InProcess;
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::SpanData;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use specter::gateway::GatewayConfig;
-use specter::render::content::ContentPolicy;
-use specter::render::dialect::Dialect;
+use specter::unstable::gateway::GatewayConfig;
+use specter::ContentPolicy;
+use specter::Dialect;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::handshake::server::{

@@ -23,6 +23,22 @@ use crate::files::{ReadError, ReadLimits};
 use crate::Diagnostics;
 
 /// Why providers could not be loaded.
+///
+/// ```
+/// use specter::{Catalog, LoadError};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// std::fs::write(dir.path().join("acme.yaml"), "id: acme\noperations: 3\n").unwrap();
+/// match Catalog::load(&[dir.path().to_path_buf()]) {
+///     Err(LoadError::Invalid(diagnostics)) => {
+///         let first = diagnostics.iter().next().unwrap();
+///         assert!(first.file.ends_with("acme.yaml"));
+///         assert!(first.line >= 1);
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// A file or directory could not be read.
@@ -54,8 +70,8 @@ pub struct Match {
 ///
 /// ```
 /// let catalog = specter::Catalog::bundled().unwrap();
-/// let found = catalog.find("POST", Some("api.openai.com"), "/v1/chat/completions", &[]).unwrap();
-/// assert_eq!(&*found.operation.id, "chat");
+/// assert!(catalog.provider_ids().any(|id| id == "anthropic"));
+/// assert!(catalog.operation_ids("openai").unwrap().contains(&"chat"));
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
@@ -69,6 +85,11 @@ pub struct Catalog {
 
 impl Catalog {
     /// The providers bundled with specter (the `providers/` directory of its source).
+    ///
+    /// ```
+    /// let catalog = specter::Catalog::bundled().unwrap();
+    /// assert!(catalog.provider_ids().any(|id| id == "openai"));
+    /// ```
     pub fn bundled() -> Result<Catalog, LoadError> {
         let providers = layer::compiled_bundled().map_err(|d| LoadError::Invalid(d.clone()))?;
         Ok(Catalog::from_providers(providers.to_vec()))
@@ -77,6 +98,9 @@ impl Catalog {
     /// The providers of `paths` on top of the bundled ones (when `bundled` is set): a local spec
     /// whose id is a bundled provider's replaces it, and `extends` resolves against both. Returns
     /// the catalog and the bundled providers that local files replaced.
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn load_layered(
         paths: &[PathBuf],
         limits: &ReadLimits,
@@ -104,16 +128,35 @@ impl Catalog {
     }
 
     /// Loads every `*.yaml` file of a directory, or the given files.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::fs::write(
+    ///     dir.path().join("acme_ai.yaml"),
+    ///     "id: acme_ai\nextends: openai\nupstream:\n  base_url: https://api.acme.example\n  hosts: [api.acme.example]\n",
+    /// )
+    /// .unwrap();
+    /// // `extends` names a provider loaded in the same call: here the openai spec of this package.
+    /// let paths = ["providers/openai.yaml".into(), dir.path().to_path_buf()];
+    /// let catalog = specter::Catalog::load(&paths).unwrap();
+    /// assert!(catalog.operation_ids("acme_ai").unwrap().contains(&"chat"));
+    /// ```
     pub fn load(paths: &[PathBuf]) -> Result<Catalog, LoadError> {
         Catalog::load_within(paths, &ReadLimits::default())
     }
 
     /// [`Catalog::load`] with the given size caps.
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn load_within(paths: &[PathBuf], limits: &ReadLimits) -> Result<Catalog, LoadError> {
         Catalog::from_sources(&read_sources_within(paths, limits)?).map_err(LoadError::Invalid)
     }
 
     /// Compiles sources; all problems are returned at once.
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn from_sources(sources: &[Source]) -> Result<Catalog, Diagnostics> {
         let (providers, diags) = compile_sources(sources);
         if !diags.is_empty() {
@@ -123,6 +166,9 @@ impl Catalog {
     }
 
     /// Builds the index over compiled providers.
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn from_providers(providers: Vec<Provider>) -> Catalog {
         let mut catalog = Catalog::default();
         // Base providers first, so that an unknown host resolves to the original API.
@@ -166,17 +212,49 @@ impl Catalog {
         catalog
     }
 
+    /// The ids of the providers, base providers first, then by id.
+    ///
+    /// ```
+    /// let catalog = specter::Catalog::bundled().unwrap();
+    /// let ids: Vec<&str> = catalog.provider_ids().collect();
+    /// assert!(ids.contains(&"openai"));
+    /// ```
+    pub fn provider_ids(&self) -> impl Iterator<Item = &str> + '_ {
+        self.providers.iter().map(|p| &*p.id)
+    }
+
+    /// The ids of a provider's operations, in spec order; `None` for an unknown provider.
+    ///
+    /// ```
+    /// let catalog = specter::Catalog::bundled().unwrap();
+    /// assert!(catalog.operation_ids("openai").unwrap().contains(&"embeddings"));
+    /// assert!(catalog.operation_ids("no_such_provider").is_none());
+    /// ```
+    pub fn operation_ids(&self, provider: &str) -> Option<Vec<&str>> {
+        let provider = self.provider(provider)?;
+        Some(provider.operations.iter().map(|o| &*o.id).collect())
+    }
+
     /// The providers, base providers first, then by id.
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn providers(&self) -> &[Arc<Provider>] {
         &self.providers
     }
 
     /// A provider by id.
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn provider(&self, id: &str) -> Option<&Arc<Provider>> {
         self.by_id.get(id).and_then(|&i| self.providers.get(i))
     }
 
     /// The provider answering for a host, if any.
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn provider_for_host(&self, host: &str) -> Option<&Arc<Provider>> {
         let host = host.to_ascii_lowercase();
         let index = self.hosts.get(&host).copied().or_else(|| {
@@ -194,6 +272,9 @@ impl Catalog {
 
     /// Finds the operation for a request. With a known host, only that provider's routes are
     /// considered; otherwise the first provider (base providers first) with a matching route.
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn find(
         &self,
         method: &str,
@@ -213,6 +294,9 @@ impl Catalog {
     }
 
     /// Finds the operation for a request to a given provider (the gateway's `/{provider}/...`).
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn find_in(
         &self,
         provider: &str,
@@ -230,6 +314,9 @@ impl Catalog {
     }
 
     /// An operation by `provider/id` or `provider/sdk-method` (e.g. `openai/chat.completions.create`).
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn operation(&self, name: &str) -> Option<Arc<Operation>> {
         let (provider, op) = name.split_once('/')?;
         let provider = self.provider(provider)?;
@@ -334,7 +421,7 @@ fn is_yaml(path: &Path) -> bool {
 /// that started keeps its rules while a reload installs new ones.
 ///
 /// ```
-/// let slot = specter::CatalogSlot::new(specter::Catalog::bundled().unwrap());
+/// let slot = specter::unstable::catalog::CatalogSlot::new(specter::Catalog::bundled().unwrap());
 /// let before = slot.current();
 /// slot.replace(specter::Catalog::from_providers(Vec::new()));
 /// assert!(slot.current().providers().is_empty());

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use specter::harness::cases::read_case;
 use specter::offline::{extract_with, ExtractError, ExtractOptions, MatchedBy, Recorded};
-use specter::render::content::{Capture, ContentPolicy};
-use specter::render::dialect::Dialect;
+use specter::Dialect;
+use specter::{Capture, ContentPolicy};
 
 /// Arguments of `specter extract`.
 #[derive(Debug, clap::Args)]
@@ -82,36 +82,38 @@ pub fn run(args: &Args) -> ExitCode {
             }
         }
     }
-    let opt_in = std::env::var(specter::render::dialect::STABILITY_OPT_IN_ENV).ok();
-    let dialects =
-        match specter::render::dialect::with_stability_opt_in(dialects, opt_in.as_deref()) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    let opt_in = std::env::var(specter::unstable::render::dialect::STABILITY_OPT_IN_ENV).ok();
+    let dialects = match specter::unstable::render::dialect::with_stability_opt_in(
+        dialects,
+        opt_in.as_deref(),
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut content = ContentPolicy::default();
     if args.no_content {
         content.capture = Capture::NoContent;
     }
     let prices = match &args.prices {
-        None => specter::prices::PriceBook::bundled(),
-        Some(path) => match specter::prices::load_file(path) {
-            Ok(book) => std::sync::Arc::new(book.before(&specter::prices::PriceBook::bundled())),
+        None => specter::unstable::prices::PriceBook::bundled(),
+        Some(path) => match specter::unstable::prices::load_file(path) {
+            Ok(book) => {
+                std::sync::Arc::new(book.before(&specter::unstable::prices::PriceBook::bundled()))
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
         },
     };
-    let options = ExtractOptions {
-        dialects,
-        content,
-        provider: args.provider.clone(),
-        prices,
-        ..ExtractOptions::default()
-    };
+    let options = ExtractOptions::default()
+        .with_dialects(dialects)
+        .with_content(content)
+        .with_provider(args.provider.clone())
+        .with_prices(prices);
     if let Some(provider) = &args.provider {
         if catalog.provider(provider).is_none() {
             eprintln!("error: no provider `{provider}`");
@@ -156,6 +158,10 @@ pub fn run(args: &Args) -> ExitCode {
         Err(e @ ExtractError::NoMatch { .. }) => {
             eprintln!("error: {e}");
             eprintln!("help: `specter list` shows the routes of every provider");
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };

@@ -13,8 +13,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use specter::catalog::read_sources;
-use specter::compile::{compile_sources, Source};
+use specter::unstable::catalog::read_sources;
+use specter::unstable::compile::{compile_sources, Source};
 
 /// Name of the case folder created under `tests/fixtures/<NAME>/`.
 const CASE: &str = "chat";
@@ -212,7 +212,7 @@ fn parent_dir(dir: &Path) -> PathBuf {
 
 /// The provider schema as `specter schema` prints it.
 fn schema_text() -> Result<String, InitError> {
-    serde_json::to_string_pretty(&specter::spec::provider_schema())
+    serde_json::to_string_pretty(&specter::unstable::spec::provider_schema())
         .map(|text| format!("{text}\n"))
         .map_err(|e| InitError::Io {
             path: PathBuf::from(SCHEMA_FILE),
@@ -378,7 +378,7 @@ fn inherited_prefixes(dir: &Path, parent: &str) -> Result<Vec<String>, InitError
             break;
         };
         // A file that does not parse is reported by the compile check that follows.
-        let Ok(doc) = specter::yaml::parse(&text) else {
+        let Ok(doc) = specter::unstable::yaml::parse(&text) else {
             break;
         };
         if let Some(list) = doc.value.get("path_prefixes").and_then(|v| v.as_array()) {
@@ -408,7 +408,7 @@ fn spec_text(dir: &Path, id: &str) -> Result<Option<String>, InitError> {
 /// The bundled spec of a provider.
 fn bundled_text(id: &str) -> Option<&'static str> {
     let file = format!("{id}.yaml");
-    specter::catalog::bundled::PROVIDERS
+    specter::unstable::catalog::bundled::PROVIDERS
         .iter()
         .find(|(name, _)| *name == file)
         .map(|(_, text)| *text)
@@ -433,11 +433,15 @@ fn check_spec(dir: &Path, spec_path: &Path, text: &str) -> Result<(), InitError>
                 path: e.path().to_path_buf(),
                 source: std::io::Error::other(e.to_string()),
             },
+            e => InitError::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::other(e.to_string()),
+            },
         })?
     } else {
         Vec::new()
     };
-    let bundled: Vec<Source> = specter::catalog::bundled::PROVIDERS
+    let bundled: Vec<Source> = specter::unstable::catalog::bundled::PROVIDERS
         .iter()
         .filter(|(file, _)| !sources.iter().any(|s| Path::new(&s.name).ends_with(file)))
         .map(|(file, text)| Source {

@@ -93,10 +93,13 @@ impl ProviderArgs {
             }
             return specter::Catalog::bundled().map_err(|e| report_load_error(&e));
         }
-        let limits = specter::files::ReadLimits::default();
-        let loaded =
-            specter::catalog::Catalog::load_layered(&self.providers, &limits, !self.no_bundled)
-                .map_err(|e| report_load_error(&e))?;
+        let limits = specter::unstable::files::ReadLimits::default();
+        let loaded = specter::unstable::catalog::Catalog::load_layered(
+            &self.providers,
+            &limits,
+            !self.no_bundled,
+        )
+        .map_err(|e| report_load_error(&e))?;
         report_replacements(&loaded.replaced);
         if loaded.catalog.providers().is_empty() {
             eprintln!(
@@ -111,22 +114,23 @@ impl ProviderArgs {
 
     /// The provider sources in force (bundled ones not replaced, then local ones), without
     /// compiling them.
-    pub fn sources(&self) -> Result<specter::catalog::Layered, ExitCode> {
+    pub fn sources(&self) -> Result<specter::unstable::catalog::Layered, ExitCode> {
         if self.providers.is_empty() && self.no_bundled {
             return Err(no_providers_without_bundled());
         }
         let local = if self.providers.is_empty() {
             Vec::new()
         } else {
-            specter::catalog::read_sources(&self.providers).map_err(|e| report_load_error(&e))?
+            specter::unstable::catalog::read_sources(&self.providers)
+                .map_err(|e| report_load_error(&e))?
         };
         if self.no_bundled {
-            return Ok(specter::catalog::Layered {
+            return Ok(specter::unstable::catalog::Layered {
                 sources: local,
                 replaced: Vec::new(),
             });
         }
-        Ok(specter::catalog::layer_on_bundled(local))
+        Ok(specter::unstable::catalog::layer_on_bundled(local))
     }
 }
 
@@ -138,11 +142,11 @@ fn no_providers_without_bundled() -> ExitCode {
 
 /// Says which bundled providers local files replaced; a file identical to the bundled one (a copy
 /// of the bundled directory) changes nothing and is not mentioned.
-pub fn report_replacements(replaced: &[specter::catalog::Replacement]) {
+pub fn report_replacements(replaced: &[specter::unstable::catalog::Replacement]) {
     for r in replaced.iter().filter(|r| !r.identical) {
         eprintln!(
             "specter: {} replaces the bundled provider {}",
-            specter::printable::escape_controls(&r.file),
+            specter::unstable::printable::escape_controls(&r.file),
             r.id
         );
     }
@@ -198,12 +202,16 @@ pub fn report_load_error(error: &specter::LoadError) -> ExitCode {
             eprintln!("help: {}", file_help(e));
             ExitCode::from(2)
         }
+        _ => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
     }
 }
 
 /// How to get past a refused provider file.
-pub fn file_help(error: &specter::files::ReadError) -> &'static str {
-    use specter::files::ReadError;
+pub fn file_help(error: &specter::unstable::files::ReadError) -> &'static str {
+    use specter::unstable::files::ReadError;
     match error {
         ReadError::NotRegular { .. } => {
             "provider specs must be regular files (or symbolic links to them); remove or rename it"

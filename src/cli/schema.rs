@@ -16,11 +16,11 @@ pub struct Args {
 /// Prints the schema as pretty JSON with a trailing newline.
 pub fn run(args: &Args) -> ExitCode {
     let schema = if args.dialect {
-        specter::render::dialect::dialect_schema()
+        specter::unstable::render::dialect::dialect_schema()
     } else if args.config {
-        specter::gateway::config_schema()
+        specter::unstable::gateway::config_schema()
     } else {
-        specter::spec::provider_schema()
+        specter::unstable::spec::provider_schema()
     };
     match serde_json::to_string_pretty(&schema) {
         Ok(text) => super::emit(&format!("{text}\n")),

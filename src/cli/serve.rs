@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use specter::gateway::{self, BuildError, Flags, Gateway, GatewayConfig, Settings, StopReport};
-use specter::telemetry::export::LineSink;
-use specter::telemetry::pipeline::OtlpProtocol;
+use specter::unstable::gateway::{
+    self, BuildError, Flags, Gateway, GatewayConfig, Settings, StopReport,
+};
+use specter::unstable::telemetry::export::LineSink;
+use specter::unstable::telemetry::pipeline::OtlpProtocol;
 
 /// Arguments of `specter serve`. Flags override the configuration file; every flag can also be
 /// set by the environment variable named in its help.
@@ -88,7 +90,7 @@ pub fn run(args: &Args) -> ExitCode {
             let message = format!("{e:#}");
             let lines: Vec<_> = message
                 .split('\n')
-                .map(specter::printable::escape_controls)
+                .map(specter::unstable::printable::escape_controls)
                 .collect();
             eprintln!("error: {}", lines.join("\n"));
             ExitCode::from(2)
@@ -276,7 +278,7 @@ fn stop_line(report: &StopReport) -> String {
 
 /// One line per provider and model: calls, tokens and cost (`openai gpt-4o-mini: 3 call(s),
 /// in=120 out=45, $0.000123`), model names escaped.
-fn usage_lines(rows: &[specter::telemetry::UsageRow]) -> Vec<String> {
+fn usage_lines(rows: &[specter::unstable::telemetry::UsageRow]) -> Vec<String> {
     rows.iter()
         .map(|row| {
             let mut line = format!(
@@ -286,19 +288,19 @@ fn usage_lines(rows: &[specter::telemetry::UsageRow]) -> Vec<String> {
             if row.unpriced < row.calls {
                 line.push_str(&format!(
                     ", ${}",
-                    specter::telemetry::export::format_usd(row.cost)
+                    specter::unstable::telemetry::export::format_usd(row.cost)
                 ));
             }
             if row.unpriced > 0 && row.unpriced < row.calls {
                 line.push_str(&format!(" ({} call(s) without a price)", row.unpriced));
             }
-            specter::printable::escape_controls(&line).into_owned()
+            specter::unstable::printable::escape_controls(&line).into_owned()
         })
         .collect()
 }
 
 /// `N call(s), N span(s) ended`, and the calls whose span never ended when there are any.
-fn calls_summary(calls: &specter::telemetry::CallCounts) -> String {
+fn calls_summary(calls: &specter::unstable::telemetry::CallCounts) -> String {
     let (started, ended) = (calls.started(), calls.ended());
     let mut text = format!("{started} call(s), {ended} span(s) ended");
     if started > ended {
@@ -347,9 +349,9 @@ fn report_reload(event: gateway::ReloadEvent) {
 }
 
 /// Prints a route that matched no operation (once per route, at most
-/// `specter::gateway::unmatched::MAX_REMEMBERED` of them).
+/// `specter::unstable::gateway::unmatched::MAX_REMEMBERED` of them).
 fn report_unmatched(route: gateway::unmatched::Unmatched) {
-    let path = specter::printable::escape_controls(&route.path);
+    let path = specter::unstable::printable::escape_controls(&route.path);
     eprintln!(
         "specter: debug: {} /{}{path} matches no operation of `{}`; forwarded without a span (is a path prefix such as /v1 missing from the base URL?)",
         route.method, route.provider, route.provider
@@ -358,5 +360,5 @@ fn report_unmatched(route: gateway::unmatched::Unmatched) {
 
 /// A path as a line of text, control characters escaped.
 fn printable(path: &std::path::Path) -> String {
-    specter::printable::escape_controls(&path.display().to_string()).into_owned()
+    specter::unstable::printable::escape_controls(&path.display().to_string()).into_owned()
 }

@@ -25,7 +25,7 @@ pub fn run(args: &Args) -> ExitCode {
         .sources
         .iter()
         .rev()
-        .find(|s| specter::catalog::source_id(s) == args.name);
+        .find(|s| specter::unstable::catalog::source_id(s) == args.name);
     match found {
         Some(source) => {
             let mut text = source.text.clone();
@@ -38,13 +38,14 @@ pub fn run(args: &Args) -> ExitCode {
             let mut known: Vec<&str> = layered
                 .sources
                 .iter()
-                .map(specter::catalog::source_id)
+                .map(specter::unstable::catalog::source_id)
                 .collect();
             known.sort_unstable();
             known.dedup();
-            let name = specter::printable::escape_controls(&args.name);
+            let name = specter::unstable::printable::escape_controls(&args.name);
             eprintln!("error: no provider `{name}`");
-            if let Some(best) = specter::diagnostic::did_you_mean(&args.name, known.iter().copied())
+            if let Some(best) =
+                specter::unstable::diagnostic::did_you_mean(&args.name, known.iter().copied())
             {
                 eprintln!("help: did you mean `{best}`?");
             }

@@ -56,17 +56,14 @@ pub fn run(args: &Args) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let options = RunOptions {
-        fixtures: args.fixtures.clone(),
-        snapshots: args.snapshots.clone(),
-        filters: args.filters.clone(),
-        source: SOURCE.to_string(),
-        update: if args.accept {
+    let options = RunOptions::new(args.fixtures.clone(), args.snapshots.clone())
+        .with_filters(args.filters.clone())
+        .with_source(SOURCE.to_string())
+        .with_update(if args.accept {
             Update::Accept
         } else {
             Update::Pending
-        },
-    };
+        });
     let report = match harness::run_cases(&catalog, &options) {
         Ok(report) => report,
         Err(e) => {
@@ -139,6 +136,7 @@ fn print_result(style: &Style, result: &CaseResult, with_diff: bool) {
         Outcome::Failed(problem) => {
             out!("{} {id}: {problem}", style.paint("31;1", "FAILED "));
         }
+        other => out!("{} {id}: {other:?}", style.paint("31;1", "FAILED ")),
     }
     if with_diff {
         print_diff(style, result);
@@ -159,7 +157,7 @@ fn print_diff(style: &Style, result: &CaseResult) {
     let (old, new) = match &result.outcome {
         Outcome::New(new) => (String::new(), new),
         Outcome::Changed { old, new } => (format!("{}\n", old.contents), new),
-        Outcome::Matched | Outcome::Failed(_) => return,
+        _ => return,
     };
     out!(
         "{}",

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use specter::catalog::{layer_on_bundled, read_sources, Layered};
+use specter::unstable::catalog::{layer_on_bundled, read_sources, Layered};
 
 /// Arguments of `specter validate`.
 #[derive(Debug, clap::Args)]
@@ -40,7 +40,7 @@ pub fn run(args: &Args) -> ExitCode {
     let files: Vec<String> = local.iter().map(|s| s.name.clone()).collect();
     let mut placeholders = Vec::new();
     for source in &local {
-        placeholders.extend(specter::compile::scaffold_placeholders(source));
+        placeholders.extend(specter::unstable::compile::scaffold_placeholders(source));
     }
     let layered = if args.no_bundled {
         Layered {
@@ -51,8 +51,9 @@ pub fn run(args: &Args) -> ExitCode {
         layer_on_bundled(local)
     };
     super::report_replacements(&layered.replaced);
-    let (providers, mut diags) = specter::compile::compile_sources(&layered.sources);
-    for warning in specter::gateway::upstream_check::metadata_warnings(&providers, &layered.sources)
+    let (providers, mut diags) = specter::unstable::compile::compile_sources(&layered.sources);
+    for warning in
+        specter::unstable::gateway::upstream_check::metadata_warnings(&providers, &layered.sources)
     {
         eprintln!("warning: {warning}");
     }

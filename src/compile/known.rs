@@ -110,7 +110,7 @@ pub const UNBOUNDED_ATTRIBUTES: &[&str] = &[
 /// Whether a (lower-case) header name carries credentials.
 ///
 /// ```
-/// use specter::compile::is_credential_header;
+/// use specter::unstable::compile::is_credential_header;
 /// assert!(is_credential_header("authorization"));
 /// assert!(is_credential_header("x-goog-api-key"));
 /// assert!(is_credential_header("x-amz-security-token"));

@@ -13,7 +13,7 @@ use serde_json::Value;
 /// A compiled JSONPath.
 ///
 /// ```
-/// use specter::compile::JsonPath;
+/// use specter::unstable::compile::JsonPath;
 /// let path = JsonPath::parse("$.choices[*].finish_reason").unwrap();
 /// let doc = serde_json::json!({"choices": [{"finish_reason": "stop"}, {"finish_reason": "length"}]});
 /// let mut found = Vec::new();

@@ -3,7 +3,7 @@
 /// Where a request went.
 ///
 /// ```
-/// let t = specter::engine::HttpTarget::parse("https://api.openai.com/v1/chat/completions?x=1").unwrap();
+/// let t = specter::unstable::engine::HttpTarget::parse("https://api.openai.com/v1/chat/completions?x=1").unwrap();
 /// assert_eq!((t.host.as_str(), t.port(), t.path.as_str()), ("api.openai.com", Some(443), "/v1/chat/completions"));
 /// assert_eq!(t.query, vec![("x".to_string(), "1".to_string())]);
 /// ```

@@ -10,7 +10,7 @@ use std::time::Duration;
 /// A shared count of requests in flight.
 ///
 /// ```
-/// let in_flight = specter::gateway::InFlight::default();
+/// let in_flight = specter::unstable::gateway::InFlight::default();
 /// let guard = in_flight.enter();
 /// assert_eq!(in_flight.count(), 1);
 /// drop(guard);

@@ -26,7 +26,7 @@ pub struct FdLimit {
 /// the platform has no such limit or it cannot be read.
 ///
 /// ```
-/// if let Some(limit) = specter::gateway::raise_fd_limit() {
+/// if let Some(limit) = specter::unstable::gateway::raise_fd_limit() {
 ///     assert!(limit.soft >= limit.before);
 ///     assert!(limit.soft <= limit.hard);
 /// }
@@ -48,7 +48,7 @@ pub fn raise_fd_limit() -> Option<FdLimit> {
 /// what the open-file limit allows (each connection may hold a client and an upstream socket).
 ///
 /// ```
-/// use specter::gateway::connection_cap;
+/// use specter::unstable::gateway::connection_cap;
 /// assert_eq!(connection_cap(10_000, Some(1024)), 448);
 /// assert_eq!(connection_cap(100, Some(1_048_576)), 100);
 /// assert_eq!(connection_cap(100, None), 100);

@@ -9,7 +9,7 @@
 //! an address is not detected.
 //!
 //! ```
-//! use specter::gateway::upstream_check::metadata_reason;
+//! use specter::unstable::gateway::upstream_check::metadata_reason;
 //! assert!(metadata_reason("http://169.254.169.254/latest/meta-data").is_some());
 //! assert!(metadata_reason("https://api.openai.com").is_none());
 //! ```

@@ -15,7 +15,13 @@ pub const META_FILE: &str = "meta.yaml";
 const DEFAULT_REQUEST_FILE: &str = "request.json";
 
 /// Why a case could not be read.
+///
+/// ```
+/// let error = specter::harness::cases::read_case(std::path::Path::new("/no/such/case")).unwrap_err();
+/// assert!(error.to_string().contains("/no/such/case"));
+/// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CaseError {
     /// A file or directory could not be read.
     #[error("cannot read {path}: {source}")]
@@ -209,6 +215,12 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// Reads the case in `dir`: its `meta.yaml` and the body files it names, and checks that a JSON
 /// response body is JSON.
+///
+/// ```
+/// let case = specter::harness::cases::read_case(std::path::Path::new("tests/fixtures/openai/chat_plain")).unwrap();
+/// let exchange = case.recorded();
+/// assert_eq!(exchange.method, "POST");
+/// ```
 pub fn read_case(dir: &Path) -> Result<CaseData, CaseError> {
     let meta_path = dir.join(META_FILE);
     let text = std::fs::read_to_string(&meta_path).map_err(|source| CaseError::Io {

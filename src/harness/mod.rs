@@ -22,6 +22,7 @@ pub use snapshot::Snapshot;
 pub const EXPRESSION: &str = "output";
 
 /// What to do with new and changed snapshots.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Update {
     /// Write them as pending `.snap.new` files.
@@ -34,6 +35,7 @@ pub enum Update {
 }
 
 /// How cases are run.
+#[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// The fixture directory: `<provider>/<case>/meta.yaml` and the body files.
@@ -49,7 +51,59 @@ pub struct RunOptions {
     pub update: Update,
 }
 
+impl RunOptions {
+    /// Runs every case of `fixtures` against the snapshots in `snapshots`, writing new and changed
+    /// snapshots as pending, with `specter test` as the header's `source`.
+    ///
+    /// ```
+    /// use specter::harness::{RunOptions, Update};
+    ///
+    /// let options = RunOptions::new("tests/fixtures".into(), "tests/snapshots".into())
+    ///     .with_filters(vec!["openai".into()])
+    ///     .with_source("tests/fixtures.rs".into())
+    ///     .with_update(Update::Nothing);
+    /// assert_eq!(options.update, Update::Nothing);
+    /// ```
+    pub fn new(fixtures: PathBuf, snapshots: PathBuf) -> Self {
+        RunOptions {
+            fixtures,
+            snapshots,
+            filters: Vec::new(),
+            source: "specter test".to_string(),
+            update: Update::Pending,
+        }
+    }
+
+    /// Sets [`RunOptions::filters`].
+    pub fn with_filters(mut self, filters: Vec<String>) -> Self {
+        self.filters = filters;
+        self
+    }
+
+    /// Sets [`RunOptions::source`].
+    pub fn with_source(mut self, source: String) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Sets [`RunOptions::update`].
+    pub fn with_update(mut self, update: Update) -> Self {
+        self.update = update;
+        self
+    }
+}
+
 /// Why the cases could not be run at all.
+///
+/// ```
+/// use specter::harness::{run_cases, HarnessError, RunOptions};
+///
+/// let catalog = specter::Catalog::bundled().unwrap();
+/// let options = RunOptions::new("/no/such/fixtures".into(), "/no/such/snapshots".into());
+/// let error = run_cases(&catalog, &options).unwrap_err();
+/// assert!(matches!(error, HarnessError::Fixtures(_)));
+/// ```
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
     /// The fixture directory cannot be read.
@@ -67,6 +121,7 @@ pub enum HarnessError {
 
 /// Why one case failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CaseProblem {
     /// The case folder cannot be read.
     #[error(transparent)]
@@ -94,6 +149,7 @@ pub enum CaseProblem {
 
 /// The outcome of one case.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Outcome {
     /// The extracted value is the snapshot's.
     Matched,
@@ -139,6 +195,20 @@ impl CaseResult {
 }
 
 /// Everything a run found.
+///
+/// ```
+/// use specter::harness::{run_cases, Outcome, RunOptions, Update};
+///
+/// let catalog = specter::Catalog::bundled().unwrap();
+/// // The repository's recorded OpenAI cases against their snapshots, writing nothing.
+/// let options = RunOptions::new("tests/fixtures".into(), "tests/snapshots".into())
+///     .with_filters(vec!["openai".into()])
+///     .with_update(Update::Nothing);
+/// let report = run_cases(&catalog, &options).unwrap();
+/// assert!(!report.results.is_empty());
+/// assert!(report.results.iter().all(|r| matches!(r.outcome, Outcome::Matched)));
+/// assert!(report.all_passed());
+/// ```
 #[derive(Debug, Default)]
 pub struct Report {
     /// The cases run, in order.
@@ -183,6 +253,20 @@ impl Report {
 }
 
 /// Runs every selected case and writes new and changed snapshots as `options.update` says.
+///
+/// ```
+/// use specter::harness::{run_cases, Outcome, RunOptions, Update};
+///
+/// let catalog = specter::Catalog::bundled().unwrap();
+/// // The repository's recorded OpenAI cases against their snapshots, writing nothing.
+/// let options = RunOptions::new("tests/fixtures".into(), "tests/snapshots".into())
+///     .with_filters(vec!["openai".into()])
+///     .with_update(Update::Nothing);
+/// let report = run_cases(&catalog, &options).unwrap();
+/// assert!(!report.results.is_empty());
+/// assert!(report.results.iter().all(|r| matches!(r.outcome, Outcome::Matched)));
+/// assert!(report.all_passed());
+/// ```
 pub fn run_cases(catalog: &Catalog, options: &RunOptions) -> Result<Report, HarnessError> {
     let all = cases::discover(&options.fixtures)?;
     let (selected, filtered_out): (Vec<Case>, Vec<Case>) = all

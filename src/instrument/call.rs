@@ -9,6 +9,16 @@ use crate::engine::Exchange;
 use crate::telemetry::{ActiveSpan, Timings};
 
 /// An HTTP request as the library sees it.
+///
+/// ```
+/// let request = specter::HttpRequest {
+///     method: "POST".into(),
+///     url: "https://api.anthropic.com/v1/messages".into(),
+///     headers: vec![("content-type".into(), "application/json".into())],
+///     body: br#"{"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": []}"#.to_vec(),
+/// };
+/// assert_eq!(request.method, "POST");
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpRequest {
     /// Method, e.g. `POST`.
@@ -22,6 +32,15 @@ pub struct HttpRequest {
 }
 
 /// An HTTP response as the library sees it.
+///
+/// ```
+/// let response = specter::HttpResponse {
+///     status: 200,
+///     headers: vec![("content-type".into(), "application/json".into())],
+///     body: br#"{"model": "gpt-4o-mini", "choices": []}"#.to_vec(),
+/// };
+/// assert_eq!(response.status, 200);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpResponse {
     /// Status code.
@@ -34,6 +53,24 @@ pub struct HttpResponse {
 
 /// A call whose span is open. Finish it with [`Call::finish`], [`Call::fail`] or turn it into a
 /// stream with [`Call::into_stream`]; if it is dropped unfinished, the span ends as abandoned.
+///
+/// ```
+/// use specter::{parent_context, HttpRequest, Instrumentor};
+///
+/// let instrumentor = Instrumentor::builder().build().unwrap();
+/// let mut request = HttpRequest {
+///     method: "POST".into(),
+///     url: "https://api.openai.com/v1/chat/completions".into(),
+///     headers: vec![],
+///     body: br#"{"model": "gpt-4o-mini", "messages": []}"#.to_vec(),
+/// };
+/// let call = instrumentor.start(&mut request, &parent_context()).unwrap();
+/// assert_eq!(call.operation(), Some("chat"));
+/// // The response is JSON, not a stream: the call comes back, and is finished with the body.
+/// let json = [("content-type".to_string(), "application/json".to_string())];
+/// let call = call.into_stream(200, &json).unwrap_err();
+/// call.finish(200, &json, br#"{"model": "gpt-4o-mini", "choices": []}"#);
+/// ```
 pub struct Call {
     pub(super) parts: Option<Box<CallParts>>,
 }

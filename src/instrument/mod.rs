@@ -41,7 +41,7 @@ pub mod layer;
 #[cfg(feature = "reqwest")]
 pub mod middleware;
 mod parent;
-pub mod stall;
+pub(crate) mod stall;
 mod stream;
 mod wrap;
 
@@ -71,6 +71,17 @@ use crate::telemetry::Telemetry;
 use crate::{Catalog, CatalogSlot, LoadError};
 
 /// Options of an [`Instrumentor`].
+///
+/// ```
+/// use specter::{Instrumentor, Options};
+///
+/// let instrumentor = Instrumentor::builder()
+///     .options(Options::default().with_propagate_trace_context(true))
+///     .build()
+///     .unwrap();
+/// # let _ = instrumentor;
+/// ```
+#[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Record token usage attributes (the Python instrumentors' `enrich_token_usage`). Default true.
@@ -90,10 +101,83 @@ pub struct Options {
     /// length, is sent as it is and its span records no request body.
     pub max_request_bytes: usize,
     /// Which request headers and baggage entries become span attributes (default: the built-in
-    /// mappings of [`crate::context`]).
+    /// header and baggage mappings).
     pub context: Arc<crate::context::ContextRules>,
     /// The prices a call's cost is computed from (default: the bundled table).
     pub prices: Arc<crate::prices::PriceBook>,
+}
+
+impl Options {
+    /// Sets [`Options::enrich_token_usage`].
+    ///
+    /// ```
+    /// let options = specter::Options::default().with_enrich_token_usage(false);
+    /// assert!(!options.enrich_token_usage);
+    /// ```
+    pub fn with_enrich_token_usage(mut self, enrich: bool) -> Self {
+        self.enrich_token_usage = enrich;
+        self
+    }
+
+    /// Sets [`Options::propagate_trace_context`].
+    ///
+    /// ```
+    /// let options = specter::Options::default().with_propagate_trace_context(true);
+    /// assert!(options.propagate_trace_context);
+    /// ```
+    pub fn with_propagate_trace_context(mut self, propagate: bool) -> Self {
+        self.propagate_trace_context = propagate;
+        self
+    }
+
+    /// Sets [`Options::max_stream_text`].
+    ///
+    /// ```
+    /// let options = specter::Options::default().with_max_stream_text(4096);
+    /// assert_eq!(options.max_stream_text, 4096);
+    /// ```
+    pub fn with_max_stream_text(mut self, bytes: usize) -> Self {
+        self.max_stream_text = bytes;
+        self
+    }
+
+    /// Sets [`Options::max_response_bytes`].
+    ///
+    /// ```
+    /// let options = specter::Options::default().with_max_response_bytes(1 << 20);
+    /// assert_eq!(options.max_response_bytes, 1 << 20);
+    /// ```
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Options::max_request_bytes`].
+    ///
+    /// ```
+    /// let options = specter::Options::default().with_max_request_bytes(1 << 20);
+    /// assert_eq!(options.max_request_bytes, 1 << 20);
+    /// ```
+    pub fn with_max_request_bytes(mut self, bytes: usize) -> Self {
+        self.max_request_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Options::context`] (a type of the unstable internals: the rules `specter serve`
+    /// reads from its configuration).
+    #[doc(hidden)]
+    pub fn with_context(mut self, context: Arc<crate::context::ContextRules>) -> Self {
+        self.context = context;
+        self
+    }
+
+    /// Sets [`Options::prices`] (a type of the unstable internals: the price table `specter
+    /// serve` reads from its configuration).
+    #[doc(hidden)]
+    pub fn with_prices(mut self, prices: Arc<crate::prices::PriceBook>) -> Self {
+        self.prices = prices;
+        self
+    }
 }
 
 /// The default of [`Options::max_response_bytes`]: 8 MiB.
@@ -123,6 +207,25 @@ pub(crate) struct Shared {
 }
 
 /// Recognises provider calls and records them.
+///
+/// ```
+/// use specter::{parent_context, HttpRequest, Instrumentor};
+///
+/// let instrumentor = Instrumentor::builder().build().unwrap();
+/// let mut request = HttpRequest {
+///     method: "POST".into(),
+///     url: "https://api.openai.com/v1/chat/completions".into(),
+///     headers: vec![],
+///     body: br#"{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}"#.to_vec(),
+/// };
+/// let call = instrumentor.start(&mut request, &parent_context()).unwrap();
+/// assert_eq!(call.provider(), Some("openai"));
+/// call.finish(200, &[], br#"{"model": "gpt-4o-mini", "choices": []}"#);
+///
+/// // Not a GenAI call: nothing to record.
+/// request.url = "https://api.openai.com/health".into();
+/// assert!(instrumentor.start(&mut request, &parent_context()).is_none());
+/// ```
 #[derive(Clone)]
 pub struct Instrumentor {
     catalog: CatalogSlot,
@@ -138,6 +241,19 @@ impl std::fmt::Debug for Instrumentor {
 }
 
 /// Builds an [`Instrumentor`].
+///
+/// ```
+/// use specter::{Capture, Catalog, ContentPolicy, Dialect, Instrumentor, Options};
+///
+/// let instrumentor = Instrumentor::builder()
+///     .catalog(Catalog::bundled().unwrap())
+///     .dialects(vec![Dialect::Semconv, Dialect::named("openinference").unwrap()])
+///     .content(ContentPolicy::default().with_capture(Capture::NoContent))
+///     .options(Options::default().with_enrich_token_usage(false))
+///     .build()
+///     .unwrap();
+/// assert!(instrumentor.catalog().provider_ids().any(|id| id == "openai"));
+/// ```
 pub struct InstrumentorBuilder {
     providers: Option<Vec<PathBuf>>,
     catalog: Option<Catalog>,
@@ -149,6 +265,17 @@ pub struct InstrumentorBuilder {
 }
 
 /// Why an [`Instrumentor`] cannot be built.
+///
+/// ```
+/// use specter::{BuildError, Instrumentor, LoadError};
+///
+/// let error = Instrumentor::builder()
+///     .providers(vec!["/no/such/providers".into()])
+///     .build()
+///     .unwrap_err();
+/// assert!(matches!(error, BuildError::Load(LoadError::Io { .. })));
+/// ```
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// The provider specs cannot be loaded.
@@ -189,6 +316,9 @@ impl InstrumentorBuilder {
     /// Reads its catalog from this slot, shared with whoever else routes by it and swapped by
     /// whoever reloads it (the gateway). Wins over [`InstrumentorBuilder::catalog`] and
     /// [`InstrumentorBuilder::providers`].
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn catalog_slot(mut self, slot: CatalogSlot) -> Self {
         self.slot = Some(slot);
         self
@@ -260,6 +390,9 @@ impl Instrumentor {
     }
 
     /// The slot the catalog is read from.
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn catalog_slot(&self) -> &CatalogSlot {
         &self.catalog
     }
@@ -308,6 +441,9 @@ impl Instrumentor {
     }
 
     /// Starts a call for an operation already found (the gateway's route).
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn start_matched(
         &self,
         found: crate::Match,
@@ -328,6 +464,9 @@ impl Instrumentor {
 
     /// [`Instrumentor::start_matched`] for a call that began at `since` (monotonic and wall-clock
     /// time), e.g. when the request arrived at a gateway that instruments it a little later.
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn start_matched_at(
         &self,
         found: crate::Match,

@@ -15,6 +15,26 @@ pub use crate::engine::ABANDONED;
 const MAX_GAPS: usize = 4096;
 
 /// A streamed response being observed.
+///
+/// ```
+/// use specter::{parent_context, HttpRequest, Instrumentor};
+///
+/// let instrumentor = Instrumentor::builder().build().unwrap();
+/// let mut request = HttpRequest {
+///     method: "POST".into(),
+///     url: "https://api.openai.com/v1/chat/completions".into(),
+///     headers: vec![],
+///     body: br#"{"model": "gpt-4o-mini", "stream": true, "messages": []}"#.to_vec(),
+/// };
+/// let call = instrumentor.start(&mut request, &parent_context()).unwrap();
+/// let sse = [("content-type".to_string(), "text/event-stream".to_string())];
+/// let mut stream = call.into_stream(200, &sse).unwrap();
+/// // Bytes as they arrive, split anywhere.
+/// stream.bytes(b"data: {\"choices\": [{\"delta\": {\"content\": \"Hel\"}}]}\n\nda");
+/// stream.bytes(b"ta: {\"choices\": [{\"delta\": {\"content\": \"lo\"}}]}\n\n");
+/// assert_eq!(stream.chunks(), 2);
+/// stream.end();
+/// ```
 pub struct StreamCall {
     parts: Option<Box<(CallSpan, StreamExchange)>>,
     first_chunk: Option<Duration>,

@@ -15,6 +15,29 @@ use crate::instrument::stall::{StallTimer, STALLED};
 pin_project_lite::pin_project! {
     /// A byte stream observed by a [`StreamCall`]. Items pass through unchanged; the span ends when
     /// the stream ends, yields an error, stalls longer than the stall timeout, or is dropped.
+    ///
+    /// ```
+    /// use futures::{executor::block_on, stream, StreamExt};
+    /// use specter::{parent_context, HttpRequest, InstrumentedStream, Instrumentor};
+    ///
+    /// let instrumentor = Instrumentor::builder().build().unwrap();
+    /// let mut request = HttpRequest {
+    ///     method: "POST".into(),
+    ///     url: "https://api.openai.com/v1/chat/completions".into(),
+    ///     headers: vec![],
+    ///     body: br#"{"model": "gpt-4o-mini", "stream": true, "messages": []}"#.to_vec(),
+    /// };
+    /// let call = instrumentor.start(&mut request, &parent_context()).unwrap();
+    /// let sse = [("content-type".to_string(), "text/event-stream".to_string())];
+    /// let call = call.into_stream(200, &sse).unwrap();
+    /// // The byte stream of any HTTP client.
+    /// let body = stream::iter(vec![
+    ///     Ok::<_, std::io::Error>(b"data: {\"choices\": [{\"delta\": {\"content\": \"hi\"}}]}\n\n".to_vec()),
+    ///     Ok(b"data: [DONE]\n\n".to_vec()),
+    /// ]);
+    /// let passed: Vec<_> = block_on(InstrumentedStream::new(body, call, None).collect());
+    /// assert_eq!(passed.len(), 2);
+    /// ```
     pub struct InstrumentedStream<S> {
         #[pin]
         inner: S,
@@ -86,6 +109,28 @@ where
 pin_project_lite::pin_project! {
     /// A stream or iterator of parsed chunks observed by a [`StreamCall`]; each chunk is
     /// serialised to JSON for folding and handed on unchanged.
+    ///
+    /// ```
+    /// use specter::{parent_context, HttpRequest, InstrumentedChunks, Instrumentor};
+    ///
+    /// let instrumentor = Instrumentor::builder().build().unwrap();
+    /// let mut request = HttpRequest {
+    ///     method: "POST".into(),
+    ///     url: "https://api.openai.com/v1/chat/completions".into(),
+    ///     headers: vec![],
+    ///     body: br#"{"model": "gpt-4o-mini", "stream": true, "messages": []}"#.to_vec(),
+    /// };
+    /// let call = instrumentor.start(&mut request, &parent_context()).unwrap();
+    /// let sse = [("content-type".to_string(), "text/event-stream".to_string())];
+    /// let call = call.into_stream(200, &sse).unwrap();
+    /// // Chunks a client SDK already parsed (anything `Serialize`).
+    /// let parsed = vec![
+    ///     serde_json::json!({"choices": [{"delta": {"content": "Hel"}}]}),
+    ///     serde_json::json!({"choices": [{"delta": {"content": "lo"}}]}),
+    /// ];
+    /// let handed_on: Vec<_> = InstrumentedChunks::new(parsed.into_iter(), call).collect();
+    /// assert_eq!(handed_on.len(), 2);
+    /// ```
     pub struct InstrumentedChunks<S> {
         #[pin]
         inner: S,

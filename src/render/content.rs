@@ -8,6 +8,16 @@ use serde_json::Value as Json;
 use crate::engine::Record;
 
 /// Where message content goes, as `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` says.
+///
+/// ```
+/// use specter::Capture;
+///
+/// let capture: Capture = "event_only".parse().unwrap();
+/// assert_eq!(capture, Capture::EventOnly);
+/// assert!(capture.on_event() && !capture.on_span());
+/// assert_eq!("false".parse::<Capture>().unwrap(), Capture::NoContent);
+/// ```
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Capture {
     /// No message content anywhere.
@@ -28,6 +38,11 @@ pub const CAPTURE_VALUES: &str = "true, false, NO_CONTENT, SPAN_ONLY, EVENT_ONLY
      (also 1, on, yes for the default SPAN_ONLY and 0, off, no, none, disabled for NO_CONTENT)";
 
 /// A content capture value that is none of [`CAPTURE_VALUES`].
+///
+/// ```
+/// let error = "sometimes".parse::<specter::Capture>().unwrap_err();
+/// assert_eq!(error.value, "sometimes");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{}` is not a content capture mode; accepted (case-insensitive): {CAPTURE_VALUES}", crate::printable::escape_controls(.value))]
 pub struct CaptureError {
@@ -36,6 +51,15 @@ pub struct CaptureError {
 }
 
 /// The content capture variable holds a value that is not accepted.
+///
+/// ```
+/// use std::ffi::OsStr;
+/// use specter::Capture;
+///
+/// let error = Capture::from_env_value(Some(OsStr::new("sometimes"))).unwrap_err();
+/// assert_eq!(error.0.value, "sometimes");
+/// assert_eq!(Capture::from_env_value(Some(OsStr::new("SPAN_AND_EVENT"))), Ok(Some(Capture::SpanAndEvent)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{CAPTURE_VARIABLE}: {0}")]
 pub struct ContentEnvError(pub CaptureError);
@@ -71,7 +95,7 @@ impl Capture {
     /// [`str::parse`] gives the error instead.
     ///
     /// ```
-    /// use specter::render::content::Capture;
+    /// use specter::Capture;
     /// assert_eq!(Capture::parse("false"), Some(Capture::NoContent));
     /// assert_eq!(Capture::parse("off"), Some(Capture::NoContent));
     /// assert_eq!(Capture::parse("SPAN_AND_EVENT"), Some(Capture::SpanAndEvent));
@@ -120,6 +144,15 @@ impl Capture {
 }
 
 /// A redaction: every match of `pattern` in content is replaced by `replacement`.
+///
+/// ```
+/// let redaction = specter::Redaction {
+///     pattern: regex::Regex::new(r"\b\d{4}-\d{4}-\d{4}-\d{4}\b").unwrap(),
+///     replacement: "<card>".into(),
+/// };
+/// let policy = specter::ContentPolicy::default().with_redactions(vec![redaction]);
+/// assert_eq!(policy.redactions[0].replacement, "<card>");
+/// ```
 #[derive(Debug, Clone)]
 pub struct Redaction {
     /// What to find.
@@ -129,6 +162,17 @@ pub struct Redaction {
 }
 
 /// What content is recorded and how.
+///
+/// ```
+/// use specter::{Capture, ContentPolicy};
+///
+/// let policy = ContentPolicy::default()
+///     .with_capture(Capture::SpanAndEvent)
+///     .with_max_length(Some(1000));
+/// assert!(policy.capture.on_span() && policy.capture.on_event());
+/// assert_eq!(ContentPolicy::default().capture, Capture::SpanOnly);
+/// ```
+#[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct ContentPolicy {
     /// Where content goes.
@@ -150,6 +194,47 @@ impl Default for ContentPolicy {
 }
 
 impl ContentPolicy {
+    /// Sets [`ContentPolicy::capture`].
+    ///
+    /// ```
+    /// use specter::{Capture, ContentPolicy};
+    ///
+    /// let policy = ContentPolicy::default().with_capture(Capture::EventOnly);
+    /// assert!(policy.capture.on_event() && !policy.capture.on_span());
+    /// ```
+    pub fn with_capture(mut self, capture: Capture) -> Self {
+        self.capture = capture;
+        self
+    }
+
+    /// Sets [`ContentPolicy::max_length`].
+    ///
+    /// ```
+    /// let policy = specter::ContentPolicy::default().with_max_length(Some(200));
+    /// assert_eq!(policy.max_length, Some(200));
+    /// ```
+    pub fn with_max_length(mut self, max_length: Option<usize>) -> Self {
+        self.max_length = max_length;
+        self
+    }
+
+    /// Sets [`ContentPolicy::redactions`].
+    ///
+    /// ```
+    /// use specter::{ContentPolicy, Redaction};
+    ///
+    /// let email = Redaction {
+    ///     pattern: regex::Regex::new(r"[\w.]+@[\w.]+").unwrap(),
+    ///     replacement: "<email>".into(),
+    /// };
+    /// let policy = ContentPolicy::default().with_redactions(vec![email]);
+    /// assert_eq!(policy.redactions.len(), 1);
+    /// ```
+    pub fn with_redactions(mut self, redactions: Vec<Redaction>) -> Self {
+        self.redactions = redactions;
+        self
+    }
+
     /// The default policy, with `capture` from `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`
     /// when it is set (an empty value counts as unset).
     ///

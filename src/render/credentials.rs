@@ -39,7 +39,7 @@ impl Credentials {
     /// ...). Values shorter than [`MIN_SECRET_LEN`] are left out.
     ///
     /// ```
-    /// use specter::render::credentials::Credentials;
+    /// use specter::unstable::render::credentials::Credentials;
     /// let c = Credentials::of_request(
     ///     &[("Authorization".into(), "Bearer sk-live-0123456789".into())],
     ///     &[("key".into(), "AIzaSyExample0123".into())],

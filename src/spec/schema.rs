@@ -5,7 +5,7 @@ use super::ProviderSpec;
 /// The JSON Schema of a provider YAML file, as committed in `schemas/provider.schema.json`.
 ///
 /// ```
-/// let schema = specter::spec::provider_schema();
+/// let schema = specter::unstable::spec::provider_schema();
 /// assert_eq!(schema["title"], "specter provider spec");
 /// ```
 pub fn provider_schema() -> serde_json::Value {

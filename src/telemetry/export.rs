@@ -58,7 +58,7 @@ impl LineSink {
     /// A sink calling `write` with each line (without its newline).
     ///
     /// ```
-    /// let sink = specter::telemetry::export::LineSink::new(|line| eprintln!("{line}"));
+    /// let sink = specter::unstable::telemetry::export::LineSink::new(|line| eprintln!("{line}"));
     /// # let _ = sink;
     /// ```
     pub fn new(write: impl Fn(&str) + Send + Sync + 'static) -> LineSink {

@@ -190,6 +190,26 @@ pub fn extract_context(headers: &[(String, String)]) -> Context {
 }
 
 /// Emits spans and metrics for records.
+///
+/// ```
+/// use opentelemetry::trace::TracerProvider as _;
+/// use opentelemetry::metrics::MeterProvider as _;
+/// use opentelemetry_sdk::{metrics::SdkMeterProvider, trace::SdkTracerProvider};
+/// use specter::{ContentPolicy, Dialect, Instrumentor, Telemetry};
+///
+/// // The application's own providers rather than the global ones.
+/// let tracer_provider = SdkTracerProvider::builder().build();
+/// let meter_provider = SdkMeterProvider::builder().build();
+/// let tracer = opentelemetry::global::BoxedTracer::new(Box::new(tracer_provider.tracer("specter")));
+/// let telemetry = Telemetry::new(
+///     tracer,
+///     &meter_provider.meter("specter"),
+///     vec![Dialect::Semconv],
+///     ContentPolicy::default(),
+/// );
+/// let instrumentor = Instrumentor::builder().telemetry(telemetry).build().unwrap();
+/// # let _ = instrumentor;
+/// ```
 pub struct Telemetry {
     tracer: BoxedTracer,
     instruments: Instruments,
@@ -391,12 +411,18 @@ impl Telemetry {
     }
 
     /// Counts calls into `calls` (shared with whoever reports them).
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn with_call_counts(mut self, calls: Arc<CallCounts>) -> Telemetry {
         self.calls = calls;
         self
     }
 
     /// Calls started and ended so far.
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn call_counts(&self) -> &Arc<CallCounts> {
         &self.calls
     }
@@ -407,12 +433,18 @@ impl Telemetry {
     }
 
     /// Starts the span of a call from its request-phase record, as a child of `parent`.
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn start(&self, record: &Record, parent: &Context, start: SystemTime) -> ActiveSpan {
         self.start_scrubbed(record, parent, start, Credentials::default())
     }
 
     /// [`Telemetry::start`] for a call whose request carried `credentials`: they are replaced by
     /// `[REDACTED]` in every string the span exports, now and when it finishes.
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn start_scrubbed(
         &self,
         record: &Record,
@@ -453,6 +485,9 @@ impl Telemetry {
     /// Ends a call's span with its final record and records its metrics. Consumes the span, so
     /// it ends exactly once. Everything exported (attributes, events, status, metric attributes)
     /// is rendered from the record here, after the call's credentials are scrubbed from it.
+    ///
+    /// Takes or returns types of specter's unstable internals: not covered by semver.
+    #[doc(hidden)]
     pub fn finish(
         &self,
         mut active: ActiveSpan,

@@ -10,11 +10,11 @@ use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-use specter::gateway::{self, GatewayConfig, InFlight, Proxy};
 use specter::instrument::Instrumentor;
-use specter::render::content::ContentPolicy;
-use specter::render::dialect::Dialect;
-use specter::telemetry::Telemetry;
+use specter::unstable::gateway::{self, GatewayConfig, InFlight, Proxy};
+use specter::ContentPolicy;
+use specter::Dialect;
+use specter::Telemetry;
 
 /// A running in-process gateway and where its telemetry goes.
 pub struct InProcess {

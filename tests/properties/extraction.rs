@@ -174,38 +174,31 @@ pub(crate) fn options() -> &'static [ExtractOptions] {
             .collect();
         vec![
             ExtractOptions::default(),
-            ExtractOptions {
-                dialects: vec![Dialect::Semconv],
-                content: ContentPolicy {
-                    capture: Capture::SpanAndEvent,
-                    max_length: Some(3),
-                    redactions: vec![Redaction {
-                        pattern: regex::Regex::new("[a-z]+|😀").unwrap(),
-                        replacement: "*".into(),
-                    }],
-                },
-                provider: None,
-                ..ExtractOptions::default()
-            },
-            ExtractOptions {
-                dialects: dialects.clone(),
-                content: ContentPolicy {
-                    capture: Capture::NoContent,
-                    ..ContentPolicy::default()
-                },
-                provider: None,
-                ..ExtractOptions::default()
-            },
-            ExtractOptions {
-                dialects,
-                content: ContentPolicy {
-                    capture: Capture::EventOnly,
-                    max_length: Some(0),
-                    redactions: Vec::new(),
-                },
-                provider: None,
-                ..ExtractOptions::default()
-            },
+            ExtractOptions::default()
+                .with_dialects(vec![Dialect::Semconv])
+                .with_content(
+                    ContentPolicy::default()
+                        .with_capture(Capture::SpanAndEvent)
+                        .with_max_length(Some(3))
+                        .with_redactions(vec![Redaction {
+                            pattern: regex::Regex::new("[a-z]+|😀").unwrap(),
+                            replacement: "*".into(),
+                        }]),
+                )
+                .with_provider(None),
+            ExtractOptions::default()
+                .with_dialects(dialects.clone())
+                .with_content(ContentPolicy::default().with_capture(Capture::NoContent))
+                .with_provider(None),
+            ExtractOptions::default()
+                .with_dialects(dialects)
+                .with_content(
+                    ContentPolicy::default()
+                        .with_capture(Capture::EventOnly)
+                        .with_max_length(Some(0))
+                        .with_redactions(Vec::new()),
+                )
+                .with_provider(None),
         ]
     })
 }
@@ -433,10 +426,11 @@ pub(crate) fn fixtures() -> &'static [Fixture] {
             .collect();
         dirs.sort();
         for dir in dirs {
-            let meta =
-                specter::yaml::parse(&std::fs::read_to_string(dir.join("meta.yaml")).unwrap())
-                    .unwrap()
-                    .value;
+            let meta = specter::unstable::yaml::parse(
+                &std::fs::read_to_string(dir.join("meta.yaml")).unwrap(),
+            )
+            .unwrap()
+            .value;
             let text = |k: &str| meta[k].as_str().map(str::to_string);
             let read = |f: Option<String>| {
                 f.map(|f| std::fs::read(dir.join(f)).unwrap_or_default())

@@ -199,10 +199,7 @@ proptest! {
                     };
                     // Pinned: a spec that lost its hosts shares its routes with its parent,
                     // and `extract` refuses to guess between them.
-                    let pinned = ExtractOptions {
-                        provider: Some(provider.id.to_string()),
-                        ..ExtractOptions::default()
-                    };
+                    let pinned = ExtractOptions::default().with_provider(Some(provider.id.to_string()));
                     let out = extract_with(&loaded, &exchange, &pinned);
                     // A host shared with another provider (a child spec that lost its own
                     // `upstream`) goes to the base provider, whose routes may not match.
@@ -235,7 +232,7 @@ pub(crate) fn dialect_docs() -> &'static [(String, Json)] {
                 let text = std::fs::read_to_string(&p).unwrap();
                 (
                     p.display().to_string(),
-                    specter::yaml::parse(&text).unwrap().value,
+                    specter::unstable::yaml::parse(&text).unwrap().value,
                 )
             })
             .collect();
@@ -276,7 +273,7 @@ proptest! {
             content_type: fixture.content_type.clone(),
             response_headers: fixture.response_headers.clone(),
         };
-        let options = ExtractOptions { dialects: vec![Dialect::Semconv, dialect], content: ContentPolicy::default(), provider: None, ..ExtractOptions::default() };
+        let options = ExtractOptions::default().with_dialects(vec![Dialect::Semconv, dialect]).with_content(ContentPolicy::default()).with_provider(None);
         run_extract(&exchange, &options, &fixture.provider)?;
     }
 }
@@ -285,7 +282,7 @@ proptest! {
 fn unedited_specs_reemitted_as_yaml_still_load() {
     // The emitters used above are faithful: every bundled spec, re-emitted in each style, loads.
     for style in 0..3 {
-        let sources: Vec<Source> = specter::catalog::bundled::PROVIDERS
+        let sources: Vec<Source> = specter::unstable::catalog::bundled::PROVIDERS
             .iter()
             .map(|(name, _)| Source {
                 name: format!("providers/{name}"),
@@ -357,7 +354,7 @@ fn yaml_aliases_cannot_expand_a_small_file_into_a_huge_document() {
             _ => 0,
         }
     }
-    if let Ok(doc) = specter::yaml::parse(&text) {
+    if let Ok(doc) = specter::unstable::yaml::parse(&text) {
         let n = nodes(&doc.value);
         assert!(
             n <= 64 * text.len(),

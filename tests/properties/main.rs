@@ -38,15 +38,17 @@ use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use proptest::test_runner::{Config, TestCaseError};
 use serde_json::{json, Map, Number, Value as Json};
-use specter::compile::rules::{Framing, PayloadEncoding};
-use specter::compile::rules::{Operation, Piece, Provider, Route, Stream};
-use specter::compile::{parse_template, JsonPath, Source};
-use specter::engine::stream::{encode_event_message, Deframer, FoldOutcome, Folder, Frame};
-use specter::engine::HttpTarget;
 use specter::offline::{extract, ExtractOptions, Recorded, DEFAULT_TEXT_CAP};
-use specter::render::content::{Capture, ContentPolicy, Redaction};
-use specter::render::dialect::Dialect;
+use specter::unstable::compile::rules::{Framing, PayloadEncoding};
+use specter::unstable::compile::rules::{Operation, Piece, Provider, Route, Stream};
+use specter::unstable::compile::{parse_template, JsonPath, Source};
+use specter::unstable::engine::stream::{
+    encode_event_message, Deframer, FoldOutcome, Folder, Frame,
+};
+use specter::unstable::engine::HttpTarget;
+use specter::unstable::render::content::{Capture, ContentPolicy, Redaction};
 use specter::Catalog;
+use specter::Dialect;
 use std::sync::{Arc, OnceLock};
 
 mod deframing;

@@ -29,7 +29,7 @@ pub(crate) fn catalog() -> &'static Catalog {
 }
 
 pub(crate) fn bundled_text(file: &str) -> &'static str {
-    specter::catalog::bundled::PROVIDERS
+    specter::unstable::catalog::bundled::PROVIDERS
         .iter()
         .find(|(name, _)| *name == file)
         .unwrap_or_else(|| panic!("no bundled {file}"))
@@ -55,9 +55,9 @@ pub(crate) const SPEC_FILES: &[&str] = &[
 pub(crate) fn spec_doc(file: &str) -> Json {
     static DOCS: OnceLock<Vec<(&'static str, Json)>> = OnceLock::new();
     let docs = DOCS.get_or_init(|| {
-        specter::catalog::bundled::PROVIDERS
+        specter::unstable::catalog::bundled::PROVIDERS
             .iter()
-            .map(|(name, text)| (*name, specter::yaml::parse(text).unwrap().value))
+            .map(|(name, text)| (*name, specter::unstable::yaml::parse(text).unwrap().value))
             .collect()
     });
     docs.iter().find(|(n, _)| *n == file).unwrap().1.clone()

@@ -45,6 +45,14 @@ const BUNDLED: &[(&str, &str)] = &[
 ];
 
 /// A way of naming attributes.
+///
+/// ```
+/// use specter::Dialect;
+///
+/// let dialects = vec![Dialect::Semconv, Dialect::named("openinference").unwrap()];
+/// assert_eq!(dialects.len(), 2);
+/// ```
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Dialect {
     /// The OpenTelemetry GenAI semantic conventions (the default).
@@ -54,6 +62,14 @@ pub enum Dialect {
 }
 
 /// Why a dialect could not be loaded.
+///
+/// ```
+/// use specter::{Dialect, DialectError};
+///
+/// let error = Dialect::named("no_such_dialect").unwrap_err();
+/// assert_eq!(error, DialectError::Unknown("no_such_dialect".into()));
+/// ```
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DialectError {
     /// No dialect has this name.
@@ -73,7 +89,7 @@ impl Dialect {
     /// A dialect by name: `semconv` (alias `otel`), `agentops`, `openinference`.
     ///
     /// ```
-    /// use specter::render::dialect::Dialect;
+    /// use specter::Dialect;
     /// assert_eq!(Dialect::named("otel").unwrap(), Dialect::Semconv);
     /// assert!(matches!(Dialect::named("agentops").unwrap(), Dialect::Flat(_)));
     /// assert!(Dialect::named("nope").is_err());
@@ -161,7 +177,7 @@ fn validator() -> Option<&'static jsonschema::Validator> {
 /// give way to the newest conventions' dialect; without it the dialects are unchanged.
 ///
 /// ```
-/// use specter::render::dialect::{with_stability_opt_in, Dialect};
+/// use specter::unstable::render::dialect::{with_stability_opt_in, Dialect};
 /// let latest = with_stability_opt_in(vec![Dialect::Semconv], Some("http, gen_ai_latest_experimental")).unwrap();
 /// assert_eq!(latest, vec![Dialect::named("gen_ai_latest_experimental").unwrap()]);
 /// let default = with_stability_opt_in(vec![Dialect::Semconv], Some("http")).unwrap();
@@ -298,11 +314,11 @@ pub fn render_taking(record: &mut Record, dialects: &[Dialect]) -> BTreeMap<Stri
 ///
 /// ```
 /// # use std::collections::BTreeMap;
-/// # let record = specter::engine::Record { provider: "openai".into(), operation: "chat".into(),
+/// # let record = specter::unstable::engine::Record { provider: "openai".into(), operation: "chat".into(),
 /// #     span_name: "chat".into(), client_span: true, attributes: BTreeMap::new(),
 /// #     input_messages: Some(r#"[{"role":"user","parts":[]}]"#.into()), output_messages: None,
 /// #     system_instructions: None, tool_definitions: None, error: None, problems: vec![], stream: None, metric_values: vec![] };
-/// let attributes = specter::render::dialect::semconv(&record, true);
+/// let attributes = specter::unstable::render::dialect::semconv(&record, true);
 /// assert_eq!(attributes["gen_ai.input.messages"], r#"[{"role":"user","parts":[]}]"#);
 /// ```
 pub fn semconv(record: &Record, content: bool) -> BTreeMap<String, Json> {
