@@ -631,7 +631,12 @@ fn reencoded_fixture_streams_fold_like_the_recordings() {
     for fixture in fixtures().iter().filter(|f| f.streaming) {
         let target = HttpTarget::parse(&fixture.url).unwrap();
         let found = catalog()
-            .find(&fixture.method, Some(&target.host), &target.path, &target.query)
+            .find(
+                &fixture.method,
+                Some(&target.host),
+                &target.path,
+                &target.query,
+            )
             .unwrap();
         let Some(stream) = &found.operation.stream else {
             continue;
