@@ -64,6 +64,8 @@ pub mod spec;
 pub mod telemetry;
 #[cfg(feature = "gateway")]
 pub mod tls;
+#[cfg(feature = "gateway")]
+pub mod viewer;
 pub mod yaml;
 
 pub use catalog::{Catalog, CatalogSlot, LoadError, Match};

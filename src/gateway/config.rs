@@ -177,6 +177,11 @@ pub struct ConfigFile {
     /// come before the bundled ones. `--prices` wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prices: Option<PathBuf>,
+    /// Calls the trace viewer (`/-/viewer/`) keeps indexed from the traces file, the oldest
+    /// dropped first (about 120 bytes each); 0 turns the viewer off. Default 100000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 100000))]
+    pub viewer_max_calls: Option<usize>,
 }
 
 /// One redaction rule.
@@ -301,6 +306,8 @@ pub struct GatewayConfig {
     pub context: std::sync::Arc<crate::context::ContextRules>,
     /// Model prices.
     pub prices: std::sync::Arc<crate::prices::PriceBook>,
+    /// Calls the trace viewer keeps indexed; 0 turns it off.
+    pub viewer_max_calls: usize,
 }
 
 impl Default for GatewayConfig {
@@ -330,6 +337,7 @@ impl Default for GatewayConfig {
             aws_signing: BTreeMap::new(),
             context: std::sync::Arc::new(crate::context::ContextRules::default()),
             prices: crate::prices::PriceBook::bundled(),
+            viewer_max_calls: crate::viewer::Limits::DEFAULT_MAX_CALLS,
         }
     }
 }

@@ -43,6 +43,8 @@ pub struct Proxy {
     pub budget: super::RequestBudget,
     /// Routes that matched no operation, reported once each.
     pub unmatched: super::unmatched::UnmatchedRoutes,
+    /// The trace viewer over the traces file (`None` without one).
+    pub viewer: Option<Arc<crate::viewer::Viewer>>,
 }
 
 impl Proxy {
@@ -64,6 +66,7 @@ impl Proxy {
             connections,
             budget,
             unmatched: Default::default(),
+            viewer: None,
         }
     }
 }
@@ -157,6 +160,12 @@ impl Proxy {
     ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
         if request.uri().path() == "/healthz" {
             return Ok(self.health(&request));
+        }
+        if crate::viewer::is_viewer_path(request.uri().path()) {
+            let (method, uri, headers) = (request.method(), request.uri(), request.headers());
+            let local_only = self.config.listen.ip().is_loopback();
+            let viewer = self.viewer.clone();
+            return Ok(crate::viewer::respond(viewer, method, uri, headers, local_only).await);
         }
         let in_flight = self.in_flight.enter();
         let response = if super::upgrade::requested(&request) {
