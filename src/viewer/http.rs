@@ -235,8 +235,25 @@ fn asset(text: &'static str, content_type: &'static str) -> Response<ViewerBody>
     secure(Response::new(body(Bytes::from_static(text.as_bytes()))), content_type)
 }
 
+/// `value` as JSON text in which `<`, `>` and `&` are written as `\u003c`, `\u003e` and
+/// `\u0026` (the same JSON value): span text never reads as markup, even to a browser that
+/// ignores the content type.
+pub fn inert_json(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn json(status: StatusCode, value: &serde_json::Value) -> Response<ViewerBody> {
-    let mut response = Response::new(body(Bytes::from(value.to_string())));
+    let mut response = Response::new(body(Bytes::from(inert_json(value))));
     *response.status_mut() = status;
     secure(response, "application/json")
 }
@@ -260,6 +277,15 @@ mod tests {
         assert!(is_viewer_path("/-/viewer/api/calls"));
         assert!(!is_viewer_path("/-/viewerx"));
         assert!(!is_viewer_path("/openai/v1/chat/completions"));
+    }
+
+    #[test]
+    fn json_text_carries_no_markup_characters() {
+        let value = serde_json::json!({"text": "<script>alert('&')</script>"});
+        let text = inert_json(&value);
+        assert!(!text.contains('<') && !text.contains('>') && !text.contains('&'), "{text}");
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, value);
     }
 
     #[test]

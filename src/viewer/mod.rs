@@ -39,7 +39,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-pub use http::{is_viewer_path, respond, ViewerBody, PREFIX};
+pub use http::{endpoint, is_viewer_path, respond, ViewerBody, PREFIX};
 pub use index::{Filter, GroupBy, Index, Limits, Page, Sort};
 
 /// The least time between two refreshes of the index from the files.
