@@ -127,7 +127,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ask("calls", &[("offset", "50000")])
     });
     timed("filter: provider + model", runs, || {
-        ask("calls", &[("provider", "anthropic"), ("model", "claude-haiku-4")])
+        ask(
+            "calls",
+            &[("provider", "anthropic"), ("model", "claude-haiku-4")],
+        )
     });
     timed("filter: one session", runs, || {
         ask("calls", &[("session", "session-4242")])
@@ -135,21 +138,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     timed("filter: status error", runs, || {
         ask("calls", &[("status", "error")])
     });
-    timed("filter: free text", runs, || ask("calls", &[("q", "user-42")]));
+    timed("filter: free text", runs, || {
+        ask("calls", &[("q", "user-42")])
+    });
     timed("sort: by cost", runs, || ask("calls", &[("sort", "cost")]));
     timed("sort: by duration, filtered by provider", runs, || {
         ask("calls", &[("sort", "duration"), ("provider", "openai")])
     });
     let call = ask("calls", &[("offset", "500000"), ("limit", "1")]);
-    let trace = call["calls"][0]["trace_id"].as_str().unwrap_or_default().to_string();
-    let span = call["calls"][0]["span_id"].as_str().unwrap_or_default().to_string();
+    let trace = call["calls"][0]["trace_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let span = call["calls"][0]["span_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     timed("one call (read back by offset)", runs, || {
         ask(&format!("call/{trace}/{span}"), &[])
     });
     timed("groups: by session", runs, || {
         ask("groups", &[("by", "session")])
     });
-    timed("groups: by trace", runs, || ask("groups", &[("by", "trace")]));
+    timed("groups: by trace", runs, || {
+        ask("groups", &[("by", "trace")])
+    });
     let totals = timed("totals: all calls", runs, || ask("totals", &[]));
     timed("totals: one provider", runs, || {
         ask("totals", &[("provider", "openai")])

@@ -19,8 +19,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::serve::Served;
-use upstream::{StreamEnd, Upstream};
 use serde_json::{json, Value};
+use upstream::{StreamEnd, Upstream};
 
 const HOSTILE: &str = "<script>alert('owned')</script><img src=x onerror=alert(1)>";
 
@@ -160,10 +160,19 @@ async fn the_gateway_lists_filters_opens_and_totals_its_calls() {
     // The page, read-only, and only under a loopback name.
     let (status, headers, html) = get(&format!("{base}/-/viewer/")).await;
     assert_eq!(status, 200);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
-    assert!(html.contains("app.js") && !html.contains("<script>"), "{html}");
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(
+        html.contains("app.js") && !html.contains("<script>"),
+        "{html}"
+    );
     let (_, _, script) = get(&format!("{base}/-/viewer/app.js")).await;
-    assert!(!script.contains(".innerHTML"), "span text is set with textContent only");
+    assert!(
+        !script.contains(".innerHTML"),
+        "span text is set with textContent only"
+    );
     let post = reqwest::Client::new()
         .post(format!("{base}/-/viewer/api/calls"))
         .send()
@@ -172,7 +181,10 @@ async fn the_gateway_lists_filters_opens_and_totals_its_calls() {
     assert_eq!(post.status(), 405);
     let rebound = reqwest::Client::new()
         .get(format!("{base}/-/viewer/api/calls"))
-        .header("host", format!("attacker.example:{}", served.address.port()))
+        .header(
+            "host",
+            format!("attacker.example:{}", served.address.port()),
+        )
         .send()
         .await
         .unwrap();
@@ -205,7 +217,9 @@ impl View {
         });
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut seen = Vec::new();
-        while let Ok(line) = receive.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        while let Ok(line) =
+            receive.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
             if let Some(rest) = line.split("trace viewer at http://").nth(1) {
                 let address = rest.split('/').next().unwrap().to_string();
                 return View { child, address };

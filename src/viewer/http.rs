@@ -52,7 +52,10 @@ pub async fn respond(
     if method != Method::GET && method != Method::HEAD {
         let mut r = json(
             StatusCode::METHOD_NOT_ALLOWED,
-            &error("method_not_allowed", "the viewer is read-only: GET and HEAD"),
+            &error(
+                "method_not_allowed",
+                "the viewer is read-only: GET and HEAD",
+            ),
         );
         r.headers_mut()
             .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -125,7 +128,10 @@ pub fn endpoint(
             };
             let ascending = query.get("order").is_some_and(|o| o == "asc");
             let page = viewer.with_index(|i| i.list(&filter, sort, ascending, offset, limit));
-            (StatusCode::OK, serde_json::to_value(page).unwrap_or_default())
+            (
+                StatusCode::OK,
+                serde_json::to_value(page).unwrap_or_default(),
+            )
         }
         ["call", trace, span] => match viewer.call(trace, span) {
             Some(call) => (StatusCode::OK, call),
@@ -232,7 +238,10 @@ fn secure(mut response: Response<ViewerBody>, content_type: &'static str) -> Res
 }
 
 fn asset(text: &'static str, content_type: &'static str) -> Response<ViewerBody> {
-    secure(Response::new(body(Bytes::from_static(text.as_bytes()))), content_type)
+    secure(
+        Response::new(body(Bytes::from_static(text.as_bytes()))),
+        content_type,
+    )
 }
 
 /// `value` as JSON text in which `<`, `>` and `&` are written as `\u003c`, `\u003e` and
@@ -283,7 +292,10 @@ mod tests {
     fn json_text_carries_no_markup_characters() {
         let value = serde_json::json!({"text": "<script>alert('&')</script>"});
         let text = inert_json(&value);
-        assert!(!text.contains('<') && !text.contains('>') && !text.contains('&'), "{text}");
+        assert!(
+            !text.contains('<') && !text.contains('>') && !text.contains('&'),
+            "{text}"
+        );
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back, value);
     }

@@ -545,11 +545,7 @@ impl Index {
         let mut groups: Vec<(String, Group)> = by_string
             .into_iter()
             .map(|(id, g)| (self.strings.get(id).to_string(), g))
-            .chain(
-                by_trace
-                    .into_iter()
-                    .map(|(t, g)| (super::otlp::hex(&t), g)),
-            )
+            .chain(by_trace.into_iter().map(|(t, g)| (super::otlp::hex(&t), g)))
             .collect();
         let total = groups.len();
         let order = |a: &(String, Group), b: &(String, Group)| b.1.last_ns.cmp(&a.1.last_ns);
@@ -579,5 +575,185 @@ impl Index {
             })
             .collect();
         serde_json::json!({"total": total, "groups": groups, "indexed": self.indexed})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(i: u64, provider: &str, session: &str, cost: f64) -> SpanSummary {
+        SpanSummary {
+            trace_id: [i as u8; 16],
+            span_id: [i as u8; 8],
+            start_ns: i * 1_000_000_000,
+            duration_ms: (i * 10) as f64,
+            provider: provider.into(),
+            request_model: "m".into(),
+            session: session.into(),
+            input_tokens: Some(i),
+            cost: Some(cost),
+            error: i % 2 == 0,
+            ..SpanSummary::default()
+        }
+    }
+
+    fn index(max_calls: usize) -> Index {
+        Index::new(Limits {
+            max_calls,
+            ..Limits::default()
+        })
+    }
+
+    fn ids(page: &Page) -> Vec<u64> {
+        page.calls
+            .iter()
+            .map(|c| c["input_tokens"].as_u64().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn lists_newest_first_filters_and_pages() {
+        let mut index = index(100);
+        for i in 1..=6 {
+            let provider = if i <= 3 { "openai" } else { "anthropic" };
+            index.push(
+                &call(i, provider, if i % 3 == 0 { "s" } else { "" }, 0.0),
+                0,
+                0,
+                0,
+            );
+        }
+        let all = index.list(&Filter::default(), Sort::Time, false, 0, 4);
+        assert_eq!((all.total, ids(&all)), (6, vec![6, 5, 4, 3]));
+        let next = index.list(&Filter::default(), Sort::Time, false, 4, 4);
+        assert_eq!(ids(&next), vec![2, 1]);
+        let openai = Filter {
+            provider: Some("openai".into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            ids(&index.list(&openai, Sort::Time, false, 0, 10)),
+            vec![3, 2, 1]
+        );
+        let session = Filter {
+            session: Some("s".into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            ids(&index.list(&session, Sort::Time, false, 0, 10)),
+            vec![6, 3]
+        );
+        let errors = Filter {
+            status: Some("error".into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            ids(&index.list(&errors, Sort::Time, false, 0, 10)),
+            vec![6, 4, 2]
+        );
+        let text = Filter {
+            text: Some("ANTHRO".into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            ids(&index.list(&text, Sort::Time, false, 0, 10)),
+            vec![6, 5, 4]
+        );
+        let unknown = Filter {
+            user: Some("nobody".into()),
+            ..Filter::default()
+        };
+        assert_eq!(index.list(&unknown, Sort::Time, false, 0, 10).total, 0);
+    }
+
+    #[test]
+    fn sorts_by_cost_and_duration() {
+        let mut index = index(100);
+        for (i, cost) in [(1, 0.5), (2, 3.0), (3, 1.0), (4, 2.0)] {
+            index.push(&call(i, "p", "", cost), 0, 0, 0);
+        }
+        let by_cost = index.list(&Filter::default(), Sort::Cost, false, 0, 2);
+        assert_eq!((by_cost.total, ids(&by_cost)), (4, vec![2, 4]));
+        let by_cost = index.list(&Filter::default(), Sort::Cost, false, 2, 2);
+        assert_eq!(ids(&by_cost), vec![3, 1]);
+        let fastest = index.list(&Filter::default(), Sort::Duration, true, 0, 3);
+        assert_eq!(ids(&fastest), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn keeps_at_most_max_calls_and_forgets_their_strings() {
+        let mut index = index(3);
+        for i in 1..=5000 {
+            index.push(&call(i, "p", &format!("session-{i}"), 0.0), 0, 0, 0);
+        }
+        assert_eq!(index.len(), 3);
+        assert_eq!(index.indexed(), 5000);
+        let page = index.list(&Filter::default(), Sort::Time, false, 0, 10);
+        assert_eq!(ids(&page), vec![5000, 4999, 4998]);
+        assert_eq!(page.calls[0]["session"], "session-5000");
+        assert!(
+            index.strings.texts.len() < 4096 + 10,
+            "{}",
+            index.strings.texts.len()
+        );
+    }
+
+    #[test]
+    fn pages_are_capped() {
+        let mut index = index(1000);
+        for i in 1..=700 {
+            index.push(&call(i, "p", "", 0.0), 0, 0, 0);
+        }
+        let page = index.list(&Filter::default(), Sort::Time, false, 0, 10_000);
+        assert_eq!(page.calls.len(), Limits::default().max_page);
+    }
+
+    #[test]
+    fn groups_carry_their_totals() {
+        let mut index = index(100);
+        index.push(&call(1, "p", "a", 0.25), 0, 0, 0);
+        index.push(&call(2, "p", "b", 1.0), 0, 0, 0);
+        index.push(&call(3, "p", "a", 0.5), 0, 0, 0);
+        index.push(&call(4, "p", "", 0.5), 0, 0, 0);
+        let groups = index.groups(GroupBy::Session, &Filter::default(), 0, 10);
+        assert_eq!(groups["total"], 2);
+        let a = &groups["groups"][0];
+        assert_eq!(
+            (a["key"].as_str(), a["calls"].as_u64()),
+            (Some("a"), Some(2))
+        );
+        assert_eq!(a["input_tokens"], 4);
+        assert_eq!(a["cost"], 0.75);
+        assert_eq!(a["first_ms"], 1000);
+        let traces = index.groups(GroupBy::Trace, &Filter::default(), 0, 10);
+        assert_eq!(traces["total"], 4);
+    }
+
+    #[test]
+    fn totals_by_provider_and_model() {
+        let mut index = index(100);
+        for i in 1..=4 {
+            index.push(&call(i, if i == 4 { "q" } else { "p" }, "", 1.0), 0, 0, 0);
+        }
+        let totals = index.totals(&Filter::default());
+        assert_eq!(totals["all"]["calls"], 4);
+        assert_eq!(totals["all"]["input_tokens"], 10);
+        assert_eq!(totals["all"]["errors"], 2);
+        assert_eq!(totals["all"]["error_rate"], 0.5);
+        let first = &totals["by_model"][0];
+        assert_eq!(
+            (first["provider"].as_str(), first["calls"].as_u64()),
+            (Some("p"), Some(3))
+        );
+        assert_eq!(first["duration_p50_ms"], 20.0);
+        assert_eq!(first["cost"], 3.0);
+        let calls: u64 = totals["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["calls"].as_u64().unwrap())
+            .sum();
+        assert_eq!(calls, 4);
     }
 }

@@ -190,7 +190,10 @@ fn span_in_line(
     let resources = request.get_mut("resourceSpans")?.as_array_mut()?;
     for resource in resources {
         let res = resource.get("resource").cloned().unwrap_or_default();
-        let Some(scopes) = resource.get_mut("scopeSpans").and_then(|s| s.as_array_mut()) else {
+        let Some(scopes) = resource
+            .get_mut("scopeSpans")
+            .and_then(|s| s.as_array_mut())
+        else {
             continue;
         };
         for scope in scopes {

@@ -167,7 +167,12 @@ pub fn hex(bytes: &[u8]) -> String {
 
 fn summarize(span: Span) -> Option<SpanSummary> {
     let start = span.start.as_ref().and_then(Int::value).unwrap_or(0).max(0);
-    let end = span.end.as_ref().and_then(Int::value).unwrap_or(start).max(start);
+    let end = span
+        .end
+        .as_ref()
+        .and_then(Int::value)
+        .unwrap_or(start)
+        .max(start);
     let mut summary = SpanSummary {
         trace_id: hex_id(&span.trace_id)?,
         span_id: hex_id(&span.span_id)?,

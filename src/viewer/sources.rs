@@ -166,9 +166,8 @@ impl Sources {
     fn forget(&mut self, index: &Index) {
         let oldest = index.oldest_file().unwrap_or(u32::MAX);
         let current = self.current.as_ref().map(|r| r.id);
-        self.handles.retain(|id, file| {
-            Some(*id) == current || (*id >= oldest && !deleted(file))
-        });
+        self.handles
+            .retain(|id, file| Some(*id) == current || (*id >= oldest && !deleted(file)));
     }
 
     /// Files held open.
@@ -195,7 +194,9 @@ impl Sources {
 /// returns the bytes consumed (0 at the end of the file).
 fn read_lines(reading: &mut Reading, index: &mut Index, budget: u64, skipped: &mut u64) -> u64 {
     let max_line = index.limits().max_line_bytes;
-    let want = usize::try_from(budget).unwrap_or(usize::MAX).clamp(1, CHUNK);
+    let want = usize::try_from(budget)
+        .unwrap_or(usize::MAX)
+        .clamp(1, CHUNK);
     let available = reading
         .file
         .metadata()
@@ -289,4 +290,87 @@ fn read_at(file: &File, offset: u64, buffer: &mut [u8]) -> std::io::Result<usize
         }
     }
     Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::viewer::index::{Filter, Limits, Sort};
+    use std::io::Write as _;
+
+    fn line(n: u8) -> String {
+        format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"{t}","spanId":"{s}","startTimeUnixNano":"{n}","attributes":[{{"key":"gen_ai.provider.name","value":{{"stringValue":"p{n}"}}}}]}}]}}]}}]}}"#,
+            t = format!("{n:032x}"),
+            s = format!("{n:016x}"),
+        ) + "\n"
+    }
+
+    fn append(path: &Path, text: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    fn providers(index: &Index) -> Vec<String> {
+        index
+            .list(&Filter::default(), Sort::Time, true, 0, 100)
+            .calls
+            .iter()
+            .map(|c| c["provider"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn follows_appends_unfinished_lines_and_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        append(&path, &(line(1) + "not json\n" + &line(2)));
+        let mut index = Index::new(Limits::default());
+        let mut sources = Sources::new(vec![path.clone()], true);
+        sources.refresh(&mut index);
+        assert_eq!(providers(&index), ["p1", "p2"]);
+        assert_eq!(sources.skipped_lines, 1);
+        // Half a line waits for its end.
+        let third = line(3);
+        let (head, tail) = third.split_at(20);
+        append(&path, head);
+        sources.refresh(&mut index);
+        assert_eq!(index.len(), 2);
+        append(&path, tail);
+        sources.refresh(&mut index);
+        assert_eq!(providers(&index), ["p1", "p2", "p3"]);
+        // Rotation: the file is renamed and a new one starts at the path.
+        assert!(index.find(&[0; 16], &[0; 8]).is_none());
+        std::fs::rename(&path, dir.path().join("t.1.jsonl")).unwrap();
+        append(&path, &line(4));
+        sources.refresh(&mut index);
+        assert_eq!(providers(&index), ["p1", "p2", "p3", "p4"]);
+        // A call of the renamed file is still read back by offset.
+        let trace = crate::viewer::otlp::hex_id::<16>(&format!("{:032x}", 2)).unwrap();
+        let span = crate::viewer::otlp::hex_id::<8>(&format!("{:016x}", 2)).unwrap();
+        let row = index.find(&trace, &span).unwrap();
+        let text = sources.line(row.file, row.offset, row.len).unwrap();
+        assert_eq!(String::from_utf8(text).unwrap() + "\n", line(2));
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        append(&path, &format!("{}\n{}", "x".repeat(5000), line(7)));
+        let mut index = Index::new(Limits {
+            max_line_bytes: 1000,
+            ..Limits::default()
+        });
+        let mut sources = Sources::new(vec![path], false);
+        for _ in 0..3 {
+            sources.refresh(&mut index);
+        }
+        assert_eq!(providers(&index), ["p7"]);
+        assert_eq!(sources.skipped_lines, 1);
+    }
 }

@@ -26,7 +26,8 @@ impl Total {
     fn add(&mut self, r: &Row) {
         self.calls += 1;
         self.errors += u64::from(r.error);
-        let [input, output, cached, reasoning] = r.tokens.map(|t| u64::from(opt_count(t).unwrap_or(0)));
+        let [input, output, cached, reasoning] =
+            r.tokens.map(|t| u64::from(opt_count(t).unwrap_or(0)));
         self.input += input;
         self.output += output;
         self.cached += cached;
@@ -68,7 +69,11 @@ pub fn percentile(values: &mut [f32], p: f64) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
     let rank = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
     let (_, value, _) = values.select_nth_unstable_by(rank, f32::total_cmp);
     Some(f64::from(*value))
@@ -96,7 +101,10 @@ impl Index {
                 0 => r.strings[REQUEST_MODEL],
                 id => id,
             };
-            groups.entry((r.strings[PROVIDER], model)).or_default().add(r);
+            groups
+                .entry((r.strings[PROVIDER], model))
+                .or_default()
+                .add(r);
             all.add(r);
             first = first.min(r.start_ns);
             last = last.max(r.start_ns);

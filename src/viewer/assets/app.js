@@ -170,11 +170,12 @@ async function callsView(params) {
     if (page.indexed === shown) return;
     shown = page.indexed;
     table.replaceChildren(callsTable(page.calls));
-    pager.replaceChildren(
+    pager.replaceChildren(...[
       el("span", { id: "total", class: "muted" }, fmt.n(page.total) + " calls"),
       offset > 0 ? el("button", { onclick: () => go("/calls", { ...state, offset: Math.max(0, offset - PAGE) }) }, "← newer") : null,
       offset + PAGE < page.total ? el("button", { onclick: () => go("/calls", { ...state, offset: offset + PAGE }) }, "older →") : null,
-      el("span", { class: "muted" }, "rows " + (page.total ? offset + 1 : 0) + "–" + Math.min(offset + PAGE, page.total)));
+      el("span", { class: "muted" }, "rows " + (page.total ? offset + 1 : 0) + "–" + Math.min(offset + PAGE, page.total)),
+    ].filter(Boolean));
   };
   await load();
   poll = setInterval(() => { load().catch(() => {}); refreshStatus(); }, POLL_MS);
@@ -282,10 +283,10 @@ function part(p) {
   }
 }
 
-function messages(title, text, system) {
+function messages(title, text, system, captured) {
   const box = el("div", { class: "card" }, el("h3", {}, title));
   if (text === undefined || text === null) {
-    box.append(el("div", { class: "notcaptured" }, "not captured"));
+    box.append(el("div", { class: "notcaptured" }, captured ? "none" : "not captured"));
     return box;
   }
   const value = parseJSON(text);
@@ -328,7 +329,7 @@ async function callView(trace, span) {
   }
   const tools = attrs["gen_ai.tool.definitions"];
   const toolBox = el("details", { class: "card" }, el("summary", {}, "tool definitions"),
-    tools === undefined ? el("div", { class: "notcaptured" }, "not captured") : el("pre", {}, pretty(tools)));
+    tools === undefined ? el("div", { class: "notcaptured" }, captured ? "none" : "not captured") : el("pre", {}, pretty(tools)));
   const raw = el("details", { class: "card", open: "open" }, el("summary", {}, "attributes"),
     el("div", { class: "bar" }, copyButton(() => JSON.stringify(attrs, null, 2))),
     el("table", {}, el("tbody", {}, Object.keys(attrs).sort().map((k) =>
@@ -339,10 +340,13 @@ async function callView(trace, span) {
   const resource = el("details", { class: "card" }, el("summary", {}, "resource and raw span"),
     el("div", { class: "bar" }, copyButton(() => JSON.stringify(s, null, 2))),
     el("pre", {}, JSON.stringify({ resource: data.resource, scope: data.scope, span: s }, null, 2)));
+  // Content was captured when either side's messages were recorded; what is missing then was
+  // not in the call.
+  const captured = "gen_ai.input.messages" in attrs || "gen_ai.output.messages" in attrs;
   show(head,
-    messages("System instructions", attrs["gen_ai.system_instructions"], true),
-    messages("Input", attrs["gen_ai.input.messages"], false),
-    messages("Output", attrs["gen_ai.output.messages"], false),
+    messages("System instructions", attrs["gen_ai.system_instructions"], true, captured),
+    messages("Input", attrs["gen_ai.input.messages"], false, false),
+    messages("Output", attrs["gen_ai.output.messages"], false, false),
     toolBox, raw, events, resource);
 }
 
