@@ -6,6 +6,8 @@
 //! cargo run --release --example viewer_bench [-- CALLS]
 //! ```
 
+#![allow(clippy::indexing_slicing, clippy::panic)]
+
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::time::Instant;

@@ -227,6 +227,7 @@ impl View {
             seen.push(line);
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!("specter view did not start: {seen:#?}");
     }
 }

@@ -415,6 +415,10 @@ mod schema_defaults {
                 "max_spec_total_bytes",
                 serde_json::json!(DEFAULT_MAX_SPEC_TOTAL_BYTES),
             ),
+            (
+                "viewer_max_calls",
+                serde_json::json!(config.viewer_max_calls),
+            ),
         ];
         for (key, value) in expected {
             assert_eq!(default_of(&schema, key), value, "{key}");

@@ -534,7 +534,7 @@ impl Index {
                     } else {
                         CONVERSATION
                     };
-                    let id = r.strings[field];
+                    let id = r.strings.get(field).copied().unwrap_or(0);
                     if id != 0 {
                         by_string.entry(id).or_default().add(r);
                     }

@@ -290,3 +290,33 @@ pub async fn serve(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_has_a_viewer_with_a_traces_file_and_calls_to_keep() {
+        let path = std::path::Path::new("specter-traces.jsonl");
+        let mut config = crate::gateway::GatewayConfig::default();
+        assert!(gateway_viewer(&config, Some(path)).is_some());
+        assert!(gateway_viewer(&config, None).is_none());
+        config.viewer_max_calls = 0;
+        assert!(gateway_viewer(&config, Some(path)).is_none());
+    }
+
+    #[test]
+    fn rotated_backups_come_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        for name in ["t.1.jsonl", "t.3.jsonl"] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let files = with_rotated(&path, 5);
+        let names: Vec<_> = files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["t.3.jsonl", "t.1.jsonl", "t.jsonl"]);
+    }
+}

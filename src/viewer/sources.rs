@@ -300,9 +300,7 @@ mod tests {
 
     fn line(n: u8) -> String {
         format!(
-            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"{t}","spanId":"{s}","startTimeUnixNano":"{n}","attributes":[{{"key":"gen_ai.provider.name","value":{{"stringValue":"p{n}"}}}}]}}]}}]}}]}}"#,
-            t = format!("{n:032x}"),
-            s = format!("{n:016x}"),
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"{n:032x}","spanId":"{n:016x}","startTimeUnixNano":"{n}","attributes":[{{"key":"gen_ai.provider.name","value":{{"stringValue":"p{n}"}}}}]}}]}}]}}]}}"#,
         ) + "\n"
     }
 

@@ -115,7 +115,7 @@ impl Index {
             self.series(filter, first, last)
         };
         let mut rows: Vec<((u32, u32), Total)> = groups.into_iter().collect();
-        rows.sort_by(|a, b| b.1.calls.cmp(&a.1.calls));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1.calls));
         let rows: Vec<serde_json::Value> = rows
             .into_iter()
             .map(|((p, m), t)| t.json(self.strings.get(p), self.strings.get(m)))
