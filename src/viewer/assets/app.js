@@ -309,6 +309,9 @@ async function callView(trace, span) {
   const c = data.call;
   const s = data.span || {};
   const attrs = attrMap(s.attributes);
+  // Content was captured when either side's messages were recorded; what is missing then was
+  // not in the call.
+  const captured = "gen_ai.input.messages" in attrs || "gen_ai.output.messages" in attrs;
   const kv = (k, v) => el("div", { class: "kv" }, el("div", { class: "k" }, k), el("div", { class: "v" }, v));
   const head = el("div", { class: "card" },
     el("h2", {}, (c.operation || "call") + " · " + model(c)),
@@ -340,9 +343,6 @@ async function callView(trace, span) {
   const resource = el("details", { class: "card" }, el("summary", {}, "resource and raw span"),
     el("div", { class: "bar" }, copyButton(() => JSON.stringify(s, null, 2))),
     el("pre", {}, JSON.stringify({ resource: data.resource, scope: data.scope, span: s }, null, 2)));
-  // Content was captured when either side's messages were recorded; what is missing then was
-  // not in the call.
-  const captured = "gen_ai.input.messages" in attrs || "gen_ai.output.messages" in attrs;
   show(head,
     messages("System instructions", attrs["gen_ai.system_instructions"], true, captured),
     messages("Input", attrs["gen_ai.input.messages"], false, false),
