@@ -481,6 +481,13 @@ pub enum GroupBy {
     Trace,
 }
 
+/// What calls are grouped by: an interned string or a trace id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum GroupKey {
+    Text(u32),
+    Trace([u8; 16]),
+}
+
 #[derive(Debug, Default, Clone)]
 struct Group {
     calls: u64,
@@ -492,6 +499,7 @@ struct Group {
     first_ns: u64,
     last_ns: u64,
     trace_id: [u8; 16],
+    key: u32,
 }
 
 impl Group {
@@ -524,31 +532,46 @@ impl Index {
         limit: usize,
     ) -> serde_json::Value {
         let limit = limit.clamp(1, self.limits.max_page);
-        let mut by_string: HashMap<u32, Group> = HashMap::new();
-        let mut by_trace: HashMap<[u8; 16], Group> = HashMap::new();
+        // Groups sit in one vector, found through a map of small entries (key to position), the
+        // last one found kept at hand: a trace's or a session's calls often come one after
+        // another. foldhash is fast and seeded per process, so chosen trace ids cannot make it
+        // collide.
+        let mut positions: HashMap<GroupKey, usize, foldhash::fast::RandomState> =
+            HashMap::default();
+        let mut groups: Vec<Group> = Vec::new();
+        let mut last: Option<(GroupKey, usize)> = None;
         for r in self.matching(filter) {
-            match by {
-                GroupBy::Session | GroupBy::Conversation => {
-                    let field = if by == GroupBy::Session {
-                        SESSION
-                    } else {
-                        CONVERSATION
-                    };
-                    let id = r.strings.get(field).copied().unwrap_or(0);
-                    if id != 0 {
-                        by_string.entry(id).or_default().add(r);
-                    }
+            let key = match by {
+                GroupBy::Session => GroupKey::Text(r.strings.get(SESSION).copied().unwrap_or(0)),
+                GroupBy::Conversation => {
+                    GroupKey::Text(r.strings.get(CONVERSATION).copied().unwrap_or(0))
                 }
-                GroupBy::Trace => by_trace.entry(r.trace_id).or_default().add(r),
+                GroupBy::Trace => GroupKey::Trace(r.trace_id),
+            };
+            if key == GroupKey::Text(0) {
+                continue;
+            }
+            let at = match last {
+                Some((k, at)) if k == key => at,
+                _ => *positions.entry(key).or_insert_with(|| {
+                    groups.push(Group {
+                        key: match key {
+                            GroupKey::Text(id) => id,
+                            GroupKey::Trace(_) => 0,
+                        },
+                        ..Group::default()
+                    });
+                    groups.len() - 1
+                }),
+            };
+            last = Some((key, at));
+            if let Some(group) = groups.get_mut(at) {
+                group.add(r);
             }
         }
-        let mut groups: Vec<(String, Group)> = by_string
-            .into_iter()
-            .map(|(id, g)| (self.strings.get(id).to_string(), g))
-            .chain(by_trace.into_iter().map(|(t, g)| (super::otlp::hex(&t), g)))
-            .collect();
+        // Keys are formatted for the page only: a million traces make a million groups.
         let total = groups.len();
-        let order = |a: &(String, Group), b: &(String, Group)| b.1.last_ns.cmp(&a.1.last_ns);
+        let order = |a: &Group, b: &Group| b.last_ns.cmp(&a.last_ns);
         let end = offset.saturating_add(limit).min(groups.len());
         if end > 0 && end < groups.len() {
             groups.select_nth_unstable_by(end, order);
@@ -559,7 +582,11 @@ impl Index {
             .into_iter()
             .skip(offset)
             .take(limit)
-            .map(|(key, g)| {
+            .map(|g| {
+                let key = match by {
+                    GroupBy::Trace => super::otlp::hex(&g.trace_id),
+                    _ => self.strings.get(g.key).to_string(),
+                };
                 serde_json::json!({
                     "key": key,
                     "calls": g.calls,
