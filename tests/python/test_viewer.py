@@ -4,8 +4,9 @@ through it (a plain chat and a streamed tool-call chat, some with a session head
 
 Checks that the call list shows each call's model, tokens and status; that opening the streamed
 tool-call conversation shows the tool's name and arguments; that filtering by session narrows
-the list; that the totals match the calls made; and that hostile span text stays text. Saves a
-screenshot of each view to the test's tmp dir and to docs/viewer/.
+the list; that the totals match the calls made; that hostile span text stays text; and that a
+new call appears in the open list without a reload. Saves a screenshot of each view to the
+test's tmp dir and to docs/viewer/.
 """
 
 from __future__ import annotations
@@ -95,6 +96,15 @@ def shoot(page, name: str, tmp_path: Path) -> None:
     page.screenshot(path=str(path), full_page=True)
     DOCS.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, DOCS / f"{name}.png")
+
+
+def wait_rows(page, count: int, timeout: float = 15.0) -> None:
+    """Waits (bounded) until the call list shows `count` rows. Polled from Python: the page's
+    Content-Security-Policy forbids the string evaluation `wait_for_function` uses."""
+    deadline = time.monotonic() + timeout
+    while page.locator("tr.call").count() != count:
+        assert time.monotonic() < deadline, f"{page.locator('tr.call').count()} rows, not {count}"
+        page.wait_for_timeout(100)
 
 
 def make_calls(base: str) -> None:
@@ -187,7 +197,7 @@ def check_views(page, base: str, listed: dict, tool_call: dict, tmp_path: Path) 
     page.locator("tr.call").nth(2).wait_for(timeout=10_000)
     page.fill("#f-session", "session-a")
     page.press("#f-session", "Enter")
-    page.wait_for_function("document.querySelectorAll('tr.call').length === 1", timeout=10_000)
+    wait_rows(page, 1)
     assert page.locator("tr.call td.session").inner_text() == "session-a"
     assert page.locator("#total").inner_text() == "1 calls"
     shoot(page, "calls-session", tmp_path)
@@ -211,3 +221,11 @@ def check_views(page, base: str, listed: dict, tool_call: dict, tmp_path: Path) 
     by_model = page.locator("table.totals td.calls")
     assert sum(int(by_model.nth(i).inner_text()) for i in range(by_model.count())) == 3
     shoot(page, "totals", tmp_path)
+
+    # A new call shows up in the open list without a reload.
+    page.goto(f"{base}/-/viewer/#/calls")
+    page.locator("tr.call").nth(2).wait_for(timeout=10_000)
+    client = openai.OpenAI(base_url=f"{base}/openai/v1", api_key="sk-test-viewer", max_retries=0)
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "live"}])
+    wait_rows(page, 4)
+    assert "gpt-4o →" in page.locator("tr.call td.model").first.inner_text()
