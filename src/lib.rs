@@ -79,6 +79,8 @@ mod spec;
 mod telemetry;
 #[cfg(feature = "gateway")]
 mod tls;
+#[cfg(feature = "gateway")]
+mod viewer;
 mod yaml;
 
 pub use catalog::{Catalog, LoadError};
@@ -160,6 +162,11 @@ pub mod unstable {
     #[cfg(feature = "gateway")]
     pub mod tls {
         pub use crate::tls::*;
+    }
+    /// The trace viewer (`/-/viewer/`, `specter view`).
+    #[cfg(feature = "gateway")]
+    pub mod viewer {
+        pub use crate::viewer::*;
     }
     /// Positioned YAML.
     pub mod yaml {

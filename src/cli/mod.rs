@@ -8,6 +8,7 @@ mod serve;
 mod show;
 mod test;
 mod validate;
+mod view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,6 +71,12 @@ enum Command {
     ///
     /// Exit status: 0 when the provider exists, 1 when it does not, 2 when a file cannot be read.
     Show(show::Args),
+    /// Open the trace viewer over traces files written earlier and print its address.
+    ///
+    /// The calls, one call's conversation, sessions and traces, and totals by provider and model,
+    /// in a browser; `specter serve` serves the same viewer at /-/viewer/ over its own traces
+    /// file. Exit status: 0 when stopped, 2 when a file cannot be read or the address is refused.
+    View(view::Args),
 }
 
 /// Where providers come from: the bundled set, with the specs of a directory or files added.
@@ -238,5 +245,6 @@ pub fn run() -> ExitCode {
         Command::InitProvider(args) => init_provider::run(&args),
         Command::Test(args) => test::run(&args),
         Command::Show(args) => show::run(&args),
+        Command::View(args) => view::run(&args),
     }
 }

@@ -134,6 +134,9 @@ fn serve(args: &Args) -> anyhow::Result<()> {
         let listener = gateway.bind().await?;
         let address = listener.local_addr()?;
         print_start(&gateway, address, fd_limit, fd_allowed);
+        if gateway.outputs().traces_file.is_some() && gateway.config().viewer_max_calls > 0 {
+            eprintln!("specter: trace viewer at http://{address}/-/viewer/");
+        }
         gateway.serve(listener, gateway::shutdown_signal()).await;
         anyhow::Ok(())
     })?;

@@ -164,8 +164,10 @@ impl Gateway {
             None => None,
         };
         let client = super::upstream_client(&config)?;
+        let viewer = crate::viewer::gateway_viewer(&config, export.traces_file.as_deref());
         let mut proxy = Proxy::new(config, instrumentor, slot, client);
         proxy.metrics = pipeline.scrape.clone();
+        proxy.viewer = viewer;
         Ok(Gateway {
             proxy: Arc::new(proxy),
             pipeline,

@@ -183,6 +183,11 @@ pub struct ConfigFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = true))]
     pub metrics_endpoint: Option<bool>,
+    /// Calls the trace viewer (`/-/viewer/`) keeps indexed from the traces file, the oldest
+    /// dropped first (about 120 bytes each); 0 turns the viewer off. Default 100000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 100000))]
+    pub viewer_max_calls: Option<usize>,
 }
 
 /// One redaction rule.
@@ -309,6 +314,8 @@ pub struct GatewayConfig {
     pub prices: std::sync::Arc<crate::prices::PriceBook>,
     /// Answer `GET /metrics`.
     pub metrics_endpoint: bool,
+    /// Calls the trace viewer keeps indexed; 0 turns it off.
+    pub viewer_max_calls: usize,
 }
 
 impl Default for GatewayConfig {
@@ -339,6 +346,7 @@ impl Default for GatewayConfig {
             context: std::sync::Arc::new(crate::context::ContextRules::default()),
             prices: crate::prices::PriceBook::bundled(),
             metrics_endpoint: true,
+            viewer_max_calls: crate::viewer::Limits::DEFAULT_MAX_CALLS,
         }
     }
 }
@@ -419,6 +427,10 @@ mod schema_defaults {
             (
                 "metrics_endpoint",
                 serde_json::json!(config.metrics_endpoint),
+            ),
+            (
+                "viewer_max_calls",
+                serde_json::json!(config.viewer_max_calls),
             ),
         ];
         for (key, value) in expected {

@@ -45,6 +45,8 @@ pub struct Proxy {
     pub unmatched: super::unmatched::UnmatchedRoutes,
     /// The metrics answered at `GET /metrics` (`None`: the path is routed like any other).
     pub metrics: Option<crate::telemetry::exposition::Scrape>,
+    /// The trace viewer over the traces file (`None` without one).
+    pub viewer: Option<Arc<crate::viewer::Viewer>>,
 }
 
 impl Proxy {
@@ -67,6 +69,7 @@ impl Proxy {
             budget,
             unmatched: Default::default(),
             metrics: None,
+            viewer: None,
         }
     }
 }
@@ -163,6 +166,12 @@ impl Proxy {
         }
         if let Some(scrape) = self.metrics_path(&request) {
             return Ok(super::scrape::answer(scrape.clone(), request.method()).await);
+        }
+        if crate::viewer::is_viewer_path(request.uri().path()) {
+            let (method, uri, headers) = (request.method(), request.uri(), request.headers());
+            let local_only = self.config.listen.ip().is_loopback();
+            let viewer = self.viewer.clone();
+            return Ok(crate::viewer::respond(viewer, method, uri, headers, local_only).await);
         }
         let in_flight = self.in_flight.enter();
         let response = if super::upgrade::requested(&request) {

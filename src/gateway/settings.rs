@@ -175,6 +175,9 @@ impl Settings {
             flags.propagate_trace_context || file.propagate_trace_context == Some(true);
         gateway.instrument = !flags.no_instrument && file.instrument != Some(false);
         gateway.metrics_endpoint = file.metrics_endpoint != Some(false);
+        if let Some(max) = file.viewer_max_calls {
+            gateway.viewer_max_calls = max;
+        }
         context_and_prices(flags, &file, &mut gateway)?;
         let spec_limits = ReadLimits {
             max_file_bytes: file

@@ -400,7 +400,7 @@ fn shift_backups(path: &Path, max_files: u32) {
 }
 
 /// `DIR/STEM.n.EXT`, or `DIR/NAME.n` without extension.
-fn rotated_path(path: &Path, n: u32) -> PathBuf {
+pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
     let stem = path.file_stem().unwrap_or(path.as_os_str());
     let mut name = stem.to_os_string();
     name.push(format!(".{n}"));

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# End-to-end tests of `specter serve` with the official OpenAI and Anthropic Python SDKs and with
-# Arize Phoenix as an OTLP backend (gRPC and HTTP/protobuf). Run from anywhere:
+# End-to-end tests of `specter serve` with the official OpenAI and Anthropic Python SDKs, with
+# Arize Phoenix as an OTLP backend (gRPC and HTTP/protobuf), and of its trace viewer in Chromium.
+# Run from anywhere:
 #   bash tests/python/run.sh [pytest args...]
-# Installs tests/python/requirements.txt when its packages are not importable and haproxy
-# (apt-get) when it is not on PATH, builds the debug binary when it is missing (in
+# Installs tests/python/requirements.txt when its packages are not importable, and haproxy and
+# chromium (apt-get) when they are missing, builds the debug binary when it is missing (in
 # CARGO_TARGET_DIR, default target/; SPECTER_BIN overrides the binary), and exits with pytest's
 # status.
 set -euo pipefail
@@ -15,7 +16,7 @@ PYTHON=${PYTHON:-python3}
 # Importable? (Checked without importing: importing Phoenix alone takes ~12 s.)
 if ! "$PYTHON" - >/dev/null 2>&1 <<'PY'
 import importlib.util, pathlib, sys
-missing = [m for m in ("openai", "anthropic", "pytest", "phoenix", "yaml") if importlib.util.find_spec(m) is None]
+missing = [m for m in ("openai", "anthropic", "pytest", "phoenix", "yaml", "playwright") if importlib.util.find_spec(m) is None]
 if not (pathlib.Path(sys.executable).parent / "hadolint").exists():
     missing.append("hadolint")
 if not missing:
@@ -43,6 +44,16 @@ if ! command -v haproxy >/dev/null 2>&1; then
     if ! apt-get install -y -q haproxy >/dev/null 2>&1; then
         apt-get update -q >/dev/null
         apt-get install -y -q haproxy >/dev/null
+    fi
+fi
+
+# Chromium, the browser of the trace viewer tests (Debian's package; Playwright drives it, no
+# `playwright install`).
+if [[ ! -x /usr/bin/chromium ]]; then
+    echo "run.sh: installing chromium" >&2
+    if ! apt-get install -y -q chromium >/dev/null 2>&1; then
+        apt-get update -q >/dev/null
+        apt-get install -y -q chromium >/dev/null
     fi
 fi
 
