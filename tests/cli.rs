@@ -694,3 +694,18 @@ fn a_reader_that_closes_standard_output_early_is_not_an_error() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn view_names_a_traces_file_it_cannot_read_and_says_what_to_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_specter"))
+        .args(["view", "missing.jsonl", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: cannot read missing.jsonl: no such file\nhelp: pass the traces files `specter serve` wrote (default specter-traces.jsonl in its working directory)\n"
+    );
+}

@@ -25,6 +25,21 @@ pub struct Args {
     max_calls: usize,
 }
 
+/// A traces file named on the command line that cannot be read.
+#[derive(Debug)]
+struct NotAFile {
+    path: PathBuf,
+    why: &'static str,
+}
+
+impl std::fmt::Display for NotAFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot read {}: {}", self.path.display(), self.why)
+    }
+}
+
+impl std::error::Error for NotAFile {}
+
 /// Indexes the files, serves the viewer and prints its address, until SIGINT or SIGTERM.
 pub fn run(args: &Args) -> ExitCode {
     match view(args) {
@@ -34,6 +49,11 @@ pub fn run(args: &Args) -> ExitCode {
                 "error: {}",
                 specter::unstable::printable::escape_controls(&format!("{e:#}"))
             );
+            if e.downcast_ref::<NotAFile>().is_some() {
+                eprintln!(
+                    "help: pass the traces files `specter serve` wrote (default specter-traces.jsonl in its working directory)"
+                );
+            }
             ExitCode::from(2)
         }
     }
@@ -60,7 +80,16 @@ fn view(args: &Args) -> anyhow::Result<()> {
     };
     for file in &files {
         if !file.is_file() && !args.files.is_empty() {
-            anyhow::bail!("cannot read {}: not a file", file.display());
+            let why = if file.exists() {
+                "not a regular file"
+            } else {
+                "no such file"
+            };
+            return Err(NotAFile {
+                path: file.clone(),
+                why,
+            }
+            .into());
         }
     }
     let limits = Limits {
