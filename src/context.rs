@@ -7,8 +7,9 @@
 //! (OpenAI's `user`, Anthropic's `metadata.user_id`, ...) are mapped by provider rules; their
 //! values are capped here like the others. Every value is cut to a byte cap and its control
 //! characters escaped; the number of attributes a request can add is bounded. Context attributes
-//! never become metric dimensions. Headers that exist only for specter (`X-Specter-*`) are not
-//! forwarded upstream.
+//! become metric dimensions only when listed as bounded in `context.metric_attributes` (ids are
+//! refused there). Headers that exist only for specter (`X-Specter-*`) are not forwarded
+//! upstream.
 
 use std::collections::BTreeMap;
 
