@@ -193,7 +193,7 @@ impl Settings {
             flags.aws_sign.clone()
         };
         Ok(Settings {
-            export: export(flags, &file, console)?,
+            export: export(flags, &file, console, gateway.metrics_endpoint)?,
             dialects: dialects(flags, &file)?,
             content: content(&file)?,
             spec_limits,
@@ -302,6 +302,7 @@ fn export(
     flags: &Flags,
     file: &ConfigFile,
     console: LineSink,
+    metrics_endpoint: bool,
 ) -> Result<ExportSettings, SettingsError> {
     let otlp = if otlp_configured() {
         Some(OtlpProtocol::from_env().map_err(SettingsError::Otlp)?)
@@ -327,7 +328,7 @@ fn export(
             .ok()
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(DEFAULT_MAX_QUEUE),
-        metrics_endpoint: file.metrics_endpoint != Some(false),
+        metrics_endpoint,
     })
 }
 
