@@ -22,7 +22,7 @@ use opentelemetry_sdk::trace::{
 use serde_json::{json, Value as Json};
 use specter::offline::{self, ExtractOptions, Recorded};
 use specter::unstable::compile::rules::Operation;
-use specter::unstable::engine::{self, HttpTarget, Record, Request, Response};
+use specter::unstable::engine::{self, Content, HttpTarget, Record, Request, Response};
 use specter::unstable::render::dialect::{self, Dialect};
 use specter::unstable::telemetry::{Telemetry, Timings};
 use specter::Catalog;
@@ -218,21 +218,22 @@ fn extract(s: &Setup, request: &[u8], response: &[u8]) -> BTreeMap<String, Json>
 /// render).
 fn record(s: &Setup, request: &[u8], response: &[u8]) -> Record {
     let mut problems = Vec::new();
-    let request_body = engine::parse_body(request, "request", &mut problems);
+    let request_body = engine::parse_body(request, &s.op.reads.request, "request", &mut problems);
     let req = Request {
         target: &s.target,
         headers: &s.request_headers,
         body: &request_body,
         captures: &s.captures,
     };
-    let mut record = engine::request_phase(&s.op, &req);
-    let response_body = engine::parse_body(response, "response", &mut problems);
+    let mut record = engine::request_phase(&s.op, &req, Content::Render);
+    let response_body =
+        engine::parse_body(response, &s.op.reads.response, "response", &mut problems);
     let resp = Response {
         status: Some(200),
         headers: &s.response_headers,
         body: &response_body,
     };
-    engine::response_phase(&s.op, &mut record, &req, &resp);
+    engine::response_phase(&s.op, &mut record, &req, &resp, Content::Render);
     record.problems.extend(problems);
     record
 }
@@ -242,22 +243,23 @@ fn record(s: &Setup, request: &[u8], response: &[u8]) -> Record {
 fn extract_with_telemetry(t: &Telemetry, s: &Setup, request: &[u8], response: &[u8]) {
     let start = SystemTime::now();
     let mut problems = Vec::new();
-    let request_body = engine::parse_body(request, "request", &mut problems);
+    let request_body = engine::parse_body(request, &s.op.reads.request, "request", &mut problems);
     let req = Request {
         target: &s.target,
         headers: &s.request_headers,
         body: &request_body,
         captures: &s.captures,
     };
-    let mut record = engine::request_phase(&s.op, &req);
+    let mut record = engine::request_phase(&s.op, &req, Content::Render);
     let active = t.start(&record, &Context::new(), start);
-    let response_body = engine::parse_body(response, "response", &mut problems);
+    let response_body =
+        engine::parse_body(response, &s.op.reads.response, "response", &mut problems);
     let resp = Response {
         status: Some(200),
         headers: &s.response_headers,
         body: &response_body,
     };
-    engine::response_phase(&s.op, &mut record, &req, &resp);
+    engine::response_phase(&s.op, &mut record, &req, &resp, Content::Render);
     record.problems.extend(problems);
     let timings = Timings {
         start,

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use super::known::{self, KNOWN_TEMPLATE_VARS};
+use super::reads::{Reads, StreamReads};
 use super::route::parse_template;
 use super::rules::*;
 use super::JsonPath;
@@ -228,7 +229,7 @@ impl Lowerer {
         if self.problems.len() > start {
             return None;
         }
-        Some(Operation {
+        let mut operation = Operation {
             provider: shared.provider.clone(),
             provider_name: shared.provider_name.clone(),
             id: op.id.as_str().into(),
@@ -243,7 +244,10 @@ impl Lowerer {
             stream,
             metrics: shared.metrics.clone(),
             pricing: shared.pricing.clone(),
-        })
+            reads: Reads::default(),
+        };
+        operation.reads = Reads::of(&operation);
+        Some(operation)
     }
 
     /// The `gen_ai.operation.name` value: a semantic-conventions name, or a custom one marked as
@@ -891,7 +895,7 @@ impl Lowerer {
             self.path(&p.path, &format!("{pointer}/payload/path"))
                 .map(|path| (path, p.encoding.into()))
         });
-        Some(Stream {
+        let mut stream = Stream {
             when: self.opt_condition(&spec.when, pointer),
             framing: framing.into(),
             done: spec.done.clone(),
@@ -907,7 +911,10 @@ impl Lowerer {
             payload,
             fold: self.folds(&spec.fold, &ptr(pointer, "fold")),
             finish: self.folds(&spec.finish, &ptr(pointer, "finish")),
-        })
+            reads: StreamReads::default(),
+        };
+        stream.reads = StreamReads::of(&stream);
+        Some(stream)
     }
 
     fn folds(&mut self, rules: &[spec::FoldRule], pointer: &str) -> Vec<FoldRule> {

@@ -12,6 +12,7 @@ mod lower;
 mod merge;
 mod path;
 mod placeholders;
+pub mod reads;
 mod route;
 pub mod rules;
 mod schema_check;

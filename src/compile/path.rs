@@ -32,11 +32,13 @@ pub struct JsonPath {
 #[derive(Clone)]
 enum Kind {
     Steps(Vec<Step>),
-    General(Box<JpQuery>),
+    /// A path for the general evaluator, and the plain steps it starts with.
+    General(Box<JpQuery>, Vec<Step>),
 }
 
+/// One plain step of a path.
 #[derive(Debug, Clone, PartialEq)]
-enum Step {
+pub(crate) enum Step {
     Key(String),
     Index(i64),
     Wildcard,
@@ -70,7 +72,7 @@ impl JsonPath {
         match jsonpath_rust::parser::parse_json_path(source) {
             Ok(query) => Ok(JsonPath {
                 source: source.to_string(),
-                kind: Kind::General(Box::new(query)),
+                kind: Kind::General(Box::new(query), plain_prefix(source)),
                 singular: false,
             }),
             Err(e) => Err(explain_parse_error(&e.to_string())),
@@ -87,6 +89,12 @@ impl JsonPath {
         self.singular
     }
 
+    /// Whether the path is plain steps only (keys, indices, wildcards), walked without the
+    /// general evaluator.
+    pub(crate) fn is_plain(&self) -> bool {
+        matches!(&self.kind, Kind::Steps(_))
+    }
+
     /// Whether the path is `$` itself.
     pub fn is_root(&self) -> bool {
         matches!(&self.kind, Kind::Steps(steps) if steps.is_empty())
@@ -96,7 +104,7 @@ impl JsonPath {
     pub fn select<'a>(&self, doc: &'a Value, out: &mut Vec<&'a Value>) {
         match &self.kind {
             Kind::Steps(steps) => visit(doc, steps, &mut |node| out.push(node)),
-            Kind::General(query) => {
+            Kind::General(query, _) => {
                 if let Ok(found) = jsonpath_rust::query::js_path_process(query, doc) {
                     out.extend(found.into_iter().map(|r| r.val()));
                 }
@@ -111,11 +119,20 @@ impl JsonPath {
     pub fn for_each<'a>(&self, doc: &'a Value, f: &mut dyn FnMut(&'a Value)) {
         match &self.kind {
             Kind::Steps(steps) => visit(doc, steps, f),
-            Kind::General(_) => {
+            Kind::General(..) => {
                 let mut found = Vec::new();
                 self.select(doc, &mut found);
                 found.into_iter().for_each(f);
             }
+        }
+    }
+
+    /// The plain steps the path reads through: the whole path when it is plain, otherwise the
+    /// steps before its first filter, slice, union or descendant (everything under the node they
+    /// lead to may be read).
+    pub(crate) fn read_steps(&self) -> &[Step] {
+        match &self.kind {
+            Kind::Steps(steps) | Kind::General(_, steps) => steps,
         }
     }
 
@@ -217,7 +234,24 @@ fn visit<'a>(node: &'a Value, steps: &[Step], f: &mut dyn FnMut(&'a Value)) {
 
 /// Parses the plain-step subset; `None` when the path needs the general evaluator.
 fn parse_steps(source: &str) -> Option<Vec<Step>> {
+    let (steps, complete) = parse_prefix(source);
+    complete.then_some(steps)
+}
+
+/// The plain steps a path starts with (all of them for a plain path).
+fn plain_prefix(source: &str) -> Vec<Step> {
+    parse_prefix(source).0
+}
+
+/// Parses plain steps from the start of a path: the steps, and whether they are the whole path.
+fn parse_prefix(source: &str) -> (Vec<Step>, bool) {
     let mut steps = Vec::new();
+    let complete = push_steps(source, &mut steps).is_some();
+    (steps, complete)
+}
+
+/// Pushes the plain steps of `source` in order; `None` at the first step that is not plain.
+fn push_steps(source: &str, steps: &mut Vec<Step>) -> Option<()> {
     let bytes = source.as_bytes();
     let mut i = 1;
     while i < bytes.len() {
@@ -257,7 +291,7 @@ fn parse_steps(source: &str) -> Option<Vec<Step>> {
             _ => return None,
         }
     }
-    Some(steps)
+    Some(())
 }
 
 fn is_name_byte(b: u8) -> bool {

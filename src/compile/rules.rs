@@ -67,6 +67,8 @@ pub struct Operation {
     pub metrics: Arc<Vec<Metric>>,
     /// Provider prices.
     pub pricing: Arc<Vec<Price>>,
+    /// What the rules read of each document (the parts of a body the engine parses).
+    pub reads: super::reads::Reads,
 }
 
 /// A route: method, path template and query conditions.
@@ -282,6 +284,8 @@ pub struct Stream {
     pub fold: Vec<FoldRule>,
     /// End-of-stream rules.
     pub finish: Vec<FoldRule>,
+    /// What the rules read of each frame and chunk.
+    pub reads: super::reads::StreamReads,
 }
 
 /// A compiled fold rule.

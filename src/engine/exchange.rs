@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use super::stream::{Deframer, FoldOutcome, Folder, Frame};
-use super::{ErrorInfo, HttpTarget, Record, Request, Response};
+use super::{Content, ErrorInfo, HttpTarget, Record, Request, Response};
 use crate::compile::rules::{Operation, Stream};
 use crate::Match;
 
@@ -23,8 +23,10 @@ pub struct Exchange {
     op: Arc<Operation>,
     target: HttpTarget,
     headers: Vec<(String, String)>,
+    /// The parsed request body: after the request phase, only what later rules read of it.
     body: Json,
     captures: Vec<(String, String)>,
+    content: Content,
     record: Record,
     /// The prices the call's cost is computed from.
     prices: Arc<crate::prices::PriceBook>,
@@ -33,24 +35,33 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// Starts the exchange of a matched operation: parses the request body and runs the request
-    /// phase.
+    /// Starts the exchange of a matched operation: parses what its rules read of the request
+    /// body and runs the request phase. With [`Content::Skip`], message content is neither
+    /// parsed nor rendered.
     pub fn new(
         found: Match,
         target: HttpTarget,
         headers: Vec<(String, String)>,
         body: &[u8],
+        content: Content,
     ) -> Exchange {
         let mut problems = Vec::new();
-        let body = super::parse_body(body, "request", &mut problems);
+        let reads = &found.operation.reads;
+        let tree = match content {
+            Content::Render => &reads.request,
+            Content::Skip => &reads.request_without_content,
+        };
+        let mut body = super::parse_body(body, tree, "request", &mut problems);
         let request = view(&target, &headers, &body, &found.captures);
-        let record = super::request_phase(&found.operation, &request);
+        let record = super::request_phase(&found.operation, &request, content);
+        super::sparse::prune(&mut body, &reads.request_kept);
         Exchange {
             op: found.operation,
             target,
             headers,
             body,
             captures: found.captures,
+            content,
             record,
             prices: crate::prices::PriceBook::bundled(),
             problems,
@@ -115,7 +126,12 @@ impl Exchange {
 
     /// Runs the response phase on a complete response body.
     pub fn respond(&mut self, status: u16, headers: &[(String, String)], body: &[u8]) {
-        let json = super::parse_body(body, "response", &mut self.problems);
+        let reads = &self.op.reads;
+        let tree = match self.content {
+            Content::Render => &reads.response,
+            Content::Skip => &reads.response_without_content,
+        };
+        let json = super::parse_body(body, tree, "response", &mut self.problems);
         self.respond_json(status, headers, &json);
     }
 
@@ -139,7 +155,7 @@ impl Exchange {
             return self.respond(status, headers, body);
         };
         let (outcome, dropped) = fold(stream, &self.body, body, text_cap);
-        if outcome.chunks > 0 || serde_json::from_slice::<Json>(body).is_err() {
+        if outcome.chunks > 0 || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
             self.respond_json(status, headers, &outcome.response);
         } else {
             self.respond(status, headers, body);
@@ -178,7 +194,13 @@ impl Exchange {
             body,
         };
         let request = view(&self.target, &self.headers, &self.body, &self.captures);
-        super::response_phase(&self.op, &mut self.record, &request, &response);
+        super::response_phase(
+            &self.op,
+            &mut self.record,
+            &request,
+            &response,
+            self.content,
+        );
         super::record_cost(&self.op, &mut self.record, &self.prices);
     }
 }
@@ -336,7 +358,7 @@ mod tests {
         let found = catalog
             .find("POST", Some(&target.host), &target.path, &target.query)
             .unwrap();
-        Exchange::new(found, target, Vec::new(), body)
+        Exchange::new(found, target, Vec::new(), body, Content::Render)
     }
 
     #[test]

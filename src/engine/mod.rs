@@ -10,6 +10,7 @@ mod exchange;
 mod json_text;
 mod messages;
 mod record;
+pub mod sparse;
 pub mod stream;
 mod target;
 
@@ -115,12 +116,30 @@ pub fn record_fold(record: &mut Record, outcome: &stream::FoldOutcome, dropped_f
     }
 }
 
-/// Parses a body as JSON, recording a problem when it is not JSON. An empty body is `Null`.
-pub fn parse_body(bytes: &[u8], what: &str, problems: &mut Vec<String>) -> Json {
+/// Whether the engine renders message content: input and output messages, system instructions
+/// and tool definitions. With [`Content::Skip`] their rules do not run and the parts of the
+/// bodies only they read are not parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Content {
+    /// Render it (it may still be dropped or trimmed later by the content policy).
+    #[default]
+    Render,
+    /// Do not render it: no content is captured.
+    Skip,
+}
+
+/// Parses the parts of a body that `reads` names (see [`sparse::parse`]), recording a problem
+/// when it is not JSON. An empty body is `Null`.
+pub fn parse_body(
+    bytes: &[u8],
+    reads: &crate::compile::reads::ReadTree,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> Json {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Json::Null;
     }
-    match serde_json::from_slice(bytes) {
+    match sparse::parse(bytes, reads) {
         Ok(v) => v,
         Err(e) => {
             problems.push(format!("{what} body is not JSON: {e}"));
@@ -130,7 +149,7 @@ pub fn parse_body(bytes: &[u8], what: &str, problems: &mut Vec<String>) -> Json 
 }
 
 /// Runs the request phase: the span's name and its start attributes and input content.
-pub fn request_phase(op: &Operation, request: &Request<'_>) -> Record {
+pub fn request_phase(op: &Operation, request: &Request<'_>, content: Content) -> Record {
     let scope = Scope {
         doc: request.body,
         request: request.body,
@@ -164,14 +183,21 @@ pub fn request_phase(op: &Operation, request: &Request<'_>) -> Record {
         }
     }
     let span_name = render_template(op, &attributes);
+    let rendered = content == Content::Render;
     Record {
         provider: op.provider.clone(),
         operation: op.id.clone(),
         span_name,
         client_span: op.client_span,
-        input_messages: messages::messages(&op.request.input_messages, &scope),
-        system_instructions: messages::system_instructions(&op.request.system_instructions, &scope),
-        tool_definitions: messages::tool_definitions(&op.request.tool_definitions, &scope),
+        input_messages: rendered
+            .then(|| messages::messages(&op.request.input_messages, &scope))
+            .flatten(),
+        system_instructions: rendered
+            .then(|| messages::system_instructions(&op.request.system_instructions, &scope))
+            .flatten(),
+        tool_definitions: rendered
+            .then(|| messages::tool_definitions(&op.request.tool_definitions, &scope))
+            .flatten(),
         attributes,
         output_messages: None,
         error: None,
@@ -187,6 +213,7 @@ pub fn response_phase(
     record: &mut Record,
     request: &Request<'_>,
     response: &Response<'_>,
+    content: Content,
 ) {
     let scope = Scope {
         doc: response.body,
@@ -203,7 +230,9 @@ pub fn response_phase(
                 .insert(String::from(&**key), v.into_owned());
         }
     }
-    record.output_messages = messages::messages(&op.response.output_messages, &scope);
+    if content == Content::Render {
+        record.output_messages = messages::messages(&op.response.output_messages, &scope);
+    }
     for (index, metric) in op.metrics.iter().enumerate() {
         if let Some(value) = eval::eval(&metric.value, &scope)
             .as_deref()

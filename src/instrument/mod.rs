@@ -482,7 +482,8 @@ impl Instrumentor {
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect();
         let credentials = Credentials::of_request(headers, &target.query);
-        let mut exchange = Exchange::new(found, target, request_headers, body);
+        let content = self.shared.telemetry.content().engine_content();
+        let mut exchange = Exchange::new(found, target, request_headers, body, content);
         crate::context::apply(&self.shared.options.context, headers, &mut exchange);
         exchange.set_prices(self.shared.options.prices.clone());
         let span = self.shared.telemetry.start_scrubbed(

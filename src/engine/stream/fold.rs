@@ -6,10 +6,12 @@ use base64::Engine as _;
 use serde_json::{Map, Value as Json};
 
 use super::Frame;
+use crate::compile::reads::ReadTree;
 use crate::compile::rules::PayloadEncoding;
 use crate::compile::rules::{FoldAction, FoldRule, IndexExpr, Stream, Target};
 use crate::compile::{member, member_mut};
 use crate::engine::eval::{eval, holds, Scope};
+use crate::engine::sparse;
 
 /// Highest array index a fold may create; larger indexes in a chunk are ignored.
 const MAX_INDEX: usize = 4096;
@@ -86,7 +88,7 @@ impl Folder {
             }
         }
         self.slots = self.slots.saturating_add(frame.data.len() / 2);
-        let Ok(mut chunk) = serde_json::from_slice::<Json>(&frame.data) else {
+        let Ok(mut chunk) = sparse::parse(&frame.data, &stream.reads.frame) else {
             self.skipped += 1;
             return false;
         };
@@ -101,7 +103,7 @@ impl Folder {
             return false;
         }
         if let Some((path, encoding)) = &stream.payload {
-            match unwrap_payload(&chunk, path, *encoding) {
+            match unwrap_payload(&chunk, path, *encoding, &stream.reads.chunk) {
                 Some(inner) => chunk = inner,
                 None => {
                     self.skipped += 1;
@@ -188,6 +190,7 @@ fn unwrap_payload(
     chunk: &Json,
     path: &crate::compile::JsonPath,
     encoding: PayloadEncoding,
+    reads: &ReadTree,
 ) -> Option<Json> {
     let text = path.first(chunk)?.as_str()?;
     match encoding {
@@ -195,9 +198,9 @@ fn unwrap_payload(
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(text)
                 .ok()?;
-            serde_json::from_slice(&bytes).ok()
+            sparse::parse(&bytes, reads).ok()
         }
-        PayloadEncoding::JsonText => serde_json::from_str(text).ok(),
+        PayloadEncoding::JsonText => sparse::parse(text.as_bytes(), reads).ok(),
     }
 }
 
