@@ -239,6 +239,8 @@ fn record(s: &Setup, request: &[u8], response: &[u8]) -> Record {
 /// through the telemetry layer. With capture off, `t` carries the policy that drops content.
 fn extract_with_telemetry(t: &Telemetry, s: &Setup, request: &[u8], response: &[u8]) {
     let start_time = SystemTime::now();
+    // The engine renders the messages in both capture modes; the policy drops them at the
+    // finish. A capture switch on the exchange would take `t.content().capture` here.
     let mut exchange = start(s, request);
     let active = t.start(exchange.record(), &Context::new(), start_time);
     exchange.respond(200, &s.response_headers, response);
