@@ -21,12 +21,15 @@ use opentelemetry_sdk::trace::{
 };
 use serde_json::{json, Value as Json};
 use specter::offline::{self, ExtractOptions, Recorded};
-use specter::unstable::compile::rules::Operation;
-use specter::unstable::engine::{self, Content, HttpTarget, Record, Request, Response};
+use specter::unstable::catalog::Match;
+use specter::unstable::engine::{Content, Exchange, HttpTarget, Record};
 use specter::unstable::render::dialect::{self, Dialect};
 use specter::unstable::telemetry::{Telemetry, Timings};
-use specter::Catalog;
-use specter::ContentPolicy;
+use specter::{Capture, Catalog, ContentPolicy};
+
+use budget::{Budget, Figure, Id};
+
+mod budget;
 
 const URL: &str = "https://api.openai.com/v1/chat/completions";
 
@@ -171,9 +174,8 @@ fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 /// Everything an extraction needs that the gateway has before the bodies arrive.
 struct Setup {
     catalog: Catalog,
-    op: std::sync::Arc<Operation>,
+    found: Match,
     target: HttpTarget,
-    captures: Vec<(String, String)>,
     request_headers: Vec<(String, String)>,
     response_headers: Vec<(String, String)>,
 }
@@ -185,8 +187,7 @@ fn setup() -> Setup {
         .find("POST", Some(&target.host), &target.path, &target.query)
         .unwrap();
     Setup {
-        op: found.operation.clone(),
-        captures: found.captures,
+        found,
         catalog,
         target,
         request_headers: headers(&[
@@ -205,70 +206,53 @@ fn setup() -> Setup {
     }
 }
 
-/// specter's work for one non-streaming exchange: parse both bodies, run the request and response
-/// phases with all rules, render the semconv attributes the way the gateway and the library do
-/// when they finish a span (`dialect::render_taking`: the record's attributes are moved into
-/// the result, not copied).
+/// The exchange the gateway and the library start for a matched request: the request body
+/// parsed and the request phase run (`Exchange::new`, with the per-call copies of the match, the
+/// target and the headers the gateway makes).
+fn start(s: &Setup, request: &[u8], content: Content) -> Exchange {
+    Exchange::new(
+        s.found.clone(),
+        s.target.clone(),
+        s.request_headers.clone(),
+        request,
+        content,
+    )
+}
+
+/// specter's work for one non-streaming exchange: the exchange run whole (both bodies parsed,
+/// request and response phases with all rules, the cost), then the semconv attributes rendered
+/// the way the gateway and the library do when they finish a span (`dialect::render_taking`:
+/// the record's attributes are moved into the result, not copied).
 fn extract(s: &Setup, request: &[u8], response: &[u8]) -> BTreeMap<String, Json> {
     let mut record = record(s, request, response);
     dialect::render_taking(&mut record, &[Dialect::Semconv])
 }
 
-/// The same without rendering: parse both bodies and run both phases (the `Record` the dialects
-/// render).
+/// The same without rendering: the exchange's finished `Record` (what the dialects render).
 fn record(s: &Setup, request: &[u8], response: &[u8]) -> Record {
-    let mut problems = Vec::new();
-    let request_body = engine::parse_body(request, &s.op.reads.request, "request", &mut problems);
-    let req = Request {
-        target: &s.target,
-        headers: &s.request_headers,
-        body: &request_body,
-        captures: &s.captures,
-    };
-    let mut record = engine::request_phase(&s.op, &req, Content::Render);
-    let response_body =
-        engine::parse_body(response, &s.op.reads.response, "response", &mut problems);
-    let resp = Response {
-        status: Some(200),
-        headers: &s.response_headers,
-        body: &response_body,
-    };
-    engine::response_phase(&s.op, &mut record, &req, &resp, Content::Render);
-    record.problems.extend(problems);
-    record
+    let mut exchange = start(s, request, Content::Render);
+    exchange.respond(200, &s.response_headers, response);
+    exchange.into_record()
 }
 
-/// The same extraction with a span started at the request phase and finished (attributes,
-/// metrics) through the telemetry layer.
+/// The gateway's per-call path: the exchange started, its span started from the request-phase
+/// record, the response phase run, and the span finished (content policy, attributes, metrics)
+/// through the telemetry layer. With capture off, `t` carries the policy that drops content.
 fn extract_with_telemetry(t: &Telemetry, s: &Setup, request: &[u8], response: &[u8]) {
-    let start = SystemTime::now();
-    let mut problems = Vec::new();
-    let request_body = engine::parse_body(request, &s.op.reads.request, "request", &mut problems);
-    let req = Request {
-        target: &s.target,
-        headers: &s.request_headers,
-        body: &request_body,
-        captures: &s.captures,
-    };
-    let mut record = engine::request_phase(&s.op, &req, Content::Render);
-    let active = t.start(&record, &Context::new(), start);
-    let response_body =
-        engine::parse_body(response, &s.op.reads.response, "response", &mut problems);
-    let resp = Response {
-        status: Some(200),
-        headers: &s.response_headers,
-        body: &response_body,
-    };
-    engine::response_phase(&s.op, &mut record, &req, &resp, Content::Render);
-    record.problems.extend(problems);
+    let start_time = SystemTime::now();
+    // With capture off the engine neither parses nor renders message content, as in the gateway.
+    let mut exchange = start(s, request, Content::of(t.content().capture));
+    let active = t.start(exchange.record(), &Context::new(), start_time);
+    exchange.respond(200, &s.response_headers, response);
     let timings = Timings {
-        start,
-        end: start + Duration::from_millis(850),
+        start: start_time,
+        end: start_time + Duration::from_millis(850),
         duration: Duration::from_millis(850),
         first_chunk: None,
         chunk_gaps: Vec::new(),
     };
-    t.finish(active, record, &s.op, &timings);
+    let op = exchange.operation().clone();
+    t.finish(active, exchange.into_record(), &op, &timings);
 }
 
 /// An exporter that drops every span.
@@ -362,29 +346,34 @@ fn bench_telemetry(c: &mut Criterion) {
                 .build(),
         )
         .build();
-    let tracer = opentelemetry::global::BoxedTracer::new(Box::new(
-        tracer_provider.tracer(specter::unstable::telemetry::SCOPE),
-    ));
     let meter = opentelemetry::metrics::MeterProvider::meter(
         &meter_provider,
         specter::unstable::telemetry::SCOPE,
     );
-    let telemetry = Telemetry::new(
-        tracer,
-        &meter,
-        vec![Dialect::Semconv],
-        ContentPolicy::default(),
-    );
+    // As the gateway builds it: semconv, and the content policy of
+    // `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` unset (capture on) or `false` (off).
+    let telemetry = |capture: Capture| {
+        let tracer = opentelemetry::global::BoxedTracer::new(Box::new(
+            tracer_provider.tracer(specter::unstable::telemetry::SCOPE),
+        ));
+        let content = ContentPolicy::default().with_capture(capture);
+        Telemetry::new(tracer, &meter, vec![Dialect::Semconv], content)
+    };
+    let capture_on = telemetry(Capture::SpanOnly);
+    let capture_off = telemetry(Capture::NoContent);
     let mut group = c.benchmark_group("telemetry");
     for (size, request, response) in bodies() {
         group.bench_function(BenchmarkId::new(size, "extract_only"), |b| {
             b.iter(|| extract(&s, black_box(&request), black_box(&response)))
         });
-        group.bench_function(BenchmarkId::new(size, "extract_and_export_span"), |b| {
-            b.iter(|| {
-                extract_with_telemetry(&telemetry, &s, black_box(&request), black_box(&response))
-            })
-        });
+        for (t, function) in [
+            (&capture_on, EXPORT_CAPTURE_ON),
+            (&capture_off, EXPORT_CAPTURE_OFF),
+        ] {
+            group.bench_function(BenchmarkId::new(size, function), |b| {
+                b.iter(|| extract_with_telemetry(t, &s, black_box(&request), black_box(&response)))
+            });
+        }
     }
     group.finish();
     let _ = tracer_provider.shutdown();
@@ -398,9 +387,43 @@ fn config() -> Criterion {
         .measurement_time(Duration::from_secs(3))
 }
 
+/// The extraction with span export, capture on and off (`telemetry/<size>/<function>`).
+const EXPORT_CAPTURE_ON: &str = "extract_and_export_span";
+const EXPORT_CAPTURE_OFF: &str = "extract_and_export_span_no_content";
+
+/// Extraction with span export at most twice the parse of the exchange's two bodies, for both
+/// sizes and both capture modes.
+fn budgets() -> Vec<Budget> {
+    let mut budgets = Vec::new();
+    for size in ["small", "large"] {
+        for (capture, function) in [
+            ("capture on", EXPORT_CAPTURE_ON),
+            ("capture off", EXPORT_CAPTURE_OFF),
+        ] {
+            budgets.push(Budget {
+                name: format!("extract/{size}"),
+                capture,
+                measured: Figure {
+                    label: "specter",
+                    id: Id::new("telemetry", &[size, function]),
+                },
+                baseline: Figure {
+                    label: "serde_json parse",
+                    id: Id::new("extract", &[size, "serde_json_parse"]),
+                },
+                limit: Some(2.0),
+                note: None,
+            });
+        }
+    }
+    budgets
+}
+
 fn main() {
+    let run_start = SystemTime::now();
     let mut c = config().configure_from_args();
     bench_extract(&mut c);
     bench_telemetry(&mut c);
     c.final_summary();
+    budget::report(&budgets(), run_start);
 }

@@ -323,7 +323,7 @@ pub fn extract_with(
         target,
         exchange.request_headers.to_vec(),
         exchange.request,
-        options.content.engine_content(),
+        crate::engine::Content::of(options.content.capture),
     );
     crate::context::apply(&options.context, exchange.request_headers, &mut run);
     run.set_prices(options.prices.clone());

@@ -128,6 +128,16 @@ pub enum Content {
     Skip,
 }
 
+impl Content {
+    /// What the engine renders when content is captured this way (nothing when none is).
+    pub fn of(capture: crate::Capture) -> Content {
+        match capture {
+            crate::Capture::NoContent => Content::Skip,
+            _ => Content::Render,
+        }
+    }
+}
+
 /// Parses the parts of a body that `reads` names (see [`sparse::parse`]), recording a problem
 /// when it is not JSON. An empty body is `Null`.
 pub fn parse_body(

@@ -482,7 +482,7 @@ impl Instrumentor {
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect();
         let credentials = Credentials::of_request(headers, &target.query);
-        let content = self.shared.telemetry.content().engine_content();
+        let content = crate::engine::Content::of(self.shared.telemetry.content().capture);
         let mut exchange = Exchange::new(found, target, request_headers, body, content);
         crate::context::apply(&self.shared.options.context, headers, &mut exchange);
         exchange.set_prices(self.shared.options.prices.clone());

@@ -249,14 +249,6 @@ impl ContentPolicy {
         })
     }
 
-    /// Whether the engine renders message content under this policy (not when none is captured).
-    pub(crate) fn engine_content(&self) -> crate::engine::Content {
-        match self.capture {
-            Capture::NoContent => crate::engine::Content::Skip,
-            _ => crate::engine::Content::Render,
-        }
-    }
-
     /// Applies truncation and redaction to the record's message content in place (the JSON stays
     /// valid: content strings are shortened, never cut out of their structure; roles, types, ids
     /// and names are left alone), or removes the content.
