@@ -1413,12 +1413,12 @@ fn startup_budget(report: &Report, capture: CaptureMode) -> Option<Budget> {
             h.p50_ms, h.min_ms, h.max_ms
         ),
         baseline: format!(
-            "uninstrumented p50 {} ms; catalog compile p50 {} ms in process",
+            "uninstrumented p50 {} ms; catalog compile {:.1} ms in process (first call)",
             opt(
                 s.spawn_to_healthz_uninstrumented.as_ref().map(|u| u.p50_ms),
                 1
             ),
-            opt(s.catalog_compile.as_ref().map(|c| c.p50_ms), 1)
+            s.catalog_compile_first_ms
         ),
         met: Some(h.p50_ms <= 50.0),
     })
@@ -1439,8 +1439,8 @@ fn reload_budget(report: &Report, capture: CaptureMode) -> Option<Budget> {
             r.p50_ms, r.min_ms, r.max_ms
         ),
         baseline: format!(
-            "none, an absolute limit (catalog compile p50 {} ms in process)",
-            opt(s.catalog_compile.as_ref().map(|c| c.p50_ms), 1)
+            "none, an absolute limit (catalog compile {:.1} ms in process, first call)",
+            s.catalog_compile_first_ms
         ),
         met: Some(r.p50_ms <= 100.0),
     })
