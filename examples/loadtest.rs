@@ -1,20 +1,22 @@
 //! Load harness for the gateway (`specter serve`).
 //!
 //! Starts an in-process mock of the OpenAI chat completions API on loopback, runs the release
-//! `specter` binary as two subprocesses (instrumented, and `--no-instrument` as a plain proxy),
-//! and drives the same traffic at the mock directly and through each gateway: the non-streaming
-//! and the streaming workload, at fixed request rates (open loop, bounded in flight) and at
-//! maximum throughput (closed loop over N connections). It reports latency percentiles, time to
-//! first byte of streams, throughput, the latency each gateway adds over the direct path, the
-//! gateway's CPU per request and its peak resident memory; then the memory of a fresh gateway with
-//! 1,000 streams held open at once, and the gateway's startup time. With `--fleet N` it also
+//! `specter` binary as three subprocesses (instrumented with message content capture on,
+//! instrumented with it off, and `--no-instrument` as a plain proxy), and drives the same traffic
+//! at the mock directly and through each gateway: the non-streaming and the streaming workload,
+//! at fixed request rates (open loop, bounded in flight) and at maximum throughput (closed loop
+//! over N connections). It reports latency percentiles, time to first byte of streams,
+//! throughput, the latency each gateway adds over the direct path, the gateway's CPU per request
+//! and its peak resident memory; then the memory of a fresh gateway of each kind with 1,000
+//! streams held open at once, and the gateway's startup time. Every budget is reported once per
+//! content capture setting, beside the baseline it is compared against. With `--fleet N` it also
 //! runs N instrumented gateways behind HAProxy (`deploy/haproxy.cfg` on loopback ports) and
 //! measures the closed loop through HAProxy, with the CPU the replicas and HAProxy spent.
 //!
 //! ```sh
 //! cargo build --release --bin specter
 //! cargo run --release --example loadtest -- [--duration-secs N] [--rates 200,500,1000] \
-//!     [--stream-rates 50,100,200] [--concurrency 64] [--json out.json]
+//!     [--stream-rates 50,100,200] [--concurrency 64] [--capture-modes on,off] [--json out.json]
 //! cargo run --release --example loadtest -- --no-load --memory-streams 0 --startup-runs 0 \
 //!     --fleet 3    # HAProxy (`haproxy` on PATH) in front of three replicas
 //! ```
@@ -116,7 +118,66 @@ struct Args {
     /// (`target/release/specter`).
     #[arg(long, value_name = "PATH")]
     specter: Option<PathBuf>,
+    /// Message content capture settings of the instrumented gateway to measure, each against
+    /// the same baselines: `on` (`SPAN_ONLY`) and `off` (`NO_CONTENT`).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "on,off")]
+    capture_modes: Vec<CaptureMode>,
 }
+
+/// Message content capture of an instrumented gateway, set through
+/// `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` in that gateway's environment alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CaptureMode {
+    /// `SPAN_ONLY` (the default): message content on the span.
+    On,
+    /// `NO_CONTENT`: no message content recorded.
+    Off,
+}
+
+impl CaptureMode {
+    fn name(self) -> &'static str {
+        match self {
+            CaptureMode::On => "on",
+            CaptureMode::Off => "off",
+        }
+    }
+
+    /// The target name of the instrumented gateway with this setting.
+    fn target(self) -> &'static str {
+        match self {
+            CaptureMode::On => INSTRUMENTED,
+            CaptureMode::Off => INSTRUMENTED_NO_CAPTURE,
+        }
+    }
+
+    /// The value of `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` the gateway gets.
+    fn env_value(self) -> &'static str {
+        match self {
+            CaptureMode::On => "SPAN_ONLY",
+            CaptureMode::Off => "false",
+        }
+    }
+}
+
+/// Which gateway a subprocess is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// `--no-instrument`: the plain proxy.
+    Uninstrumented,
+    Instrumented(CaptureMode),
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Uninstrumented => UNINSTRUMENTED,
+            Variant::Instrumented(capture) => capture.target(),
+        }
+    }
+}
+
+/// The name of the content capture variable, as the gateway reads it.
+const CAPTURE_VARIABLE: &str = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT";
 
 // ---------------------------------------------------------------------------------------------
 // The mock upstream
@@ -404,7 +465,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// Starts the gateway and waits for `/healthz`.
-fn spawn_gateway(binary: &Path, upstream: SocketAddr, instrument: bool) -> Result<Gateway> {
+fn spawn_gateway(binary: &Path, upstream: SocketAddr, variant: Variant) -> Result<Gateway> {
     let address = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let mut command = Command::new(binary);
     command
@@ -415,14 +476,19 @@ fn spawn_gateway(binary: &Path, upstream: SocketAddr, instrument: bool) -> Resul
         .arg(format!("openai=http://{upstream}"))
         .arg("--quiet")
         .arg("--no-traces-file");
-    if !instrument {
-        command.arg("--no-instrument");
-    }
     // No exporter from the environment, no configuration file: the flags alone decide.
     for (key, _) in std::env::vars_os() {
         let name = key.to_string_lossy();
         if name.starts_with("OTEL_") || name.starts_with("SPECTER_") {
             command.env_remove(&key);
+        }
+    }
+    match variant {
+        Variant::Uninstrumented => {
+            command.arg("--no-instrument");
+        }
+        Variant::Instrumented(capture) => {
+            command.env(CAPTURE_VARIABLE, capture.env_value());
         }
     }
     command
@@ -644,6 +710,20 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// Adds the outcome of pass number `pass` (0, 1, ...) of the same phase: the samples and
+    /// counts add up; the throughput is the mean of the passes' (they last equally long).
+    fn merge(&mut self, other: Outcome, pass: usize) {
+        self.samples.extend(other.samples);
+        self.errors += other.errors;
+        self.late += other.late;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        let passes = pass as f64;
+        self.throughput_rps =
+            (self.throughput_rps * passes + other.throughput_rps) / (passes + 1.0);
+    }
+
     fn record(&mut self, result: Result<Sample>) {
         match result {
             Ok(sample) => self.samples.push(sample),
@@ -858,8 +938,12 @@ struct Phase {
 struct Added {
     workload: &'static str,
     mode: String,
-    /// `instrumented - direct`, `uninstrumented - direct`, or `instrumented - uninstrumented`.
-    comparison: &'static str,
+    /// `target - baseline`, e.g. `instrumented - direct`.
+    comparison: String,
+    /// The target measured.
+    target: &'static str,
+    /// The target it is compared against.
+    baseline: &'static str,
     p50_ms: f64,
     p99_ms: f64,
     ttfb_p50_ms: Option<f64>,
@@ -870,6 +954,10 @@ struct Added {
 struct Ratio {
     workload: &'static str,
     mode: String,
+    /// Message content capture of the instrumented gateway: `on` or `off`.
+    capture: &'static str,
+    /// The instrumented gateway's target name.
+    target: &'static str,
     instrumented_rps: f64,
     uninstrumented_rps: f64,
     direct_rps: f64,
@@ -921,6 +1009,8 @@ struct Startup {
     spawn_to_listening: Option<MinMedMax>,
     /// Spawn to the first `GET /healthz` answered 200.
     spawn_to_healthz: Option<MinMedMax>,
+    /// The same with message content capture off (when measured).
+    spawn_to_healthz_capture_off: Option<MinMedMax>,
     /// The same with `--no-instrument`.
     spawn_to_healthz_uninstrumented: Option<MinMedMax>,
     /// `specter --version`: process start-up and exit alone (no catalog).
@@ -936,13 +1026,19 @@ struct Startup {
     /// Hot reload: from rewriting a provider file in a `--providers` directory holding all
     /// the bundled specs to the gateway's "reloaded" line (debounce, re-read, compile, swap).
     reload: Option<MinMedMax>,
+    /// The same with message content capture off (when measured).
+    reload_capture_off: Option<MinMedMax>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 struct Budget {
     budget: &'static str,
+    /// Message content capture of the gateway measured: `on` or `off`.
+    capture: &'static str,
     limit: String,
     measured: String,
+    /// What the measured figure is compared against (or derived from).
+    baseline: String,
     met: Option<bool>,
 }
 
@@ -980,10 +1076,15 @@ struct Settings {
     chunk_interval_ms: u64,
     memory_streams: usize,
     memory_hold_ms: u64,
+    /// Message content capture settings of the instrumented gateways measured.
+    capture_modes: Vec<&'static str>,
 }
 
 const DIRECT: &str = "direct";
+/// The instrumented gateway with message content capture on.
 const INSTRUMENTED: &str = "instrumented";
+/// The instrumented gateway with message content capture off.
+const INSTRUMENTED_NO_CAPTURE: &str = "instrumented-nocapture";
 const UNINSTRUMENTED: &str = "uninstrumented";
 
 fn phase_report(
@@ -1020,7 +1121,20 @@ fn find<'a>(phases: &'a [Phase], workload: &str, mode: &str, target: &str) -> Op
         .find(|p| p.workload == workload && p.mode == mode && p.target == target)
 }
 
-fn comparisons(phases: &[Phase]) -> (Vec<Added>, Vec<Ratio>) {
+/// The pairs compared: each instrumented gateway and the plain proxy against direct, each
+/// instrumented gateway against the plain proxy, and capture on against capture off.
+fn comparison_pairs(captures: &[CaptureMode]) -> Vec<(&'static str, &'static str)> {
+    let mut pairs: Vec<(&'static str, &'static str)> =
+        captures.iter().map(|c| (c.target(), DIRECT)).collect();
+    pairs.push((UNINSTRUMENTED, DIRECT));
+    pairs.extend(captures.iter().map(|c| (c.target(), UNINSTRUMENTED)));
+    if captures.contains(&CaptureMode::On) && captures.contains(&CaptureMode::Off) {
+        pairs.push((INSTRUMENTED, INSTRUMENTED_NO_CAPTURE));
+    }
+    pairs
+}
+
+fn comparisons(phases: &[Phase], captures: &[CaptureMode]) -> (Vec<Added>, Vec<Ratio>) {
     let mut added = Vec::new();
     let mut ratios = Vec::new();
     let mut keys: Vec<(&'static str, String)> = Vec::new();
@@ -1030,181 +1144,306 @@ fn comparisons(phases: &[Phase]) -> (Vec<Added>, Vec<Ratio>) {
         }
     }
     for (workload, mode) in keys {
-        let direct = find(phases, workload, &mode, DIRECT);
-        let instrumented = find(phases, workload, &mode, INSTRUMENTED);
-        let plain = find(phases, workload, &mode, UNINSTRUMENTED);
-        let pairs = [
-            ("instrumented - direct", instrumented, direct),
-            ("uninstrumented - direct", plain, direct),
-            ("instrumented - uninstrumented", instrumented, plain),
-        ];
-        for (comparison, a, b) in pairs {
+        for (target, baseline) in comparison_pairs(captures) {
+            let a = find(phases, workload, &mode, target);
+            let b = find(phases, workload, &mode, baseline);
             let (Some(a), Some(b)) = (a, b) else { continue };
             let ttfb = a.ttfb.zip(b.ttfb);
             added.push(Added {
                 workload,
                 mode: mode.clone(),
-                comparison,
+                comparison: format!("{target} - {baseline}"),
+                target,
+                baseline,
                 p50_ms: a.latency.p50_ms - b.latency.p50_ms,
                 p99_ms: a.latency.p99_ms - b.latency.p99_ms,
                 ttfb_p50_ms: ttfb.map(|(a, b)| a.p50_ms - b.p50_ms),
                 ttfb_p99_ms: ttfb.map(|(a, b)| a.p99_ms - b.p99_ms),
             });
         }
-        if mode.starts_with("max") {
-            if let (Some(i), Some(u), Some(d)) = (instrumented, plain, direct) {
-                ratios.push(Ratio {
-                    workload,
-                    mode: mode.clone(),
-                    instrumented_rps: i.throughput_rps,
-                    uninstrumented_rps: u.throughput_rps,
-                    direct_rps: d.throughput_rps,
-                    instrumented_over_uninstrumented: if u.throughput_rps > 0.0 {
-                        i.throughput_rps / u.throughput_rps
-                    } else {
-                        0.0
-                    },
-                    instrumented_cpu_us_per_request: i.gateway_cpu_us_per_request,
-                    uninstrumented_cpu_us_per_request: u.gateway_cpu_us_per_request,
-                });
-            }
+        if !mode.starts_with("max") {
+            continue;
+        }
+        let plain = find(phases, workload, &mode, UNINSTRUMENTED);
+        let direct = find(phases, workload, &mode, DIRECT);
+        for capture in captures {
+            let instrumented = find(phases, workload, &mode, capture.target());
+            let (Some(i), Some(u), Some(d)) = (instrumented, plain, direct) else {
+                continue;
+            };
+            ratios.push(Ratio {
+                workload,
+                mode: mode.clone(),
+                capture: capture.name(),
+                target: capture.target(),
+                instrumented_rps: i.throughput_rps,
+                uninstrumented_rps: u.throughput_rps,
+                direct_rps: d.throughput_rps,
+                instrumented_over_uninstrumented: if u.throughput_rps > 0.0 {
+                    i.throughput_rps / u.throughput_rps
+                } else {
+                    0.0
+                },
+                instrumented_cpu_us_per_request: i.gateway_cpu_us_per_request,
+                uninstrumented_cpu_us_per_request: u.gateway_cpu_us_per_request,
+            });
         }
     }
     (added, ratios)
 }
 
-fn budgets(report: &Report, rates: &[u32]) -> Vec<Budget> {
-    let mut out = Vec::new();
+fn added_row<'a>(
+    report: &'a Report,
+    workload: &str,
+    mode: &str,
+    target: &str,
+    baseline: &str,
+) -> Option<&'a Added> {
+    report.added_latency.iter().find(|a| {
+        a.workload == workload && a.mode == mode && a.target == target && a.baseline == baseline
+    })
+}
+
+/// One budget's line for one content capture setting (`None`: not measured in this run).
+type BudgetLine = fn(&Report, &[u32], CaptureMode) -> Option<Budget>;
+
+/// The budgets, one line per budget and content capture setting (capture on, then off).
+fn budgets(report: &Report, rates: &[u32], captures: &[CaptureMode]) -> Vec<Budget> {
+    let kinds: [BudgetLine; 8] = [
+        |r, rates, c| added_latency_budget(r, rates, c, false),
+        |r, rates, c| added_latency_budget(r, rates, c, true),
+        |r, _, c| throughput_budget(r, Workload::Plain, c),
+        |r, _, c| throughput_budget(r, Workload::Stream, c),
+        |r, _, c| ttfb_budget(r, c),
+        |r, _, c| memory_budget(r, c),
+        |r, _, c| startup_budget(r, c),
+        |r, _, c| reload_budget(r, c),
+    ];
+    kinds
+        .iter()
+        .flat_map(|kind| captures.iter().filter_map(|c| kind(report, rates, *c)))
+        .collect()
+}
+
+/// Added latency p50 (or p99) of `chat` at 1,000 req/s (or the highest rate measured).
+fn added_latency_budget(
+    report: &Report,
+    rates: &[u32],
+    capture: CaptureMode,
+    p99: bool,
+) -> Option<Budget> {
     let plain = Workload::Plain.name();
-    let stream = Workload::Stream.name();
     let rate = if rates.contains(&1000) {
         Some(1000)
     } else {
         rates.iter().copied().max()
+    }?;
+    let mode = Mode::Rate(rate).name();
+    let target = capture.target();
+    let a = added_row(report, plain, &mode, target, DIRECT)?;
+    let measured = find(&report.phases, plain, &mode, target)?;
+    let direct = find(&report.phases, plain, &mode, DIRECT)?;
+    let proxy = added_row(report, plain, &mode, UNINSTRUMENTED, DIRECT);
+    let (name, limit, added, at, base, proxy_added) = if p99 {
+        (
+            "gateway added latency p99 (instrumented - direct)",
+            0.5,
+            a.p99_ms,
+            measured.latency.p99_ms,
+            direct.latency.p99_ms,
+            proxy.map(|p| p.p99_ms),
+        )
+    } else {
+        (
+            "gateway added latency p50 (instrumented - direct)",
+            0.1,
+            a.p50_ms,
+            measured.latency.p50_ms,
+            direct.latency.p50_ms,
+            proxy.map(|p| p.p50_ms),
+        )
     };
-    if let Some(rate) = rate {
-        let mode = Mode::Rate(rate).name();
-        let row = report.added_latency.iter().find(|a| {
-            a.workload == plain && a.mode == mode && a.comparison == "instrumented - direct"
-        });
-        if let Some(a) = row {
-            out.push(Budget {
-                budget: "gateway added latency p50 (instrumented - direct)",
-                limit: format!("<= 0.1 ms at 1000 req/s (measured at {rate}/s)"),
-                measured: format!("{:.3} ms", a.p50_ms),
-                met: Some(a.p50_ms <= 0.1),
-            });
-            out.push(Budget {
-                budget: "gateway added latency p99 (instrumented - direct)",
-                limit: format!("<= 0.5 ms at 1000 req/s (measured at {rate}/s)"),
-                measured: format!("{:.3} ms", a.p99_ms),
-                met: Some(a.p99_ms <= 0.5),
-            });
-        }
-    }
-    for r in &report.throughput_ratio {
-        out.push(Budget {
-            budget: if r.workload == plain {
-                "throughput, instrumented / uninstrumented (chat)"
-            } else {
-                "throughput, instrumented / uninstrumented (chat-stream)"
-            },
-            limit: ">= 0.85".into(),
-            measured: format!(
-                "{:.3} ({:.0} / {:.0} req/s; gateway CPU per request {} vs {} us)",
-                r.instrumented_over_uninstrumented,
-                r.instrumented_rps,
-                r.uninstrumented_rps,
-                opt(r.instrumented_cpu_us_per_request, 1),
-                opt(r.uninstrumented_cpu_us_per_request, 1)
-            ),
-            met: Some(r.instrumented_over_uninstrumented >= 0.85),
-        });
-    }
-    let ttfb: Vec<&Added> = report
+    let quantile = if p99 { "p99" } else { "p50" };
+    Some(Budget {
+        budget: name,
+        capture: capture.name(),
+        limit: format!("<= {limit} ms at 1000 req/s (measured at {rate}/s)"),
+        measured: format!("{added:.3} ms ({target} {quantile} {at:.3} ms)"),
+        baseline: format!(
+            "direct {quantile} {base:.3} ms (uninstrumented - direct {})",
+            proxy_added
+                .map(|v| format!("{v:+.3} ms"))
+                .unwrap_or_else(|| "-".into())
+        ),
+        met: Some(added <= limit),
+    })
+}
+
+/// Throughput instrumented / uninstrumented at maximum throughput.
+fn throughput_budget(report: &Report, workload: Workload, capture: CaptureMode) -> Option<Budget> {
+    let r = report
+        .throughput_ratio
+        .iter()
+        .find(|r| r.workload == workload.name() && r.capture == capture.name())?;
+    Some(Budget {
+        budget: match workload {
+            Workload::Plain => "throughput, instrumented / uninstrumented (chat)",
+            Workload::Stream => "throughput, instrumented / uninstrumented (chat-stream)",
+        },
+        capture: capture.name(),
+        limit: format!(">= 0.85 ({})", r.mode),
+        measured: format!(
+            "{:.3} ({} {:.1} req/s; gateway CPU {} us per request)",
+            r.instrumented_over_uninstrumented,
+            r.target,
+            r.instrumented_rps,
+            opt(r.instrumented_cpu_us_per_request, 1)
+        ),
+        baseline: format!(
+            "uninstrumented {:.1} req/s, gateway CPU {} us per request (direct {:.1} req/s)",
+            r.uninstrumented_rps,
+            opt(r.uninstrumented_cpu_us_per_request, 1),
+            r.direct_rps
+        ),
+        met: Some(r.instrumented_over_uninstrumented >= 0.85),
+    })
+}
+
+/// Added time to first byte of streams at the fixed rates; the worst p50 decides.
+fn ttfb_budget(report: &Report, capture: CaptureMode) -> Option<Budget> {
+    let stream = Workload::Stream.name();
+    let target = capture.target();
+    let rows: Vec<&Added> = report
         .added_latency
         .iter()
         .filter(|a| {
             a.workload == stream
                 && a.mode.ends_with("/s")
-                && a.comparison == "instrumented - direct"
+                && a.target == target
+                && a.baseline == DIRECT
         })
         .collect();
-    if !ttfb.is_empty() {
-        let worst = ttfb
-            .iter()
-            .filter_map(|a| a.ttfb_p50_ms)
-            .fold(f64::MIN, f64::max);
-        let detail: Vec<String> = ttfb
-            .iter()
-            .map(|a| {
-                format!(
-                    "{}: p50 {:+.3} / p99 {:+.3}",
-                    a.mode,
-                    a.ttfb_p50_ms.unwrap_or_default(),
-                    a.ttfb_p99_ms.unwrap_or_default()
-                )
-            })
-            .collect();
-        out.push(Budget {
-            budget: "added TTFB on streams, p50 (instrumented - direct)",
-            limit: "<= 0.5 ms".into(),
-            measured: detail.join("; "),
-            met: Some(worst <= 0.5),
-        });
+    if rows.is_empty() {
+        return None;
     }
-    let uninstrumented_rss = report
+    let worst = rows
+        .iter()
+        .filter_map(|a| a.ttfb_p50_ms)
+        .fold(f64::MIN, f64::max);
+    let detail: Vec<String> = rows
+        .iter()
+        .map(|a| {
+            format!(
+                "{}: p50 {:+.3} / p99 {:+.3}",
+                a.mode,
+                a.ttfb_p50_ms.unwrap_or_default(),
+                a.ttfb_p99_ms.unwrap_or_default()
+            )
+        })
+        .collect();
+    let direct: Vec<String> = rows
+        .iter()
+        .map(|a| {
+            let ttfb = find(&report.phases, stream, &a.mode, DIRECT).and_then(|p| p.ttfb);
+            format!(
+                "{}: p50 {} / p99 {}",
+                a.mode,
+                opt(ttfb.map(|t| t.p50_ms), 3),
+                opt(ttfb.map(|t| t.p99_ms), 3)
+            )
+        })
+        .collect();
+    Some(Budget {
+        budget: "added TTFB on streams, p50 (instrumented - direct)",
+        capture: capture.name(),
+        limit: "<= 0.5 ms".into(),
+        measured: format!("{} ms", detail.join("; ")),
+        baseline: format!("direct TTFB {} ms", direct.join("; ")),
+        met: Some(worst <= 0.5),
+    })
+}
+
+/// Peak RSS of a fresh gateway with `--memory-streams` streams open at once.
+fn memory_budget(report: &Report, capture: CaptureMode) -> Option<Budget> {
+    let m = report
         .streams_memory
         .iter()
-        .find(|m| m.variant != INSTRUMENTED)
-        .and_then(|m| m.peak_rss_mb_vmhwm);
-    for m in &report.streams_memory {
-        if m.variant == INSTRUMENTED {
-            out.push(Budget {
-                budget: "gateway RSS with concurrent streams (VmHWM)",
-                limit: "<= 64 MB with 1000 streams".into(),
-                measured: format!(
-                    "{:.1} MB with {} streams ({} at once at the mock; uninstrumented {} MB)",
-                    m.peak_rss_mb_vmhwm.unwrap_or_default(),
-                    m.streams,
-                    m.peak_concurrent_streams_at_mock,
-                    opt(uninstrumented_rss, 1)
-                ),
-                met: m.peak_rss_mb_vmhwm.map(|mb| mb <= 64.0),
-            });
-        }
-    }
-    if let Some(s) = &report.startup {
-        if let Some(h) = &s.spawn_to_healthz {
-            out.push(Budget {
-                budget: "startup, spawn to /healthz (all bundled providers)",
-                limit: "<= 50 ms".into(),
-                measured: format!(
-                    "p50 {:.1} ms (min {:.1}, max {:.1}); catalog compile p50 {:.1} ms",
-                    h.p50_ms,
-                    h.min_ms,
-                    h.max_ms,
-                    s.catalog_compile
-                        .as_ref()
-                        .map(|c| c.p50_ms)
-                        .unwrap_or_default()
-                ),
-                met: Some(h.p50_ms <= 50.0),
-            });
-        }
-        if let Some(r) = &s.reload {
-            out.push(Budget {
-                budget: "hot reload, file written to rules active (all bundled providers)",
-                limit: "<= 100 ms".into(),
-                measured: format!(
-                    "p50 {:.1} ms (min {:.1}, max {:.1})",
-                    r.p50_ms, r.min_ms, r.max_ms
-                ),
-                met: Some(r.p50_ms <= 100.0),
-            });
-        }
-    }
-    out
+        .find(|m| m.variant == capture.target())?;
+    let plain = report
+        .streams_memory
+        .iter()
+        .find(|m| m.variant == UNINSTRUMENTED);
+    Some(Budget {
+        budget: "gateway RSS with concurrent streams (VmHWM)",
+        capture: capture.name(),
+        limit: "<= 64 MB with 1000 streams".into(),
+        measured: format!(
+            "{} MB with {} streams ({} at once at the mock; idle {} MB)",
+            opt(m.peak_rss_mb_vmhwm, 1),
+            m.streams,
+            m.peak_concurrent_streams_at_mock,
+            opt(m.idle_rss_mb, 1)
+        ),
+        baseline: match plain {
+            Some(p) => format!(
+                "uninstrumented {} MB with {} streams ({} at once; idle {} MB)",
+                opt(p.peak_rss_mb_vmhwm, 1),
+                p.streams,
+                p.peak_concurrent_streams_at_mock,
+                opt(p.idle_rss_mb, 1)
+            ),
+            None => "-".into(),
+        },
+        met: m.peak_rss_mb_vmhwm.map(|mb| mb <= 64.0),
+    })
+}
+
+fn startup_budget(report: &Report, capture: CaptureMode) -> Option<Budget> {
+    let s = report.startup.as_ref()?;
+    let h = match capture {
+        CaptureMode::On => s.spawn_to_healthz.as_ref(),
+        CaptureMode::Off => s.spawn_to_healthz_capture_off.as_ref(),
+    }?;
+    Some(Budget {
+        budget: "startup, spawn to /healthz (all bundled providers)",
+        capture: capture.name(),
+        limit: "<= 50 ms".into(),
+        measured: format!(
+            "p50 {:.1} ms (min {:.1}, max {:.1})",
+            h.p50_ms, h.min_ms, h.max_ms
+        ),
+        baseline: format!(
+            "uninstrumented p50 {} ms; catalog compile {:.1} ms in process (first call)",
+            opt(
+                s.spawn_to_healthz_uninstrumented.as_ref().map(|u| u.p50_ms),
+                1
+            ),
+            s.catalog_compile_first_ms
+        ),
+        met: Some(h.p50_ms <= 50.0),
+    })
+}
+
+fn reload_budget(report: &Report, capture: CaptureMode) -> Option<Budget> {
+    let s = report.startup.as_ref()?;
+    let r = match capture {
+        CaptureMode::On => s.reload.as_ref(),
+        CaptureMode::Off => s.reload_capture_off.as_ref(),
+    }?;
+    Some(Budget {
+        budget: "hot reload, file written to rules active (all bundled providers)",
+        capture: capture.name(),
+        limit: "<= 100 ms".into(),
+        measured: format!(
+            "p50 {:.1} ms (min {:.1}, max {:.1})",
+            r.p50_ms, r.min_ms, r.max_ms
+        ),
+        baseline: format!(
+            "none, an absolute limit (catalog compile {:.1} ms in process, first call)",
+            s.catalog_compile_first_ms
+        ),
+        met: Some(r.p50_ms <= 100.0),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1218,7 +1457,7 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 
 fn print_phases(phases: &[Phase]) {
     println!(
-        "\n{:<11} {:<9} {:<14} {:>7} {:>5} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "\n{:<11} {:<9} {:<22} {:>7} {:>5} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
         "workload",
         "mode",
         "target",
@@ -1236,7 +1475,7 @@ fn print_phases(phases: &[Phase]) {
     );
     for p in phases {
         println!(
-            "{:<11} {:<9} {:<14} {:>7} {:>5} {:>5} {:>8.1} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8} {:>8} {:>9}",
+            "{:<11} {:<9} {:<22} {:>7} {:>5} {:>5} {:>8.1} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8} {:>8} {:>9}",
             p.workload,
             p.mode,
             p.target,
@@ -1280,6 +1519,10 @@ fn print_report(report: &Report) {
         };
         line("spawn -> /healthz answers", &s.spawn_to_healthz);
         line(
+            "spawn -> /healthz answers (capture off)",
+            &s.spawn_to_healthz_capture_off,
+        );
+        line(
             "spawn -> /healthz answers (--no-instrument)",
             &s.spawn_to_healthz_uninstrumented,
         );
@@ -1292,6 +1535,10 @@ fn print_report(report: &Report) {
         line("Catalog::bundled() in process (warm)", &s.catalog_compile);
         line("Catalog::clone() in process", &s.catalog_clone);
         line("hot reload, write -> \"reloaded\" line", &s.reload);
+        line(
+            "hot reload, write -> \"reloaded\" (capture off)",
+            &s.reload_capture_off,
+        );
         println!(
             "{:<46} {:>7.2} ms",
             "Catalog::bundled() in process (first call)", s.catalog_compile_first_ms
@@ -1302,12 +1549,12 @@ fn print_report(report: &Report) {
         print_phases(&report.phases);
         println!("\n-- added latency (difference of percentiles) --");
         println!(
-            "{:<11} {:<9} {:<30} {:>9} {:>9} {:>9} {:>9}",
+            "{:<11} {:<9} {:<39} {:>9} {:>9} {:>9} {:>9}",
             "workload", "mode", "comparison", "d p50 ms", "d p99 ms", "d ttfb50", "d ttfb99"
         );
         for a in &report.added_latency {
             println!(
-                "{:<11} {:<9} {:<30} {:>+9.3} {:>+9.3} {:>9} {:>9}",
+                "{:<11} {:<9} {:<39} {:>+9.3} {:>+9.3} {:>9} {:>9}",
                 a.workload,
                 a.mode,
                 a.comparison,
@@ -1324,18 +1571,20 @@ fn print_report(report: &Report) {
         println!("\n-- maximum throughput --");
         for r in &report.throughput_ratio {
             println!(
-                "{:<11} {:<9} direct {:>8.1}  uninstrumented {:>8.1}  instrumented {:>8.1} req/s  instrumented/uninstrumented {:.3}",
+                "{:<11} {:<9} capture {:<3}  direct {:>8.1}  uninstrumented {:>8.1}  instrumented {:>8.1} req/s  instrumented/uninstrumented {:.3}",
                 r.workload,
                 r.mode,
+                r.capture,
                 r.direct_rps,
                 r.uninstrumented_rps,
                 r.instrumented_rps,
                 r.instrumented_over_uninstrumented
             );
             println!(
-                "{:<21} gateway CPU per request: uninstrumented {} us, instrumented {} us",
+                "{:<33} gateway CPU per request: uninstrumented {} us, {} {} us",
                 "",
                 opt(r.uninstrumented_cpu_us_per_request, 1),
+                r.target,
                 opt(r.instrumented_cpu_us_per_request, 1)
             );
         }
@@ -1343,7 +1592,7 @@ fn print_report(report: &Report) {
     if !report.gateway_peak_rss_mb.is_empty() {
         println!("\n-- gateway peak RSS after the load phases (VmHWM) --");
         for (name, mb) in &report.gateway_peak_rss_mb {
-            println!("{name:<16} {} MB", opt(*mb, 1));
+            println!("{name:<22} {} MB", opt(*mb, 1));
         }
     }
     for m in &report.streams_memory {
@@ -1374,7 +1623,10 @@ fn print_report(report: &Report) {
                 Some(false) => "MISSED",
                 None => "n/a",
             };
-            println!("[{verdict:^6}] {} ({}): {}", b.budget, b.limit, b.measured);
+            println!(
+                "[{verdict:^6}] {}, capture {} ({}): {}; baseline: {}",
+                b.budget, b.capture, b.limit, b.measured, b.baseline
+            );
         }
     }
     println!("\ntotal {:.1} s", report.total_seconds);
@@ -1406,8 +1658,17 @@ fn time_command(binary: &Path, args: &[&str], runs: usize) -> Option<MinMedMax> 
 /// Times hot reloads: the bundled specs copied to a temporary directory, `specter serve
 /// --providers DIR`, then `runs` rewrites of `openai.yaml` (alternating two valid versions), each
 /// timed from the write to the "reloaded" line on the gateway's stderr.
-fn measure_reload(binary: &Path, upstream: SocketAddr, runs: usize) -> Result<Option<MinMedMax>> {
-    let dir = std::env::temp_dir().join(format!("specter-loadtest-reload-{}", std::process::id()));
+fn measure_reload(
+    binary: &Path,
+    upstream: SocketAddr,
+    runs: usize,
+    capture: CaptureMode,
+) -> Result<Option<MinMedMax>> {
+    let dir = std::env::temp_dir().join(format!(
+        "specter-loadtest-reload-{}-{}",
+        std::process::id(),
+        capture.name()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     for entry in std::fs::read_dir("providers")? {
@@ -1435,6 +1696,7 @@ fn measure_reload(binary: &Path, upstream: SocketAddr, runs: usize) -> Result<Op
             "--providers",
         ])
         .arg(&dir)
+        .env(CAPTURE_VARIABLE, capture.env_value())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -1480,7 +1742,12 @@ fn measure_reload(binary: &Path, upstream: SocketAddr, runs: usize) -> Result<Op
     Ok(MinMedMax::of(&mut times))
 }
 
-fn measure_startup(binary: &Path, upstream: SocketAddr, runs: usize) -> Result<Startup> {
+fn measure_startup(
+    binary: &Path,
+    upstream: SocketAddr,
+    runs: usize,
+    captures: &[CaptureMode],
+) -> Result<Startup> {
     let first = Instant::now();
     let catalog = specter::Catalog::bundled().map_err(|e| anyhow!("{e}"))?;
     let catalog_compile_first_ms = ms(first.elapsed());
@@ -1503,37 +1770,60 @@ fn measure_startup(binary: &Path, upstream: SocketAddr, runs: usize) -> Result<S
     let exec_list = time_command(binary, &["list", "--format", "json"], runs);
     let mut healthy = Vec::new();
     let mut listening = Vec::new();
+    let mut healthy_off = Vec::new();
     let mut healthy_plain = Vec::new();
+    // One start of each kind per round, so all see the same machine.
     for _ in 0..runs {
-        let gateway = spawn_gateway(binary, upstream, true)?;
-        healthy.push(gateway.healthy_after);
-        if let Some(l) = gateway.listening_after {
-            listening.push(l);
+        if captures.contains(&CaptureMode::On) {
+            let gateway = spawn_gateway(binary, upstream, Variant::Instrumented(CaptureMode::On))?;
+            healthy.push(gateway.healthy_after);
+            if let Some(l) = gateway.listening_after {
+                listening.push(l);
+            }
         }
-        drop(gateway);
-        let gateway = spawn_gateway(binary, upstream, false)?;
+        if captures.contains(&CaptureMode::Off) {
+            let gateway = spawn_gateway(binary, upstream, Variant::Instrumented(CaptureMode::Off))?;
+            healthy_off.push(gateway.healthy_after);
+        }
+        let gateway = spawn_gateway(binary, upstream, Variant::Uninstrumented)?;
         healthy_plain.push(gateway.healthy_after);
-        drop(gateway);
     }
+    let reload_with = |capture: CaptureMode| -> Result<Option<MinMedMax>> {
+        if captures.contains(&capture) {
+            measure_reload(binary, upstream, runs, capture)
+        } else {
+            Ok(None)
+        }
+    };
     Ok(Startup {
         runs,
         providers,
         spawn_to_listening: MinMedMax::of(&mut listening),
         spawn_to_healthz: MinMedMax::of(&mut healthy),
+        spawn_to_healthz_capture_off: MinMedMax::of(&mut healthy_off),
         spawn_to_healthz_uninstrumented: MinMedMax::of(&mut healthy_plain),
         exec_version,
         exec_list,
         catalog_compile_first_ms,
         catalog_compile: MinMedMax::of(&mut compiles),
         catalog_clone: MinMedMax::of(&mut clones),
-        reload: measure_reload(binary, upstream, runs)?,
+        reload: reload_with(CaptureMode::On)?,
+        reload_capture_off: reload_with(CaptureMode::Off)?,
     })
 }
 
-struct Targets<'a> {
-    direct: SocketAddr,
-    instrumented: &'a Gateway,
-    uninstrumented: &'a Gateway,
+/// Where the load goes: the mock directly, or a gateway.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    name: &'static str,
+    address: SocketAddr,
+    gateway: Option<&'a Gateway>,
+}
+
+impl Target<'_> {
+    fn through_gateway(&self) -> bool {
+        self.gateway.is_some()
+    }
 }
 
 fn call_for(
@@ -1564,50 +1854,25 @@ fn call_for(
     })
 }
 
+/// Runs every (workload, mode) against every target, after the same warm-up for each.
 async fn run_load(
     args: &Args,
-    targets: &Targets<'_>,
+    targets: &[Target<'_>],
     mock: &Mock,
     ticks: f64,
 ) -> Result<Vec<Phase>> {
-    let client = http_client();
-    let duration = Duration::from_secs_f64(args.duration_secs.max(0.1));
-    let list: [(&'static str, SocketAddr, bool, Option<&Gateway>); 3] = [
-        (DIRECT, targets.direct, false, None),
-        (
-            INSTRUMENTED,
-            targets.instrumented.address,
-            true,
-            Some(targets.instrumented),
-        ),
-        (
-            UNINSTRUMENTED,
-            targets.uninstrumented.address,
-            true,
-            Some(targets.uninstrumented),
-        ),
-    ];
-    // Warm-up: fill the connection pools on every path (not measured).
-    for (_, address, gateway, _) in list {
-        for workload in [Workload::Plain, Workload::Stream] {
-            let call = call_for(workload, address, gateway, mock)?;
-            let warm = closed_loop(
-                &client,
-                &call,
-                args.concurrency,
-                Duration::from_millis(400),
-                100_000,
-            )
-            .await;
-            if warm.samples.is_empty() {
-                bail!(
-                    "warm-up against {address} failed: {}",
-                    warm.first_error.unwrap_or_default()
-                );
-            }
-        }
+    let driver = Driver {
+        args,
+        client: http_client(),
+        mock,
+        ticks,
+        half: Duration::from_secs_f64(args.duration_secs.max(0.1) / 2.0),
+    };
+    for target in targets {
+        driver.warm_up(*target).await?;
     }
     let mut phases = Vec::new();
+    let mut round = 0usize;
     for workload in [Workload::Plain, Workload::Stream] {
         let rates = match workload {
             Workload::Plain => &args.rates,
@@ -1616,39 +1881,135 @@ async fn run_load(
         let mut modes: Vec<Mode> = rates.iter().map(|r| Mode::Rate(*r)).collect();
         modes.push(Mode::Max(args.concurrency));
         for mode in modes {
-            for (name, address, through_gateway, gateway) in list {
-                let call = call_for(workload, address, through_gateway, mock)?;
-                let cpu_before = gateway.and_then(Gateway::cpu_ticks);
-                let outcome = match mode {
-                    Mode::Rate(rate) => {
-                        open_loop(&client, &call, rate, duration, args.max_in_flight).await
-                    }
-                    Mode::Max(connections) => {
-                        closed_loop(&client, &call, connections, duration, 5_000_000).await
-                    }
-                };
-                let cpu_after = gateway.and_then(Gateway::cpu_ticks);
-                let cpu = cpu_before
-                    .zip(cpu_after)
-                    .map(|(b, a)| a.saturating_sub(b) as f64 / ticks);
-                let phase = phase_report(workload, mode, name, outcome, cpu);
-                eprintln!(
-                    "  {:<11} {:<9} {:<14} {:>6} req {:>4} err {:>8.1} req/s p50 {:.3} ms p99 {:.3} ms",
-                    phase.workload,
-                    phase.mode,
-                    phase.target,
-                    phase.requests,
-                    phase.errors,
-                    phase.throughput_rps,
-                    phase.latency.p50_ms,
-                    phase.latency.p99_ms
-                );
-                phases.push(phase);
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
+            phases.extend(driver.run_mode(targets, workload, mode, round).await?);
+            round += 1;
         }
     }
     Ok(phases)
+}
+
+/// What every half phase shares.
+struct Driver<'a> {
+    args: &'a Args,
+    client: HttpClient,
+    mock: &'a Mock,
+    ticks: f64,
+    half: Duration,
+}
+
+impl Driver<'_> {
+    /// Fills the connection pools of a path with both workloads (not measured).
+    async fn warm_up(&self, target: Target<'_>) -> Result<()> {
+        for workload in [Workload::Plain, Workload::Stream] {
+            let call = call_for(
+                workload,
+                target.address,
+                target.through_gateway(),
+                self.mock,
+            )?;
+            let warm = closed_loop(
+                &self.client,
+                &call,
+                self.args.concurrency,
+                Duration::from_millis(400),
+                100_000,
+            )
+            .await;
+            if warm.samples.is_empty() {
+                bail!(
+                    "warm-up against {} ({}) failed: {}",
+                    target.name,
+                    target.address,
+                    warm.first_error.unwrap_or_default()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// One (workload, mode) against every target, in two halves of half the duration: the
+    /// targets one after the other, then in the reverse order, so that on average each target
+    /// runs at the same point of the sequence (none systematically on a hotter machine). The
+    /// starting target rotates with `round`. The halves' samples are pooled, their CPU added.
+    async fn run_mode(
+        &self,
+        targets: &[Target<'_>],
+        workload: Workload,
+        mode: Mode,
+        round: usize,
+    ) -> Result<Vec<Phase>> {
+        let mut order: Vec<usize> = (0..targets.len()).collect();
+        order.rotate_left(round % targets.len().max(1));
+        let reversed: Vec<usize> = order.iter().rev().copied().collect();
+        let mut results: Vec<(Outcome, Option<f64>)> = (0..targets.len())
+            .map(|_| (Outcome::default(), Some(0.0)))
+            .collect();
+        for (pass, sequence) in [order, reversed].into_iter().enumerate() {
+            for index in sequence {
+                let (Some(target), Some(slot)) = (targets.get(index), results.get_mut(index))
+                else {
+                    continue;
+                };
+                let (outcome, cpu) = self.run_half(*target, workload, mode).await?;
+                slot.0.merge(outcome, pass);
+                slot.1 = slot.1.zip(cpu).map(|(a, b)| a + b);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        let mut phases = Vec::new();
+        for (target, (outcome, cpu)) in targets.iter().zip(results) {
+            let phase = phase_report(workload, mode, target.name, outcome, cpu);
+            eprintln!(
+                "  {:<11} {:<9} {:<22} {:>6} req {:>4} err {:>8.1} req/s p50 {:.3} ms p99 {:.3} ms",
+                phase.workload,
+                phase.mode,
+                phase.target,
+                phase.requests,
+                phase.errors,
+                phase.throughput_rps,
+                phase.latency.p50_ms,
+                phase.latency.p99_ms
+            );
+            phases.push(phase);
+        }
+        Ok(phases)
+    }
+
+    /// One half of a phase against one target: its outcome and the gateway's CPU seconds.
+    async fn run_half(
+        &self,
+        target: Target<'_>,
+        workload: Workload,
+        mode: Mode,
+    ) -> Result<(Outcome, Option<f64>)> {
+        let call = call_for(
+            workload,
+            target.address,
+            target.through_gateway(),
+            self.mock,
+        )?;
+        let cpu_before = target.gateway.and_then(Gateway::cpu_ticks);
+        let outcome = match mode {
+            Mode::Rate(rate) => {
+                open_loop(
+                    &self.client,
+                    &call,
+                    rate,
+                    self.half,
+                    self.args.max_in_flight,
+                )
+                .await
+            }
+            Mode::Max(connections) => {
+                closed_loop(&self.client, &call, connections, self.half, 5_000_000).await
+            }
+        };
+        let cpu_after = target.gateway.and_then(Gateway::cpu_ticks);
+        let cpu = cpu_before
+            .zip(cpu_after)
+            .map(|(b, a)| a.saturating_sub(b) as f64 / self.ticks);
+        Ok((outcome, cpu))
+    }
 }
 
 async fn streams_memory(
@@ -1791,45 +2152,71 @@ fn main() -> Result<()> {
     let mock_task = mock_runtime.spawn(serve_mock(listener, mock.clone(), stop_rx));
     eprintln!("loadtest: mock upstream on http://{mock_address}");
 
+    let mut captures: Vec<CaptureMode> = Vec::new();
+    for capture in &args.capture_modes {
+        if !captures.contains(capture) {
+            captures.push(*capture);
+        }
+    }
     let startup = if args.startup_runs > 0 {
         eprintln!("loadtest: timing {} gateway starts", args.startup_runs);
-        Some(measure_startup(&binary, mock_address, args.startup_runs)?)
+        Some(measure_startup(
+            &binary,
+            mock_address,
+            args.startup_runs,
+            &captures,
+        )?)
     } else {
         None
     };
 
     let mut phases = Vec::new();
     let mut gateway_peak_rss_mb = BTreeMap::new();
+    let variants: Vec<Variant> = captures
+        .iter()
+        .map(|c| Variant::Instrumented(*c))
+        .chain([Variant::Uninstrumented])
+        .collect();
     if !args.no_load {
-        let instrumented = spawn_gateway(&binary, mock_address, true)?;
-        let uninstrumented = spawn_gateway(&binary, mock_address, false)?;
-        eprintln!(
-            "loadtest: gateways on {} (instrumented, pid {}) and {} (uninstrumented, pid {})",
-            instrumented.address,
-            instrumented.pid(),
-            uninstrumented.address,
-            uninstrumented.pid()
-        );
-        let targets = Targets {
-            direct: mock_address,
-            instrumented: &instrumented,
-            uninstrumented: &uninstrumented,
-        };
+        let gateways = variants
+            .iter()
+            .map(|v| Ok((*v, spawn_gateway(&binary, mock_address, *v)?)))
+            .collect::<Result<Vec<_>>>()?;
+        for (variant, gateway) in &gateways {
+            eprintln!(
+                "loadtest: {} gateway on {} (pid {})",
+                variant.name(),
+                gateway.address,
+                gateway.pid()
+            );
+        }
+        let mut targets = vec![Target {
+            name: DIRECT,
+            address: mock_address,
+            gateway: None,
+        }];
+        targets.extend(gateways.iter().map(|(variant, gateway)| Target {
+            name: variant.name(),
+            address: gateway.address,
+            gateway: Some(gateway),
+        }));
         phases = client_runtime.block_on(run_load(&args, &targets, &mock, ticks))?;
-        gateway_peak_rss_mb.insert(INSTRUMENTED, kb_to_mb(instrumented.status_kb("VmHWM")));
-        gateway_peak_rss_mb.insert(UNINSTRUMENTED, kb_to_mb(uninstrumented.status_kb("VmHWM")));
+        for (variant, gateway) in &gateways {
+            gateway_peak_rss_mb.insert(variant.name(), kb_to_mb(gateway.status_kb("VmHWM")));
+        }
     }
 
     let mut memory = Vec::new();
     if args.memory_streams > 0 {
-        for (variant, instrument) in [(INSTRUMENTED, true), (UNINSTRUMENTED, false)] {
+        for variant in &variants {
             eprintln!(
-                "loadtest: {} streams through a fresh {variant} gateway",
-                args.memory_streams
+                "loadtest: {} streams through a fresh {} gateway",
+                args.memory_streams,
+                variant.name()
             );
-            let gateway = spawn_gateway(&binary, mock_address, instrument)?;
+            let gateway = spawn_gateway(&binary, mock_address, *variant)?;
             memory.push(client_runtime.block_on(streams_memory(
-                variant,
+                variant.name(),
                 &gateway,
                 &mock,
                 args.memory_streams,
@@ -1850,7 +2237,7 @@ fn main() -> Result<()> {
     mock_runtime.shutdown_timeout(Duration::from_secs(1));
     client_runtime.shutdown_timeout(Duration::from_secs(1));
 
-    let (added_latency, throughput_ratio) = comparisons(&phases);
+    let (added_latency, throughput_ratio) = comparisons(&phases, &captures);
     let mut report = Report {
         machine,
         settings: Settings {
@@ -1863,6 +2250,7 @@ fn main() -> Result<()> {
             chunk_interval_ms: CHUNK_INTERVAL_MS,
             memory_streams: args.memory_streams,
             memory_hold_ms: args.memory_hold_ms,
+            capture_modes: captures.iter().map(|c| c.name()).collect(),
         },
         startup,
         phases,
@@ -1874,7 +2262,7 @@ fn main() -> Result<()> {
         fleet,
         total_seconds: 0.0,
     };
-    report.budgets = budgets(&report, &args.rates);
+    report.budgets = budgets(&report, &args.rates, &captures);
     report.machine.loadavg_at_end = loadavg();
     report.total_seconds = began.elapsed().as_secs_f64();
     print_report(&report);
@@ -2008,7 +2396,7 @@ async fn measure_fleet(
     ticks: f64,
 ) -> Result<Vec<FleetPhase>> {
     let replicas = (0..args.fleet)
-        .map(|_| spawn_gateway(binary, upstream, true))
+        .map(|_| spawn_gateway(binary, upstream, Variant::Instrumented(CaptureMode::On)))
         .collect::<Result<Vec<_>>>()?;
     let addresses: Vec<SocketAddr> = replicas.iter().map(|g| g.address).collect();
     let haproxy = spawn_haproxy(&args.haproxy, &addresses)?;
