@@ -8,7 +8,7 @@ the gateway. The dump holds only the measured calls, so its total over `--reques
 gateway's instructions per call (its idle runtime wake-ups included).
 
     scripts/callgrind-gateway.py --specter target/release/specter --out /tmp/cg.instr \
-        [--requests 1000] [--warmup 100] [-- EXTRA SERVE ARGS]
+        [--requests 1000] [--warmup 100] [--capture on|off] [-- EXTRA SERVE ARGS]
 
 `--no-instrument`, `--no-traces-file`, `--quiet` and so on go after `--`. Every loop is bounded in
 count and time; nothing leaves loopback.
@@ -86,6 +86,10 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument(
+        "--capture", choices=["on", "off"], default="on",
+        help="message content capture (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT)",
+    )
     parser.add_argument("serve_args", nargs="*")
     args = parser.parse_args()
 
@@ -94,6 +98,9 @@ def main():
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="specter-callgrind-")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SPECTER_"))}
+    env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = (
+        "SPAN_ONLY" if args.capture == "on" else "false"
+    )
     gateway = subprocess.Popen(
         [
             "valgrind", "--tool=callgrind", f"--callgrind-out-file={args.out}",
