@@ -296,6 +296,9 @@ fn text(value: Option<&crate::compile::rules::Value>, scope: &Scope<'_>) -> Opti
 
 /// The price of the call's model in the provider spec's own `pricing`, when it has one.
 fn spec_rates(op: &Operation, attributes: &BTreeMap<String, Json>) -> Option<crate::prices::Rates> {
+    if op.pricing.is_empty() {
+        return None;
+    }
     let model = ["gen_ai.response.model", "gen_ai.request.model"]
         .iter()
         .find_map(|k| attributes.get(*k).and_then(Json::as_str))?;

@@ -36,10 +36,7 @@ pub(super) fn bundled() -> PriceBook {
         (Some(v), None) => Some(format!("genai-prices {v}")),
         _ => None,
     };
-    PriceBook {
-        entries,
-        bundled_version: version,
-    }
+    PriceBook::indexed(entries, version)
 }
 
 fn indexed(models: Vec<ModelPriceSpec>) -> Vec<(usize, ModelPriceSpec)> {

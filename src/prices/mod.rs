@@ -8,8 +8,12 @@
 //! whose model has no price gets no cost attribute, never zero.
 
 mod file;
+mod index;
 mod spec;
+#[cfg(test)]
+mod tests;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
@@ -162,6 +166,8 @@ pub struct Entry {
 #[derive(Debug, Clone, Default)]
 pub struct PriceBook {
     entries: Vec<Entry>,
+    /// The entries indexed by provider and model, built with the book.
+    index: index::Index,
     /// Where the bundled table came from (`genai-prices 0.2.5, 2026-12-06`), when it is included.
     pub bundled_version: Option<String>,
 }
@@ -184,17 +190,22 @@ impl PriceBook {
 
     /// A book of these entries alone.
     pub fn from_entries(entries: Vec<Entry>) -> PriceBook {
+        PriceBook::indexed(entries, None)
+    }
+
+    /// A book of these entries, with its index.
+    fn indexed(entries: Vec<Entry>, bundled_version: Option<String>) -> PriceBook {
         PriceBook {
+            index: index::Index::new(&entries),
             entries,
-            bundled_version: None,
+            bundled_version,
         }
     }
 
     /// This book's entries in front of `rest`'s.
     pub fn before(mut self, rest: &PriceBook) -> PriceBook {
         self.entries.extend(rest.entries.iter().cloned());
-        self.bundled_version = rest.bundled_version.clone();
-        self
+        PriceBook::indexed(self.entries, rest.bundled_version.clone())
     }
 
     /// The number of priced models.
@@ -207,12 +218,11 @@ impl PriceBook {
         self.entries.is_empty()
     }
 
-    /// The first entry for this provider and model.
+    /// The first entry for this provider and model (compared without regard to case).
     pub fn find(&self, provider: &str, model: &str) -> Option<&Entry> {
-        let model = model.to_lowercase();
-        self.entries.iter().find(|e| {
-            e.provider.as_deref().is_none_or(|p| p == provider) && e.matcher.matches(&model)
-        })
+        self.index
+            .find(provider, model)
+            .and_then(|i| self.entries.get(i))
     }
 
     /// Sets the cost attributes of a finished call from its attributes: the provider's own
@@ -265,28 +275,52 @@ impl PriceBook {
 impl Entry {
     /// The rates for a call: the base rates with the first variant whose conditions hold laid
     /// over them.
-    fn rates_for(&self, attributes: &BTreeMap<String, Json>) -> Rates {
+    fn rates_for(&self, attributes: &BTreeMap<String, Json>) -> Cow<'_, Rates> {
+        if self.variants.is_empty() {
+            return Cow::Borrowed(&self.rates);
+        }
         let tier = service_tier(attributes);
         let variant = self.variants.iter().find(|(when, _)| {
             when.iter()
                 .all(|(k, v)| k == "service_tier" && tier == Some(v.as_str()))
         });
         match variant {
-            Some((_, over)) => self.rates.overlaid(over),
-            None => self.rates.clone(),
+            Some((_, over)) => Cow::Owned(self.rates.overlaid(over)),
+            None => Cow::Borrowed(&self.rates),
         }
     }
 }
 
-/// The service tier of a call: the response's when it says, else the request's.
+/// The service tier of a call: the response's when it says, else the request's (the first
+/// attribute whose key ends in `.response.service_tier`, else in `.request.service_tier`), read
+/// in one pass over the attributes.
 fn service_tier(attributes: &BTreeMap<String, Json>) -> Option<&str> {
-    let find = |suffix: &str| {
-        attributes
-            .iter()
-            .find(|(k, _)| k.ends_with(suffix))
-            .and_then(|(_, v)| v.as_str())
-    };
-    find(".response.service_tier").or_else(|| find(".request.service_tier"))
+    let mut response: Option<&Json> = None;
+    let mut request: Option<&Json> = None;
+    for (key, value) in attributes {
+        if !key.ends_with(".service_tier") {
+            continue;
+        }
+        if response.is_none() && key.ends_with(".response.service_tier") {
+            response = Some(value);
+        } else if request.is_none() && key.ends_with(".request.service_tier") {
+            request = Some(value);
+        }
+    }
+    response
+        .and_then(Json::as_str)
+        .or_else(|| request.and_then(Json::as_str))
+}
+
+/// The attributes whose keys start with `prefix`, in key order (one descent of the map).
+fn with_prefix<'a>(
+    attributes: &'a BTreeMap<String, Json>,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a Json)> {
+    use std::ops::Bound;
+    attributes
+        .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+        .take_while(move |(k, _)| k.starts_with(prefix))
 }
 
 /// The token counts of a call.
@@ -313,24 +347,34 @@ pub struct Usage {
 impl Usage {
     /// The usage recorded in a call's attributes; `None` when neither input nor output tokens
     /// are known.
+    /// The keys are read in two ranges of the map (`gen_ai.usage.*`, `specter.usage.*`) rather
+    /// than looked up one by one.
     pub fn of(attributes: &BTreeMap<String, Json>) -> Option<Usage> {
-        let n = |key: &str| attributes.get(key).and_then(Json::as_f64);
-        let input = n("gen_ai.usage.input_tokens");
-        let output = n("gen_ai.usage.output_tokens");
+        let mut input = None;
+        let mut output = None;
+        let mut usage = Usage::default();
+        let counts = with_prefix(attributes, "gen_ai.usage.")
+            .chain(with_prefix(attributes, "specter.usage."))
+            .filter_map(|(k, v)| Some((k.as_str(), v.as_f64()?.max(0.0))));
+        for (key, n) in counts {
+            match key {
+                "gen_ai.usage.input_tokens" => input = Some(n),
+                "gen_ai.usage.output_tokens" => output = Some(n),
+                "gen_ai.usage.cache_read.input_tokens" => usage.cache_read = n,
+                "gen_ai.usage.cache_creation.input_tokens" => usage.cache_write = n,
+                "gen_ai.usage.reasoning.output_tokens" => usage.reasoning = n,
+                CACHE_WRITE_1H_TOKENS => usage.cache_write_1h = n,
+                AUDIO_INPUT_TOKENS => usage.input_audio = n,
+                AUDIO_OUTPUT_TOKENS => usage.output_audio = n,
+                _ => {}
+            }
+        }
         if input.is_none() && output.is_none() {
             return None;
         }
-        let z = |key: &str| n(key).unwrap_or(0.0).max(0.0);
-        Some(Usage {
-            input: input.unwrap_or(0.0).max(0.0),
-            output: output.unwrap_or(0.0).max(0.0),
-            cache_read: z("gen_ai.usage.cache_read.input_tokens"),
-            cache_write: z("gen_ai.usage.cache_creation.input_tokens"),
-            cache_write_1h: z(CACHE_WRITE_1H_TOKENS),
-            input_audio: z(AUDIO_INPUT_TOKENS),
-            output_audio: z(AUDIO_OUTPUT_TOKENS),
-            reasoning: z("gen_ai.usage.reasoning.output_tokens"),
-        })
+        usage.input = input.unwrap_or(0.0);
+        usage.output = output.unwrap_or(0.0);
+        Some(usage)
     }
 }
 
