@@ -787,3 +787,50 @@ async fn a_stream_without_an_end_marker_is_complete_once_its_last_chunk_says_so(
         );
     }
 }
+
+/// The attributes a span starts with, credentials scrubbed from them, are not set again when it
+/// ends: every key is exported once, the start attributes first, in key order, then the end's.
+#[test]
+fn start_attributes_scrubbed_of_credentials_are_exported_once() {
+    let h = harness();
+    let key = "sk-proj-start-0123456789abcdef";
+    let mut request = chat_request("chat_plain");
+    request.headers = vec![("Authorization".into(), format!("Bearer {key}"))];
+    request.body = serde_json::json!({"model": format!("gpt-4o {key}"), "messages": []})
+        .to_string()
+        .into_bytes();
+    let _ = h.instrumentor.instrument_blocking(request, |_| {
+        Ok::<_, std::io::Error>(HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: fixture("chat_plain", "response.json"),
+        })
+    });
+    let spans = h.finished();
+    assert_eq!(spans.len(), 1);
+    let keys: Vec<&str> = spans[0]
+        .attributes
+        .iter()
+        .map(|kv| kv.key.as_str())
+        .collect();
+    let mut unique = keys.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), keys.len(), "{keys:?}");
+    assert_eq!(
+        keys[..6],
+        [
+            "gen_ai.operation.name",
+            "gen_ai.provider.name",
+            "gen_ai.request.model",
+            "server.address",
+            "server.port",
+            "gen_ai.output.messages",
+        ]
+    );
+    assert_eq!(
+        attr(&spans[0], "gen_ai.request.model"),
+        Some(Value::from("gpt-4o [REDACTED]"))
+    );
+    assert!(!exported_text(&spans[0]).contains(key));
+}

@@ -109,6 +109,20 @@ impl Credentials {
         }
     }
 
+    /// `text` scrubbed as [`Credentials::scrub`] does, borrowed (not copied) when it holds the
+    /// start of no credential.
+    pub fn scrubbed<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        let holds_head = self
+            .heads
+            .iter()
+            .any(|head| memchr::memmem::find(text.as_bytes(), head.as_bytes()).is_some());
+        if holds_head {
+            std::borrow::Cow::Owned(self.scrub(text))
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        }
+    }
+
     /// Scrubs every string inside a JSON value (keys are left alone).
     pub fn scrub_json(&self, value: &mut Json) {
         match value {

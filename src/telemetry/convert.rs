@@ -21,7 +21,7 @@ pub fn into_key_values(attributes: impl Iterator<Item = (String, Json)>) -> Vec<
 }
 
 /// One value, moving a string (the same value as [`to_value`]).
-fn into_value(value: Json) -> Option<Value> {
+pub fn into_value(value: Json) -> Option<Value> {
     match value {
         Json::String(s) => Some(Value::String(s.into())),
         other => to_value(&other),

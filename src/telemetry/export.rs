@@ -90,11 +90,49 @@ impl ConsoleExporter {
     }
 }
 
-fn get<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| &kv.value)
+/// The attributes a console line reads, each the first of its key on the span, found in one
+/// pass over the span's attributes.
+#[derive(Default)]
+struct LineAttributes<'a> {
+    provider: Option<&'a Value>,
+    operation: Option<&'a Value>,
+    response_model: Option<&'a Value>,
+    request_model: Option<&'a Value>,
+    input_tokens: Option<&'a Value>,
+    output_tokens: Option<&'a Value>,
+    finish_reasons: Option<&'a Value>,
+    cost: Option<&'a Value>,
+    session: Option<&'a Value>,
+    user: Option<&'a Value>,
+    first_chunk: Option<&'a Value>,
+    error_type: Option<&'a Value>,
+}
+
+impl<'a> LineAttributes<'a> {
+    fn of(span: &'a SpanData) -> LineAttributes<'a> {
+        let mut found = LineAttributes::default();
+        for kv in &span.attributes {
+            let slot = match kv.key.as_str() {
+                "gen_ai.provider.name" => &mut found.provider,
+                "gen_ai.operation.name" => &mut found.operation,
+                "gen_ai.response.model" => &mut found.response_model,
+                "gen_ai.request.model" => &mut found.request_model,
+                "gen_ai.usage.input_tokens" => &mut found.input_tokens,
+                "gen_ai.usage.output_tokens" => &mut found.output_tokens,
+                "gen_ai.response.finish_reasons" => &mut found.finish_reasons,
+                crate::prices::COST => &mut found.cost,
+                "session.id" => &mut found.session,
+                "user.id" => &mut found.user,
+                "gen_ai.response.time_to_first_chunk" => &mut found.first_chunk,
+                "error.type" => &mut found.error_type,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(&kv.value);
+            }
+        }
+        found
+    }
 }
 
 /// Finish reasons that say the model called tools.
@@ -102,41 +140,76 @@ const TOOL_FINISH_REASONS: [&str; 4] = ["tool_call", "tool_calls", "tool_use", "
 
 /// The finish reason, a `tools` marker when the model called tools, the cost when known, and the
 /// session and user when the request named them.
-fn call_summary(span: &SpanData, line: &mut String) {
-    let reasons: Vec<String> = match get(span, "gen_ai.response.finish_reasons") {
+fn call_summary(found: &LineAttributes<'_>, line: &mut String) {
+    let mut tools = false;
+    match found.finish_reasons {
         Some(Value::Array(opentelemetry::Array::String(items))) => {
-            items.iter().map(|s| s.to_string()).collect()
+            for (i, reason) in items.iter().enumerate() {
+                line.push_str(if i == 0 { " finish=" } else { "," });
+                line.push_str(reason.as_str());
+                tools |= TOOL_FINISH_REASONS.contains(&reason.as_str());
+            }
         }
-        Some(other) => vec![other.to_string()],
-        None => Vec::new(),
-    };
-    if !reasons.is_empty() {
-        let _ = write!(line, " finish={}", reasons.join(","));
+        Some(other) => {
+            line.push_str(" finish=");
+            let start = line.len();
+            let _ = write!(line, "{other}");
+            tools = line
+                .get(start..)
+                .is_some_and(|reason| TOOL_FINISH_REASONS.contains(&reason));
+        }
+        None => {}
     }
-    if reasons
-        .iter()
-        .any(|r| TOOL_FINISH_REASONS.contains(&r.as_str()))
-    {
+    if tools {
         line.push_str(" tools");
     }
-    if let Some(Value::F64(usd)) = get(span, crate::prices::COST) {
-        let _ = write!(line, " ${}", format_usd(*usd));
+    if let Some(Value::F64(usd)) = found.cost {
+        line.push_str(" $");
+        push_usd(line, *usd);
     }
-    for (key, label) in [("session.id", "session"), ("user.id", "user")] {
-        if let Some(v) = get(span, key) {
-            let _ = write!(line, " {label}={v}");
+    for (value, label) in [(found.session, " session="), (found.user, " user=")] {
+        if let Some(v) = value {
+            line.push_str(label);
+            let _ = write!(line, "{v}");
         }
     }
 }
 
 /// A cost in USD with enough digits to tell small calls apart (`0.000123`, `1.25`).
 pub fn format_usd(usd: f64) -> String {
-    let text = format!("{usd:.8}");
-    let trimmed = text.trim_end_matches('0');
-    match trimmed.strip_suffix('.') {
-        Some(whole) => format!("{whole}.00"),
-        None if trimmed.split('.').nth(1).is_some_and(|d| d.len() == 1) => format!("{trimmed}0"),
-        None => trimmed.to_string(),
+    let mut text = String::new();
+    push_usd(&mut text, usd);
+    text
+}
+
+/// Appends [`format_usd`]'s text: eight decimals, trailing zeros cut down to two decimals.
+fn push_usd(line: &mut String, usd: f64) {
+    let start = line.len();
+    let _ = write!(line, "{usd:.8}");
+    let Some(text) = line.get(start..) else {
+        return;
+    };
+    // Not finite (`NaN`, `inf`): as written.
+    let Some(dot) = text.find('.') else {
+        return;
+    };
+    let trimmed = text.trim_end_matches('0').len();
+    line.truncate(start + trimmed);
+    match trimmed - dot - 1 {
+        0 => line.push_str("00"),
+        1 => line.push('0'),
+        _ => {}
+    }
+}
+
+/// Appends a value's text, or `default` without one.
+fn push_text(line: &mut String, value: Option<&Value>, default: &str) {
+    match value {
+        Some(Value::String(s)) => line.push_str(s.as_str()),
+        Some(other) => {
+            let _ = write!(line, "{other}");
+        }
+        None => line.push_str(default),
     }
 }
 
@@ -146,37 +219,40 @@ pub fn format_usd(usd: f64) -> String {
 /// upstream's text (model name, error message) are escaped: the line stays one line and no
 /// escape sequence reaches the terminal.
 pub fn console_line(span: &SpanData) -> String {
-    let mut line = String::new();
-    let text = |key: &str| get(span, key).map(|v| v.to_string());
-    let provider = text("gen_ai.provider.name").unwrap_or_else(|| "-".into());
-    let operation = text("gen_ai.operation.name").unwrap_or_else(|| span.name.to_string());
-    let model = text("gen_ai.response.model")
-        .or_else(|| text("gen_ai.request.model"))
-        .unwrap_or_else(|| "-".into());
-    let _ = write!(line, "{provider} {operation} {model}");
-    for (key, label) in [
-        ("gen_ai.usage.input_tokens", "in"),
-        ("gen_ai.usage.output_tokens", "out"),
-    ] {
-        if let Some(v) = text(key) {
-            let _ = write!(line, " {label}={v}");
+    let found = LineAttributes::of(span);
+    let mut line = String::with_capacity(128);
+    push_text(&mut line, found.provider, "-");
+    line.push(' ');
+    push_text(&mut line, found.operation, &span.name);
+    line.push(' ');
+    push_text(&mut line, found.response_model.or(found.request_model), "-");
+    for (value, label) in [(found.input_tokens, " in="), (found.output_tokens, " out=")] {
+        if let Some(v) = value {
+            line.push_str(label);
+            let _ = write!(line, "{v}");
         }
     }
-    call_summary(span, &mut line);
+    call_summary(&found, &mut line);
     let duration = span
         .end_time
         .duration_since(span.start_time)
         .unwrap_or_default();
     let _ = write!(line, " {:.3}s", duration.as_secs_f64());
-    if let Some(Value::F64(ttfc)) = get(span, "gen_ai.response.time_to_first_chunk") {
+    if let Some(Value::F64(ttfc)) = found.first_chunk {
         let _ = write!(line, " ttfc={ttfc:.3}s");
     }
     match &span.status {
         Status::Error { description } => {
-            let kind = text("error.type").unwrap_or_else(|| "_OTHER".into());
-            let _ = write!(line, " error={kind}: {description}");
+            line.push_str(" error=");
+            push_text(&mut line, found.error_type, "_OTHER");
+            line.push_str(": ");
+            line.push_str(description);
         }
         _ => line.push_str(" ok"),
+    }
+    // Printable ASCII needs no escaping.
+    if line.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return line;
     }
     crate::printable::escape_controls(&line).into_owned()
 }

@@ -32,7 +32,7 @@ use crate::render::content::ContentPolicy;
 use crate::render::credentials::Credentials;
 use crate::render::dialect::Dialect;
 use crate::render::{self, Prepared, RenderedSpan};
-use convert::{into_key_values, key_values};
+use convert::into_key_values;
 pub use metrics::{points, points_renamed, Instruments, Point};
 pub use plain::PlainSpan;
 
@@ -129,6 +129,15 @@ fn fingerprint(key: &str, value: &serde_json::Value) -> u64 {
     let mut hasher = Mix::new();
     key.hash(&mut hasher);
     feed(value, &mut hasher);
+    hasher.finish()
+}
+
+/// [`fingerprint`] of a string attribute, without a JSON value around the text.
+fn fingerprint_text(key: &str, text: &str) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = Mix::new();
+    key.hash(&mut hasher);
+    (3u8, text).hash(&mut hasher);
     hasher.finish()
 }
 
@@ -455,8 +464,7 @@ impl Telemetry {
         // Only the name and the attributes are exported at the start: scrub copies of those.
         let mut name = record.span_name.clone();
         credentials.scrub_in_place(&mut name);
-        let attributes = start_attributes(record, &self.dialects, &credentials);
-        let attributes = attributes.as_ref();
+        let (attributes, initial) = start_attributes(record, &self.dialects, &credentials);
         let kind = if record.client_span {
             SpanKind::Client
         } else {
@@ -467,17 +475,14 @@ impl Telemetry {
             .span_builder(name)
             .with_kind(kind)
             .with_start_time(start)
-            .with_attributes(key_values(attributes))
+            .with_attributes(attributes)
             .start_with_context(&self.tracer, parent);
         let context = parent.with_remote_span_context(span.span_context().clone());
         self.calls.started.fetch_add(1, Ordering::Relaxed);
         ActiveSpan {
             span,
             context,
-            initial: attributes
-                .iter()
-                .map(|(key, value)| fingerprint(key, value))
-                .collect(),
+            initial,
             credentials,
         }
     }
@@ -506,28 +511,61 @@ impl Telemetry {
     }
 }
 
+/// Attributes a span's start list leaves room for, for those its end adds (a non-streamed chat
+/// call adds about 14).
+const END_ROOM: usize = 16;
+
 /// The attributes a span starts with: the request-phase record's, in `dialects`, with the
-/// call's credentials scrubbed. The default names without credentials borrow the record's own
-/// attributes (unless some belong to newer conventions only).
-fn start_attributes<'a>(
-    record: &'a Record,
+/// call's credentials scrubbed, and their fingerprints. The default names are converted
+/// straight from the record's attributes (a string is copied once, scrubbed only when it holds
+/// the start of a credential); other dialects render a map first.
+fn start_attributes(
+    record: &Record,
     dialects: &[Dialect],
     credentials: &Credentials,
-) -> std::borrow::Cow<'a, std::collections::BTreeMap<String, serde_json::Value>> {
-    let plain = matches!(dialects, [Dialect::Semconv])
-        && credentials.is_empty()
-        && !record
-            .attributes
-            .keys()
-            .any(|k| render::dialect::is_newer_only(k));
-    if plain {
-        return std::borrow::Cow::Borrowed(&record.attributes);
+) -> (Vec<KeyValue>, Vec<u64>) {
+    if !matches!(dialects, [Dialect::Semconv]) {
+        let mut rendered = render::dialect::render_start(record, dialects);
+        rendered
+            .values_mut()
+            .for_each(|v| credentials.scrub_json(v));
+        let initial = rendered
+            .iter()
+            .map(|(key, value)| fingerprint(key, value))
+            .collect();
+        return (into_key_values(rendered.into_iter()), initial);
     }
-    let mut rendered = render::dialect::render_start(record, dialects);
-    rendered
-        .values_mut()
-        .for_each(|v| credentials.scrub_json(v));
-    std::borrow::Cow::Owned(rendered)
+    // Room for what the end usually adds, so the span's list is not grown twice then.
+    let mut attributes = Vec::with_capacity(record.attributes.len() + END_ROOM);
+    let mut initial = Vec::with_capacity(record.attributes.len());
+    for (key, value) in &record.attributes {
+        if render::dialect::is_newer_only(key) {
+            continue;
+        }
+        let converted = match value {
+            serde_json::Value::String(text) => {
+                let text = credentials.scrubbed(text);
+                initial.push(fingerprint_text(key, &text));
+                Some(opentelemetry::Value::String(text.into_owned().into()))
+            }
+            serde_json::Value::Array(_) | serde_json::Value::Object(_)
+                if !credentials.is_empty() =>
+            {
+                let mut value = value.clone();
+                credentials.scrub_json(&mut value);
+                initial.push(fingerprint(key, &value));
+                convert::to_value(&value)
+            }
+            value => {
+                initial.push(fingerprint(key, value));
+                convert::to_value(value)
+            }
+        };
+        if let Some(converted) = converted {
+            attributes.push(KeyValue::new(key.clone(), converted));
+        }
+    }
+    (attributes, initial)
 }
 
 /// Copies a rendered span onto the open span: the attributes not already set at its start, the
@@ -537,8 +575,9 @@ fn copy_onto(active: &mut ActiveSpan, rendered: RenderedSpan, end: SystemTime) {
     let changed = rendered
         .attributes
         .into_iter()
-        .filter(|(key, value)| !initial.contains(&fingerprint(key, value)));
-    active.span.set_attributes(into_key_values(changed));
+        .filter(|(key, value)| !initial.contains(&fingerprint(key, value)))
+        .filter_map(|(key, value)| Some(KeyValue::new(key, convert::into_value(value)?)));
+    active.span.set_attributes(changed);
     for event in rendered.events {
         let attributes = event
             .attributes

@@ -213,9 +213,40 @@ fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-/// A JSON string, escaped as `serde_json` escapes it.
+/// A JSON string, escaped as `serde_json` escapes it. Text with nothing to escape (no quote,
+/// backslash or control character below U+0020) is copied as it is.
 fn string(out: &mut Vec<u8>, text: &str) {
-    let _ = serde_json::to_writer(&mut *out, text);
+    if needs_escape(text.as_bytes()) {
+        let _ = serde_json::to_writer(&mut *out, text);
+        return;
+    }
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
+}
+
+/// Whether `text` holds a byte JSON escapes: a quote, a backslash or a control character below
+/// U+0020. Eight bytes at a time (a word has a byte below `n` when `(w - n·1) & !w & 0x80·1` is
+/// not zero, for `n` up to 0x80; a byte equal to `c` is a zero byte of `w ^ c·1`).
+fn needs_escape(text: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGHS != 0;
+    let mut words = text.chunks_exact(8);
+    for word in &mut words {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        if below(w, 0x20)
+            || below(w ^ (ONES * u64::from(b'"')), 1)
+            || below(w ^ (ONES * u64::from(b'\\')), 1)
+        {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// A JSON number as `serde_json` writes an `f64` (`null` when not finite).
@@ -302,6 +333,31 @@ fn array_values(out: &mut Vec<u8>, array: &Array) {
             out.extend_from_slice(br#"{"stringValue":"#);
             string(out, &other.to_string());
             out.push(b'}');
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod string_tests {
+    /// Every byte value at every position of a 17-byte text (two words and a remainder) is
+    /// written as `serde_json` writes the text.
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        for byte in 0u8..0x80 {
+            for at in 0..17 {
+                let mut bytes = vec![b'a'; 17];
+                bytes[at] = byte;
+                let text = String::from_utf8(bytes).unwrap();
+                let mut out = Vec::new();
+                super::string(&mut out, &text);
+                assert_eq!(out, serde_json::to_vec(&text).unwrap(), "{byte:#x} at {at}");
+            }
+        }
+        for text in ["", "é\u{7f}ü", "ascii only", "€ and \"quotes\""] {
+            let mut out = Vec::new();
+            super::string(&mut out, text);
+            assert_eq!(out, serde_json::to_vec(text).unwrap());
         }
     }
 }

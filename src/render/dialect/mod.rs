@@ -292,17 +292,27 @@ pub fn render(record: &Record, dialects: &[Dialect]) -> BTreeMap<String, Json> {
     out
 }
 
-/// [`render`] for a record whose attributes are not needed afterwards: the default rendering
-/// (semconv alone) takes them from the record, leaving it without attributes, instead of copying
-/// them.
+/// [`render`] for a record whose attributes and message texts are not needed afterwards: the
+/// default rendering (semconv alone) takes them from the record, leaving it without them,
+/// instead of copying them.
 pub fn render_taking(record: &mut Record, dialects: &[Dialect]) -> BTreeMap<String, Json> {
     if let [Dialect::Semconv] = dialects {
         let mut out = std::mem::take(&mut record.attributes);
         for key in newer_only() {
             out.remove(key);
         }
-        for (key, text) in message_texts(record) {
-            out.insert(key.to_string(), Json::String(text.to_string()));
+        for (key, text) in [
+            ("gen_ai.input.messages", record.input_messages.take()),
+            ("gen_ai.output.messages", record.output_messages.take()),
+            (
+                "gen_ai.system_instructions",
+                record.system_instructions.take(),
+            ),
+            ("gen_ai.tool.definitions", record.tool_definitions.take()),
+        ] {
+            if let Some(text) = text {
+                out.insert(key.to_string(), Json::String(text));
+            }
         }
         return out;
     }
