@@ -92,6 +92,10 @@ def main():
     )
     parser.add_argument("serve_args", nargs="*")
     args = parser.parse_args()
+    # The gateway runs in a directory of its own: a relative path must not depend on it.
+    args.specter = os.path.abspath(args.specter)
+    if not os.access(args.specter, os.X_OK):
+        sys.exit(f"{args.specter}: not an executable (build it: cargo build --release --bin specter)")
 
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Mock)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()

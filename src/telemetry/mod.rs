@@ -511,10 +511,6 @@ impl Telemetry {
     }
 }
 
-/// Attributes a span's start list leaves room for, for those its end adds (a non-streamed chat
-/// call adds about 14).
-const END_ROOM: usize = 16;
-
 /// The attributes a span starts with: the request-phase record's, in `dialects`, with the
 /// call's credentials scrubbed, and their fingerprints. The default names are converted
 /// straight from the record's attributes (a string is copied once, scrubbed only when it holds
@@ -535,8 +531,9 @@ fn start_attributes(
             .collect();
         return (into_key_values(rendered.into_iter()), initial);
     }
-    // Room for what the end usually adds, so the span's list is not grown twice then.
-    let mut attributes = Vec::with_capacity(record.attributes.len() + END_ROOM);
+    // No room is reserved for what the end adds: a stream's span is held open for the whole
+    // stream, and one growth at its end costs less than the memory held meanwhile.
+    let mut attributes = Vec::with_capacity(record.attributes.len());
     let mut initial = Vec::with_capacity(record.attributes.len());
     for (key, value) in &record.attributes {
         if render::dialect::is_newer_only(key) {
