@@ -7,8 +7,6 @@
 //! and an array's elements are all kept (indices count from both ends). Rules evaluated on a
 //! pruned document therefore see exactly what they see on the whole one.
 
-use std::collections::BTreeMap;
-
 use super::path::Step;
 use super::rules::{Cond, FoldRule, Framing, MessageRule, Operation, PartRule, Source, Stream};
 use super::rules::{ToolRule, Value};
@@ -26,8 +24,9 @@ pub enum ReadTree {
 /// The members and elements of a [`ReadTree::Some`] node.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Fields {
-    /// Members by key (each already includes what `any` reads).
-    keys: BTreeMap<Box<str>, ReadTree>,
+    /// Members by key (each already includes what `any` reads); a handful per node, found by
+    /// comparing lengths first.
+    keys: Vec<(Box<str>, ReadTree)>,
     /// What is read of every element of an array and every member of an object.
     any: Option<ReadTree>,
 }
@@ -49,7 +48,12 @@ impl ReadTree {
     pub fn member(&self, key: &str) -> Option<&ReadTree> {
         match self {
             ReadTree::Whole => Some(self),
-            ReadTree::Some(fields) => fields.keys.get(key).or(fields.any.as_ref()),
+            ReadTree::Some(fields) => fields
+                .keys
+                .iter()
+                .find(|(k, _)| k.len() == key.len() && **k == *key)
+                .map(|(_, tree)| tree)
+                .or(fields.any.as_ref()),
         }
     }
 
@@ -69,11 +73,11 @@ impl ReadTree {
         };
         match steps.split_first() {
             None => *self = ReadTree::Whole,
-            Some((Step::Key(key), rest)) => fields
-                .keys
-                .entry(key.as_str().into())
-                .or_default()
-                .insert(rest),
+            Some((Step::Key(key), rest)) => {
+                if let Some(member) = fields.member_mut(key) {
+                    member.insert(rest);
+                }
+            }
             Some((Step::Index(_) | Step::Wildcard, rest)) => fields
                 .any
                 .get_or_insert_with(ReadTree::default)
@@ -91,7 +95,9 @@ impl ReadTree {
             return;
         };
         for (key, tree) in &other_fields.keys {
-            fields.keys.entry(key.clone()).or_default().union(tree);
+            if let Some(member) = fields.member_mut(key) {
+                member.union(tree);
+            }
         }
         if let Some(any) = &other_fields.any {
             fields.any.get_or_insert_with(ReadTree::default).union(any);
@@ -108,13 +114,26 @@ impl ReadTree {
             any.settle();
         }
         if let Some(any) = fields.any.clone() {
-            for tree in fields.keys.values_mut() {
+            for (_, tree) in &mut fields.keys {
                 tree.union(&any);
             }
         }
-        for tree in fields.keys.values_mut() {
+        for (_, tree) in &mut fields.keys {
             tree.settle();
         }
+    }
+}
+
+impl Fields {
+    /// The tree of member `key`, added (reading nothing yet) when absent (always `Some`).
+    fn member_mut(&mut self, key: &str) -> Option<&mut ReadTree> {
+        if !self.keys.iter().any(|(k, _)| **k == *key) {
+            self.keys.push((key.into(), ReadTree::default()));
+        }
+        self.keys
+            .iter_mut()
+            .find(|(k, _)| **k == *key)
+            .map(|(_, tree)| tree)
     }
 }
 
