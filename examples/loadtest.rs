@@ -1532,7 +1532,7 @@ fn print_report(report: &Report) {
             "`specter list --format json` (exec + catalog)",
             &s.exec_list,
         );
-        line("Catalog::bundled() in process (warm)", &s.catalog_compile);
+        line("Catalog::bundled() in process, later calls (compiled specs reused, route index rebuilt)", &s.catalog_compile);
         line("Catalog::clone() in process", &s.catalog_clone);
         line("hot reload, write -> \"reloaded\" line", &s.reload);
         line(

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::Value as Json;
 
 use super::spec::{MatchSpec, ModelPriceSpec, PriceFile, RateSpec, RatesSpec};
-use super::{Entry, Matcher, PriceBook, Rate, Rates};
+use super::{Entry, LazyRegex, Matcher, PriceBook, Rate, Rates};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 
 /// Largest price file read, in bytes.
@@ -253,7 +253,7 @@ fn matcher(rule: &MatchSpec, pointer: &str, problems: &mut Problems<'_>) -> Opti
         MatchSpec::StartsWith(s) => Matcher::StartsWith(s.to_lowercase()),
         MatchSpec::EndsWith(s) => Matcher::EndsWith(s.to_lowercase()),
         MatchSpec::Contains(s) => Matcher::Contains(s.to_lowercase()),
-        MatchSpec::Regex(r) => match regex::Regex::new(r) {
+        MatchSpec::Regex(r) => match LazyRegex::new(r) {
             Ok(re) => Matcher::Regex(re),
             Err(e) => {
                 problems.add(

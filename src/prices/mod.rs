@@ -112,6 +112,36 @@ impl Rates {
     }
 }
 
+/// A regular expression checked when its table is loaded and compiled the first time it is
+/// matched: the bundled table holds over a hundred, and compiling them all at start-up took tens
+/// of milliseconds and megabytes of automata that most gateways never use.
+#[derive(Debug, Clone)]
+pub struct LazyRegex {
+    source: String,
+    compiled: std::sync::OnceLock<Option<regex::Regex>>,
+}
+
+impl LazyRegex {
+    /// A regular expression whose syntax is valid; the error says what is wrong.
+    pub fn new(source: &str) -> Result<LazyRegex, String> {
+        regex_syntax::Parser::new()
+            .parse(source)
+            .map_err(|e| e.to_string())?;
+        Ok(LazyRegex {
+            source: source.to_string(),
+            compiled: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Whether `text` matches (never, when the expression is too large to compile).
+    pub fn is_match(&self, text: &str) -> bool {
+        self.compiled
+            .get_or_init(|| regex::Regex::new(&self.source).ok())
+            .as_ref()
+            .is_some_and(|re| re.is_match(text))
+    }
+}
+
 /// A compiled match rule on a lower-cased model name.
 #[derive(Debug, Clone)]
 pub enum Matcher {
@@ -124,7 +154,7 @@ pub enum Matcher {
     /// Substring.
     Contains(String),
     /// Regular expression.
-    Regex(regex::Regex),
+    Regex(LazyRegex),
     /// Any.
     Or(Vec<Matcher>),
     /// All.

@@ -260,7 +260,7 @@ fn overlapping() -> PriceBook {
             Matcher::Or(vec![
                 eq("r-1"),
                 Matcher::Or(vec![eq("r-2"), prefix("r-3")]),
-                Matcher::Regex(regex::Regex::new("^r-[0-9]{2}$").unwrap()),
+                Matcher::Regex(LazyRegex::new("^r-[0-9]{2}$").unwrap()),
             ]),
             7.0,
         ),
@@ -324,7 +324,7 @@ fn local_prices_before_bundled_keep_their_precedence() {
         entry(Some("bedrock"), Matcher::Contains("claude".into()), 3.0),
         entry(
             Some("azure_openai"),
-            Matcher::Regex(regex::Regex::new("^gpt-4-[0-9]{4}$").unwrap()),
+            Matcher::Regex(LazyRegex::new("^gpt-4-[0-9]{4}$").unwrap()),
             4.0,
         ),
     ]);
@@ -472,4 +472,57 @@ fn the_response_service_tier_wins_over_the_request_one() {
         None
     );
     assert_eq!(tier(&[("x.service_tier", json!("flex"))]), None);
+}
+
+fn regexes<'a>(matcher: &'a Matcher, out: &mut Vec<&'a LazyRegex>) {
+    match matcher {
+        Matcher::Regex(re) => out.push(re),
+        Matcher::Or(all) | Matcher::And(all) => all.iter().for_each(|m| regexes(m, out)),
+        Matcher::Not(m) => regexes(m, out),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_bundled_regex_compiles_when_first_matched() {
+    // A book of its own: the shared bundled one may have been matched by other tests.
+    let book = super::file::bundled();
+    let mut all = Vec::new();
+    book.entries
+        .iter()
+        .for_each(|e| regexes(&e.matcher, &mut all));
+    assert!(all.len() >= 100, "{} regexes", all.len());
+    for re in all {
+        assert!(
+            re.compiled.get().is_none(),
+            "{} compiled at load",
+            re.source
+        );
+        re.is_match("gpt-4o");
+        assert!(
+            matches!(re.compiled.get(), Some(Some(_))),
+            "{} does not compile",
+            re.source
+        );
+    }
+}
+
+#[test]
+fn a_regex_that_is_not_one_is_refused_when_the_file_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prices.yaml");
+    let text =
+        "models:\n  - provider: openai\n    match: {regex: 'gpt-(4'}\n    prices: {input: 1}\n";
+    std::fs::write(&path, text).unwrap();
+    let error = super::file::load_file(&path).unwrap_err().to_string();
+    assert!(
+        error.contains("`gpt-(4` is not a regular expression"),
+        "{error}"
+    );
+    assert!(LazyRegex::new("^gpt-4o(-mini)?$")
+        .unwrap()
+        .is_match("gpt-4o-mini"));
+    assert!(!LazyRegex::new("^gpt-4o(-mini)?$")
+        .unwrap()
+        .is_match("gpt-4"));
 }
