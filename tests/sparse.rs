@@ -182,3 +182,63 @@ fn a_chat_keeps_little_of_its_request_while_it_waits() {
     // And what the stream needs is still there.
     assert!(exchange.is_stream(200, Some("text/event-stream")));
 }
+
+/// A provider whose output message reads the request: its role comes from the request body, and
+/// its stream's fold copies a request field into the rebuilt response.
+const ECHO: &str = r#"
+id: echo
+name: Echo
+provider_name: echo
+upstream:
+  base_url: https://echo.example
+  hosts: [echo.example]
+operations:
+  - id: chat
+    operation_name: chat
+    match: { method: POST, path: /chat }
+    request:
+      attributes:
+        gen_ai.request.model: $.model
+      input_messages:
+        - each: $.messages[*]
+          role: $.role
+          parts:
+            - type: text
+              content: $.content
+    response:
+      attributes:
+        gen_ai.response.model: { first: [$.model, { request: $.model }] }
+      output_messages:
+        - role: { request: $.persona.role }
+          parts:
+            - type: text
+              content: $.text
+"#;
+
+#[test]
+fn what_output_messages_read_of_the_request_is_kept_past_its_phase() {
+    use specter::unstable::compile::Source;
+    let catalog = Catalog::from_sources(&[Source {
+        name: "echo.yaml".into(),
+        text: ECHO.into(),
+    }])
+    .unwrap();
+    let target = HttpTarget::parse("https://echo.example/chat").unwrap();
+    let found = catalog
+        .find("POST", Some(&target.host), &target.path, &target.query)
+        .unwrap();
+    let reads = &found.operation.reads;
+    let persona = reads.request_kept.member("persona").unwrap();
+    assert_eq!(persona.member("role"), Some(&ReadTree::Whole));
+    assert!(reads.request_kept.member("messages").is_none());
+    let body = br#"{"model": "m1", "persona": {"role": "narrator", "mood": "calm"},
+        "messages": [{"role": "user", "content": "hello"}]}"#;
+    let mut exchange = Exchange::new(found, target, Vec::new(), body, Content::Render);
+    exchange.respond(200, &[], br#"{"text": "once upon a time"}"#);
+    let record = exchange.into_record();
+    assert_eq!(record.attributes["gen_ai.response.model"], "m1");
+    let output: serde_json::Value =
+        serde_json::from_str(record.output_messages.as_deref().unwrap()).unwrap();
+    assert_eq!(output[0]["role"], "narrator", "{output}");
+    assert_eq!(output[0]["parts"][0]["content"], "once upon a time");
+}

@@ -385,14 +385,18 @@ impl Reads {
 
     /// What `op`'s rules read.
     pub fn of(op: &Operation) -> Reads {
-        let kept = Self::kept(op);
-        let mut without_content = Gathered::default();
+        let mut kept = Self::kept(op);
+        let mut output = Gathered::default();
+        let at_response = At::root(Some(Doc::Response), Some(Doc::Request), Some(Doc::Response));
+        messages(&op.response.output_messages, &at_response, &mut output);
+        // Output messages are rendered after the request phase: what they read of the request is
+        // kept with it.
+        kept.request.union(&output.request);
+
         let at_request = At::root(Some(Doc::Request), Some(Doc::Request), None);
-        values(
-            op.request.attributes.iter().map(|(_, v)| v),
-            &at_request,
-            &mut without_content,
-        );
+        let mut without_content = Gathered::default();
+        let attributes = op.request.attributes.iter().map(|(_, v)| v);
+        values(attributes, &at_request, &mut without_content);
         let mut request_without_content = without_content.request;
         request_without_content.union(&kept.request);
         let mut content = Gathered::default();
@@ -403,12 +407,8 @@ impl Reads {
         request.union(&request_without_content);
 
         let mut response_without_content = kept.response;
-        let mut output = Gathered::default();
-        let at_response = At::root(Some(Doc::Response), None, Some(Doc::Response));
-        messages(&op.response.output_messages, &at_response, &mut output);
         let mut response = output.response;
         response.union(&response_without_content);
-
         let mut request_kept = kept.request;
         for tree in [
             &mut request,
