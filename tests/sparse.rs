@@ -50,28 +50,31 @@ fn run(found: Match, case: &cases::CaseData, content: Content) -> Record {
     exchange.into_record()
 }
 
-fn all_cases() -> Vec<(String, cases::CaseData)> {
-    cases::discover(Path::new("tests/fixtures"))
-        .unwrap()
-        .iter()
-        .map(|case| (case.id(), cases::read_case(&case.dir).unwrap()))
-        .collect()
+/// Every recorded case whose request matches an operation of the specs in `providers/`, with
+/// the match.
+fn matched_cases() -> Vec<(String, cases::CaseData, Match)> {
+    let catalog = Catalog::load(&[Path::new("providers").to_path_buf()]).unwrap();
+    let mut matched = Vec::new();
+    for case in cases::discover(Path::new("tests/fixtures")).unwrap() {
+        let data = cases::read_case(&case.dir).unwrap();
+        let target = HttpTarget::parse(&data.url).unwrap();
+        let found = catalog.find(
+            &data.method,
+            Some(&target.host),
+            &target.path,
+            &target.query,
+        );
+        if let Some(found) = found {
+            matched.push((case.id(), data, found));
+        }
+    }
+    matched
 }
 
 #[test]
 fn records_from_sparse_bodies_equal_records_from_whole_ones() {
-    let catalog = Catalog::load(&[Path::new("providers").to_path_buf()]).unwrap();
     let mut compared = 0;
-    for (id, case) in all_cases() {
-        let target = HttpTarget::parse(&case.url).unwrap();
-        let Some(found) = catalog.find(
-            &case.method,
-            Some(&target.host),
-            &target.path,
-            &target.query,
-        ) else {
-            continue;
-        };
+    for (id, case, found) in matched_cases() {
         for content in [Content::Render, Content::Skip] {
             let whole = Match {
                 operation: reading_everything(&found.operation),
@@ -91,18 +94,8 @@ fn records_from_sparse_bodies_equal_records_from_whole_ones() {
 
 #[test]
 fn skipping_content_changes_nothing_but_the_content() {
-    let catalog = Catalog::load(&[Path::new("providers").to_path_buf()]).unwrap();
     let mut with_messages = 0;
-    for (id, case) in all_cases() {
-        let target = HttpTarget::parse(&case.url).unwrap();
-        let Some(found) = catalog.find(
-            &case.method,
-            Some(&target.host),
-            &target.path,
-            &target.query,
-        ) else {
-            continue;
-        };
+    for (id, case, found) in matched_cases() {
         let mut rendered = run(found.clone(), &case, Content::Render);
         let skipped = run(found, &case, Content::Skip);
         with_messages += usize::from(rendered.input_messages.is_some());
